@@ -1,0 +1,20 @@
+"""Metadata: a :class:`MetadataStore` over a PostgreSQL or SQLite driver."""
+
+from __future__ import annotations
+
+from app.backends.metadata.base import Conflict, MetadataError
+from app.backends.metadata.store import MetadataStore
+
+
+async def open_metadata(url: str, pool_min: int = 1, pool_max: int = 10) -> MetadataStore:
+    """Connect to the database named by ``url``; does not migrate."""
+    if url.startswith("sqlite://"):
+        from app.backends.metadata.sqlite import SqliteDriver
+
+        return MetadataStore(await SqliteDriver.connect(url))
+    from app.backends.metadata.postgres import PostgresDriver
+
+    return MetadataStore(await PostgresDriver.connect(url, pool_min, pool_max))
+
+
+__all__ = ["Conflict", "MetadataError", "MetadataStore", "open_metadata"]

@@ -1,0 +1,55 @@
+"""The SQL driver interface under the metadata store.
+
+Queries are written once, in :mod:`app.backends.metadata.store`, in the SQL both
+PostgreSQL and SQLite understand, with ``$1``-style placeholders. A driver runs
+them on its database; the SQLite driver rewrites ``$n`` to ``?n``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Literal, Protocol, runtime_checkable
+
+Row = Mapping[str, Any]
+Dialect = Literal["sqlite", "postgres"]
+
+
+class MetadataError(Exception):
+    """The database failed or is unreachable."""
+
+
+class Conflict(MetadataError):
+    """A uniqueness constraint rejected the write."""
+
+
+@runtime_checkable
+class SqlDriver(Protocol):
+    dialect: Dialect
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        """Run a statement and return the number of rows it changed."""
+        ...
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]: ...
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None: ...
+
+    async def fetchval(self, sql: str, *args: Any) -> Any: ...
+
+    def transaction(self) -> AbstractAsyncContextManager[SqlDriver]:
+        """A driver bound to one connection inside one transaction."""
+        ...
+
+    def iterate(self, sql: str, *args: Any, batch: int = 1000) -> AsyncIterator[Row]:
+        """Stream a large result in batches without loading it all."""
+        ...
+
+    async def migrate(self, scripts: Sequence[tuple[int, str]]) -> list[int]:
+        """Apply the scripts whose version is not yet recorded, under a lock that
+        makes concurrent start-ups safe; return the versions applied."""
+        ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...

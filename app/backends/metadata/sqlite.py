@@ -1,0 +1,173 @@
+"""SQLite driver (aiosqlite) for the embedded shape.
+
+One connection per process, in WAL mode so several worker processes can share the
+file: readers never block, writers queue on SQLite's lock (``busy_timeout``). An
+asyncio lock keeps one transaction at a time on the shared connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from app.backends.metadata.base import Conflict, MetadataError, Row
+
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+BUSY_TIMEOUT_MS = 30_000
+
+
+def _sql(sql: str) -> str:
+    return _PLACEHOLDER.sub(r"?\1", sql)
+
+
+def path_from_url(url: str) -> str:
+    """``sqlite:///relative/file.db``, ``sqlite:////abs/file.db`` or ``sqlite://:memory:``."""
+    rest = url.removeprefix("sqlite://")
+    if rest in (":memory:", "/:memory:"):
+        return ":memory:"
+    return rest[1:] if rest.startswith("/") else rest
+
+
+class SqliteDriver:
+    dialect = "sqlite"
+
+    def __init__(self, path: str, connection: aiosqlite.Connection | None = None) -> None:
+        self.path = path
+        self._conn = connection
+        self._lock = asyncio.Lock()
+        self._in_transaction = False
+
+    @classmethod
+    async def connect(cls, url: str) -> SqliteDriver:
+        path = path_from_url(url)
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = await aiosqlite.connect(path, isolation_level=None)
+            conn.row_factory = aiosqlite.Row
+            await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await conn.execute("PRAGMA journal_mode = WAL")
+            await conn.execute("PRAGMA synchronous = NORMAL")
+            await conn.execute("PRAGMA foreign_keys = ON")
+        except (sqlite3.Error, OSError) as exc:
+            raise MetadataError(f"cannot open SQLite database {path}: {exc}") from exc
+        return cls(path, conn)
+
+    @property
+    def conn(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise MetadataError("database is closed")
+        return self._conn
+
+    async def _run(self, sql: str, args: Sequence[Any]) -> aiosqlite.Cursor:
+        try:
+            return await self.conn.execute(_sql(sql), args)
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(str(exc)) from exc
+        except sqlite3.Error as exc:
+            raise MetadataError(str(exc)) from exc
+
+    @asynccontextmanager
+    async def _statement(self) -> AsyncIterator[None]:
+        # Outside a transaction a single statement still takes the lock, so it never
+        # lands in the middle of another coroutine's transaction.
+        if self._in_transaction:
+            yield
+        else:
+            async with self._lock:
+                yield
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        async with self._statement():
+            cursor = await self._run(sql, args)
+            count = cursor.rowcount
+            await cursor.close()
+            return count
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        async with self._statement():
+            cursor = await self._run(sql, args)
+            rows = await cursor.fetchall()
+            await cursor.close()
+            return [dict(r) for r in rows]
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        async with self._statement():
+            cursor = await self._run(sql, args)
+            row = await cursor.fetchone()
+            await cursor.close()
+            return dict(row) if row is not None else None
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        row = await self.fetchrow(sql, *args)
+        return None if row is None else next(iter(row.values()))
+
+    async def iterate(self, sql: str, *args: Any, batch: int = 1000) -> AsyncIterator[Row]:
+        # A cursor held open across awaits would hold the lock; page with LIMIT/OFFSET
+        # instead, which is fine for SQLite's in-process reads.
+        offset = 0
+        while True:
+            rows = await self.fetch(f"{sql} LIMIT {int(batch)} OFFSET {int(offset)}", *args)
+            for row in rows:
+                yield row
+            if len(rows) < batch:
+                return
+            offset += batch
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqliteDriver]:
+        async with self._lock:
+            # BEGIN IMMEDIATE takes the write lock now, so two processes cannot both
+            # read-then-write and deadlock on the upgrade.
+            await self._run("BEGIN IMMEDIATE", ())
+            self._in_transaction = True
+            try:
+                yield self
+            except BaseException:
+                self._in_transaction = False
+                await self._run("ROLLBACK", ())
+                raise
+            self._in_transaction = False
+            await self._run("COMMIT", ())
+
+    async def migrate(self, scripts: Sequence[tuple[int, str]]) -> list[int]:
+        applied: list[int] = []
+        async with self.transaction() as tx:
+            await tx.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
+            )
+            done = {r["version"] for r in await tx.fetch("SELECT version FROM schema_migrations")}
+            for version, script in scripts:
+                if version in done:
+                    continue
+                for statement in split_statements(script):
+                    await tx.execute(statement)
+                await tx.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+                    version,
+                    time.time(),
+                )
+                applied.append(version)
+        return applied
+
+    async def ping(self) -> None:
+        await self.fetchval("SELECT 1")
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+
+def split_statements(script: str) -> list[str]:
+    """Split a migration on ';' at line ends (our scripts hold no procedural code)."""
+    return [s.strip() for s in re.split(r";\s*$", script, flags=re.M) if s.strip()]

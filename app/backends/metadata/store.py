@@ -1,0 +1,233 @@
+"""The metadata store: every query the application makes, written once.
+
+It runs on either :class:`SqlDriver`; callers never write SQL.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from app.backends.metadata import migrations
+from app.backends.metadata.base import Row, SqlDriver
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryRow:
+    id: int
+    name: str
+    format: str
+    kind: str
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class BlobRow:
+    digest: str
+    size: int
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class FileRow:
+    repository_id: int
+    path: str
+    blob_digest: str
+    size: int
+    content_type: str
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class FolderEntry:
+    name: str
+    folder: bool
+    file: FileRow | None = None
+
+    @property
+    def key(self) -> str:
+        """Where this entry sorts, and the ``after`` token for the next page."""
+        return self.name + "/" if self.folder else self.name
+
+
+def _file(row: Row) -> FileRow:
+    return FileRow(
+        repository_id=row["repository_id"],
+        path=row["path"],
+        blob_digest=row["blob_digest"],
+        size=row["size"],
+        content_type=row["content_type"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _upper_bound(prefix: str) -> str:
+    """The smallest string greater than every string that starts with ``prefix``."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+_FILE_COLUMNS = "repository_id, path, blob_digest, size, content_type, created_at, updated_at"
+
+
+class MetadataStore:
+    def __init__(self, driver: SqlDriver) -> None:
+        self.db = driver
+
+    async def migrate(self) -> list[int]:
+        return await self.db.migrate(migrations.load(self.db.dialect))
+
+    async def ping(self) -> None:
+        await self.db.ping()
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    # -- repositories ---------------------------------------------------------
+
+    async def sync_repositories(
+        self, repos: Iterable[tuple[str, str, str, dict[str, Any]]]
+    ) -> dict[str, RepositoryRow]:
+        """Insert or update the configured repositories (name, format, kind, options).
+
+        Repositories dropped from the configuration keep their rows (and files)
+        until an operator deletes them; they are simply no longer served.
+        """
+        now = time.time()
+        async with self.db.transaction() as tx:
+            for name, fmt, kind, options in repos:
+                await tx.execute(
+                    "INSERT INTO repositories (name, format, kind, options, created_at, updated_at)"
+                    " VALUES ($1, $2, $3, $4, $5, $5)"
+                    " ON CONFLICT (name) DO UPDATE SET format = excluded.format,"
+                    " kind = excluded.kind, options = excluded.options,"
+                    " updated_at = excluded.updated_at",
+                    name,
+                    fmt,
+                    kind,
+                    json.dumps(options, sort_keys=True),
+                    now,
+                )
+            rows = await tx.fetch("SELECT id, name, format, kind, options FROM repositories")
+        return {
+            r["name"]: RepositoryRow(r["id"], r["name"], r["format"], r["kind"], json.loads(r["options"]))
+            for r in rows
+        }
+
+    # -- blobs ----------------------------------------------------------------
+
+    async def get_blob(self, digest: str) -> BlobRow | None:
+        row = await self.db.fetchrow(
+            "SELECT digest, size, created_at FROM blobs WHERE digest = $1", digest
+        )
+        return BlobRow(row["digest"], row["size"], row["created_at"]) if row else None
+
+    async def add_blob(self, digest: str, size: int) -> bool:
+        """Record a stored blob; False if it was already recorded."""
+        count = await self.db.execute(
+            "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3)"
+            " ON CONFLICT (digest) DO NOTHING",
+            digest,
+            size,
+            time.time(),
+        )
+        return count > 0
+
+    async def blob_totals(self) -> tuple[int, int]:
+        row = await self.db.fetchrow("SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes FROM blobs")
+        assert row is not None
+        return int(row["n"]), int(row["bytes"])
+
+    # -- files ----------------------------------------------------------------
+
+    async def put_file(
+        self, repository_id: int, path: str, blob_digest: str, size: int, content_type: str
+    ) -> bool:
+        """Point ``path`` at a blob, replacing what it pointed at; True if it is new."""
+        now = time.time()
+        async with self.db.transaction() as tx:
+            existed = await tx.fetchval(
+                "SELECT 1 FROM files WHERE repository_id = $1 AND path = $2", repository_id, path
+            )
+            await tx.execute(
+                f"INSERT INTO files ({_FILE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $6)"
+                " ON CONFLICT (repository_id, path) DO UPDATE SET blob_digest = excluded.blob_digest,"
+                " size = excluded.size, content_type = excluded.content_type,"
+                " updated_at = excluded.updated_at",
+                repository_id,
+                path,
+                blob_digest,
+                size,
+                content_type,
+                now,
+            )
+        return existed is None
+
+    async def get_file(self, repository_id: int, path: str) -> FileRow | None:
+        row = await self.db.fetchrow(
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE repository_id = $1 AND path = $2",
+            repository_id,
+            path,
+        )
+        return _file(row) if row else None
+
+    async def delete_file(self, repository_id: int, path: str) -> bool:
+        count = await self.db.execute(
+            "DELETE FROM files WHERE repository_id = $1 AND path = $2", repository_id, path
+        )
+        return count > 0
+
+    async def has_folder(self, repository_id: int, folder: str) -> bool:
+        """Whether any file lies below ``folder`` ("" is the root, else ends with '/')."""
+        if not folder:
+            sql, args = "SELECT 1 FROM files WHERE repository_id = $1 LIMIT 1", (repository_id,)
+        else:
+            sql = "SELECT 1 FROM files WHERE repository_id = $1 AND path >= $2 AND path < $3 LIMIT 1"
+            args = (repository_id, folder, _upper_bound(folder))
+        return await self.db.fetchval(sql, *args) is not None
+
+    async def list_folder(
+        self, repository_id: int, folder: str, limit: int = 1000, after: str = ""
+    ) -> list[FolderEntry]:
+        """The direct children of ``folder``, in byte order, after the entry key ``after``.
+
+        Sub-folders are found by skip-scanning: once ``a/b/`` is seen, the next query
+        starts past every path in it, so a folder holding a million files costs one
+        row, not a million.
+        """
+        entries: list[FolderEntry] = []
+        # ``after`` is an entry's key: "name" for a file, "name/" for a folder.
+        cursor = folder + (after[:-1] + "0" if after.endswith("/") else after)
+        upper = _upper_bound(folder) if folder else None
+        while len(entries) < limit:
+            sql = (
+                f"SELECT {_FILE_COLUMNS} FROM files WHERE repository_id = $1 AND path > $2"
+                + (" AND path < $3" if upper else "")
+                + " ORDER BY path LIMIT $"
+                + ("4" if upper else "3")
+            )
+            args: list[Any] = [repository_id, cursor]
+            if upper:
+                args.append(upper)
+            batch = limit - len(entries)
+            args.append(batch)
+            rows = await self.db.fetch(sql, *args)
+            if not rows:
+                break
+            for row in rows:
+                rest = row["path"][len(folder) :]
+                name, slash, _ = rest.partition("/")
+                if slash:
+                    entries.append(FolderEntry(name, folder=True))
+                    cursor = folder + name + "0"  # '0' sorts right after '/'
+                    break
+                entries.append(FolderEntry(name, folder=False, file=_file(row)))
+                cursor = row["path"]
+            else:
+                if len(rows) < batch:
+                    break
+        return entries[:limit]

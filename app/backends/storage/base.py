@@ -1,0 +1,120 @@
+"""The blob storage interface every driver implements.
+
+Keys are relative, slash-separated names such as ``blobs/sha256/ab/abcd…`` or
+``uploads/<uuid>``. They are validated once, in :func:`check_key`, before a driver
+sees them, so no driver can be tricked into writing outside its root or bucket.
+
+Every write is atomic: a reader sees the whole object or nothing. A ``put`` whose
+chunk iterator raises leaves nothing behind at ``key``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+
+class StorageError(Exception):
+    """The storage backend failed (I/O error, S3 error, unreachable)."""
+
+
+class ObjectNotFound(StorageError):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"no object at {key!r}")
+        self.key = key
+
+
+class InvalidKey(StorageError, ValueError):
+    def __init__(self, key: str, why: str) -> None:
+        super().__init__(f"invalid storage key {key!r}: {why}")
+        self.key = key
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    key: str
+    size: int
+    modified: datetime  # timezone-aware, UTC
+
+
+_SEGMENT = re.compile(r"^[A-Za-z0-9._~@+=:-]+$")
+MAX_KEY_LENGTH = 1024
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` if it is a safe relative key, else raise :class:`InvalidKey`.
+
+    Rejected: empty keys, absolute paths, backslashes, empty segments, segments
+    starting with a dot (``.``, ``..`` and the drivers' private ``.incoming``),
+    control characters and anything outside a conservative alphabet.
+    Callers build keys from digests and uuids; user paths never reach storage.
+    """
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise InvalidKey(key, "empty or too long")
+    if key.startswith("/") or "\\" in key:
+        raise InvalidKey(key, "must be relative and use '/'")
+    for segment in key.split("/"):
+        if not segment or segment.startswith("."):
+            # Also rules out "." and ".."; dot-names are the drivers' own.
+            raise InvalidKey(key, "empty or dot-prefixed segment")
+        if not _SEGMENT.match(segment):
+            raise InvalidKey(key, "unsupported character")
+    return key
+
+
+def check_prefix(prefix: str) -> str:
+    """A listing prefix is a key, optionally ending with '/'."""
+    return check_key(prefix.rstrip("/")) + ("/" if prefix.endswith("/") else "")
+
+
+@runtime_checkable
+class BlobStorage(Protocol):
+    """A flat namespace of immutable objects."""
+
+    async def put(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+        """Store the stream at ``key`` atomically and return its size.
+
+        If ``chunks`` raises, the exception propagates and nothing becomes visible.
+        """
+        ...
+
+    def get(
+        self, key: str, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """Stream ``length`` bytes (or to the end) from ``offset``.
+
+        Raises :class:`ObjectNotFound` on first iteration if the key is absent.
+        """
+        ...
+
+    async def stat(self, key: str) -> ObjectInfo | None: ...
+
+    async def delete(self, key: str) -> bool:
+        """Delete ``key``; return whether it existed. Deleting nothing is not an error."""
+        ...
+
+    def list_stale(self, prefix: str, older_than: timedelta) -> AsyncIterator[ObjectInfo]:
+        """Objects under ``prefix`` last modified more than ``older_than`` ago."""
+        ...
+
+    async def copy(self, src: str, dst: str) -> None:
+        """Server-side copy; ``dst`` appears atomically. Raises ObjectNotFound."""
+        ...
+
+    async def move(self, src: str, dst: str) -> None:
+        """Copy then delete ``src`` (a rename where the backend has one)."""
+        ...
+
+    def local_path(self, key: str) -> Path | None:
+        """The object's file on local disk if the backend has one (for sendfile)."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise :class:`StorageError` unless the backend answers."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,271 @@
+"""Configuration: defaults → YAML file (with ``${ENV}`` interpolation) → ``ARTIFACTAPI_*``.
+
+The result is one frozen, validated :class:`Config` built at start-up and passed
+down; nothing reads the environment or the file after that.
+
+Environment overrides use ``__`` between levels, and their values are parsed as
+YAML scalars: ``ARTIFACTAPI_SERVER__PORT=9090``, ``ARTIFACTAPI_STORAGE__DRIVER=s3``,
+``ARTIFACTAPI_DATABASE__URL=postgresql://…``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ByteSize,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+DEFAULT_FILE = "artifactapi.yaml"
+ENV_PREFIX = "ARTIFACTAPI_"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names the offending key."""
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def _parse_duration(value: Any) -> Any:
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError("expected a duration such as 30, 30s, 5m, 1h or 7d")
+        return float(match.group(1)) * _UNITS[match.group(2)]
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_parse_duration), Field(ge=0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    loop: Literal["uvloop", "asyncio"] = "uvloop"
+    # Largest request body accepted by any upload; larger ones get 413.
+    max_body_size: ByteSize = ByteSize(10 * 1024**3)
+    shutdown_grace: Seconds = 30.0
+    base_url: str | None = None
+
+
+class LoggingConfig(_Section):
+    format: Literal["console", "json"] = "console"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class DatabaseConfig(_Section):
+    url: str = "sqlite:///data/artifactapi.db"
+    pool_min: int = Field(1, ge=0)
+    pool_max: int = Field(10, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        if not url.startswith(("sqlite://", "postgresql://", "postgres://")):
+            raise ValueError("must start with sqlite:// or postgresql://")
+        return url
+
+
+class FilesystemStorageConfig(_Section):
+    driver: Literal["filesystem"] = "filesystem"
+    root: Path = Path("data")
+
+
+class S3StorageConfig(_Section):
+    driver: Literal["s3"]
+    bucket: str = Field(min_length=3)
+    endpoint: str | None = None
+    region: str = "us-east-1"
+    access_key: str | None = None
+    secret_key: str | None = None
+    prefix: str = ""
+    path_style: bool = True
+    part_size: ByteSize = ByteSize(16 * 1024**2)
+    concurrency: int = Field(4, ge=1, le=64)
+    # Recent botocore adds CRC checksums to every upload; some S3-compatible
+    # servers reject them, so only send them when the API requires it.
+    checksums: Literal["when_required", "when_supported"] = "when_required"
+    create_bucket: bool = False
+
+    @field_validator("part_size")
+    @classmethod
+    def _s3_minimum_part(cls, size: ByteSize) -> ByteSize:
+        if size < 5 * 1024**2:
+            raise ValueError("S3 multipart parts must be at least 5 MiB")
+        return size
+
+
+StorageConfig = Annotated[
+    FilesystemStorageConfig | S3StorageConfig, Field(discriminator="driver")
+]
+
+
+class CacheConfig(_Section):
+    url: str = "memory://"
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        if not url.startswith(("memory://", "redis://", "rediss://", "unix://")):
+            raise ValueError("must be memory:// or redis://host:port/db")
+        return url
+
+
+class GcConfig(_Section):
+    enabled: bool = False
+    interval: Seconds = 3600.0
+    blob_grace: Seconds = 3600.0
+    upload_max_age: Seconds = 86400.0
+
+
+_REPO_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+class RepositoryConfig(_Section):
+    name: str
+    format: str
+    kind: Literal["local", "remote", "virtual"] = "local"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, name: str) -> str:
+        if not _REPO_NAME.match(name):
+            raise ValueError("lowercase letters, digits, '.', '_' and '-', 1 to 64 characters")
+        return name
+
+
+class Config(_Section):
+    server: ServerConfig = ServerConfig()
+    logging: LoggingConfig = LoggingConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    storage: StorageConfig = FilesystemStorageConfig()
+    cache: CacheConfig = CacheConfig()
+    gc: GcConfig = GcConfig()
+    repositories: tuple[RepositoryConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_repositories(self) -> Config:
+        seen: set[str] = set()
+        for index, repo in enumerate(self.repositories):
+            if repo.name in seen:
+                raise ValueError(f"repositories[{index}].name: duplicate name {repo.name!r}")
+            seen.add(repo.name)
+        return self
+
+    def repository(self, name: str) -> RepositoryConfig | None:
+        return next((r for r in self.repositories if r.name == name), None)
+
+
+_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def interpolate(value: Any, env: Mapping[str, str], where: str = "") -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string; ``$$`` is a literal ``$``."""
+    if isinstance(value, dict):
+        return {k: interpolate(v, env, _join(where, k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{where or 'config'}: environment variable {name} is not set")
+
+    return _ENV_REF.sub(substitute, value)
+
+
+def _join(where: str, key: Any) -> str:
+    return f"{where}.{key}" if where else str(key)
+
+
+def _apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    sections = set(Config.model_fields)
+    for name, raw in sorted(env.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        if path[0] not in sections:
+            continue  # ARTIFACTAPI_TEST_*, ARTIFACTAPI_LIVE_* and friends are not config
+        try:
+            value = yaml.safe_load(raw) if raw else raw
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{name}: not a YAML value: {exc}") from exc
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        node[path[-1]] = value
+
+
+def _format_error(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        where = ""
+        for part in error["loc"]:
+            if isinstance(part, int):
+                where += f"[{part}]"
+            elif part not in ("filesystem", "s3") or not where.endswith("storage"):
+                where = _join(where, part)
+        lines.append(f"{where or 'config'}: {error['msg']}")
+    return "; ".join(lines)
+
+
+def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
+    """Build a :class:`Config` from already-loaded YAML data."""
+    env = os.environ if env is None else env
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("config: the top level must be a mapping")
+    data = interpolate(data, env)
+    _apply_env_overrides(data, env)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc)) from None
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Load ``path``, or ``artifactapi.yaml`` if it exists, else the built-in defaults."""
+    if path is None:
+        path = Path(DEFAULT_FILE) if Path(DEFAULT_FILE).is_file() else None
+    data: Any = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_config(data, env)

@@ -1,0 +1,34 @@
+"""Streaming stages for request and upstream bodies.
+
+Every stage is a plain async generator that takes an ``AsyncIterable[bytes]`` and
+yields ``bytes``, so a pipeline reads top to bottom::
+
+    stream = rechunked(body, MiB)
+    stream = limited(stream, max_size)
+    stream = hashed(stream, digests)
+    stream = verified(stream, digests, expected)
+    size = await storage.put(key, stream)
+
+Nothing here imports the application: stages only know bytes, hashes and errors.
+"""
+
+from pipelines.digest import ALGORITHMS, Digest, Digests, InvalidDigest, parse_digest
+from pipelines.errors import DigestMismatch, PipelineError, TooLarge
+from pipelines.stages import drain, hashed, limited, rechunked, teed, verified
+
+__all__ = [
+    "ALGORITHMS",
+    "Digest",
+    "DigestMismatch",
+    "Digests",
+    "InvalidDigest",
+    "PipelineError",
+    "TooLarge",
+    "drain",
+    "hashed",
+    "limited",
+    "parse_digest",
+    "rechunked",
+    "teed",
+    "verified",
+]

@@ -1,0 +1,69 @@
+"""Digests: strict parsing and incremental computation of several at once."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+# Hex length of each algorithm we accept. sha256 names every blob; sha512 is
+# allowed by the OCI spec; sha1 and md5 are what older formats publish.
+ALGORITHMS: dict[str, int] = {"sha256": 64, "sha512": 128, "sha1": 40, "md5": 32}
+
+_HEX = re.compile(r"^[0-9a-f]+$")
+
+
+class InvalidDigest(ValueError):
+    def __init__(self, text: str, why: str) -> None:
+        super().__init__(f"invalid digest {text[:200]!r}: {why}")
+        self.text = text
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Digest:
+    algorithm: str
+    hex: str
+
+    def __str__(self) -> str:
+        return f"{self.algorithm}:{self.hex}"
+
+
+def parse_digest(text: str, allowed: tuple[str, ...] = ("sha256", "sha512")) -> Digest:
+    """Parse ``algorithm:hex`` exactly: known algorithm, lowercase hex of its length."""
+    algorithm, sep, hexpart = text.partition(":")
+    if not sep:
+        raise InvalidDigest(text, "expected algorithm:hex")
+    if algorithm not in allowed:
+        raise InvalidDigest(text, f"unsupported algorithm {algorithm[:20]!r}")
+    if len(hexpart) != ALGORITHMS[algorithm] or not _HEX.match(hexpart):
+        raise InvalidDigest(text, f"expected {ALGORITHMS[algorithm]} lowercase hex digits")
+    return Digest(algorithm, hexpart)
+
+
+class Digests:
+    """Running hashes of one stream: sha256 always, others on request."""
+
+    def __init__(self, *algorithms: str) -> None:
+        names = dict.fromkeys(("sha256", *algorithms))
+        unknown = [a for a in names if a not in ALGORITHMS]
+        if unknown:
+            raise ValueError(f"unsupported digest algorithm(s): {unknown}")
+        self._hashes = {name: hashlib.new(name) for name in names}
+        self.size = 0
+
+    def update(self, chunk: bytes) -> None:
+        # hashlib releases the GIL for buffers over 2 KiB, so this may run in a
+        # worker thread while another thread writes the previous chunk.
+        for h in self._hashes.values():
+            h.update(chunk)
+        self.size += len(chunk)
+
+    def hexdigest(self, algorithm: str = "sha256") -> str:
+        return self._hashes[algorithm].hexdigest()
+
+    def digest(self, algorithm: str = "sha256") -> Digest:
+        return Digest(algorithm, self.hexdigest(algorithm))
+
+    @property
+    def algorithms(self) -> tuple[str, ...]:
+        return tuple(self._hashes)

@@ -1,0 +1,67 @@
+"""Shared fixtures: real services, and per-test isolation inside them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from tests import services
+from tests.services import S3Settings
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    with services.postgres_dsn() as dsn:
+        yield dsn
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    with services.redis_url() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Settings]:
+    with services.s3_settings() as settings:
+        yield settings
+
+
+def _with_query(dsn: str, **params: str) -> str:
+    parts = urlsplit(dsn)
+    query = dict(parse_qsl(parts.query))
+    query.update(params)
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+@pytest.fixture
+async def postgres_dsn(postgres_server: str) -> AsyncIterator[str]:
+    """A DSN whose ``search_path`` is a fresh schema, dropped after the test."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(postgres_server)
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+    finally:
+        await conn.close()
+    # asyncpg passes unknown DSN query parameters on as server settings.
+    yield _with_query(postgres_server, search_path=schema)
+    conn = await asyncpg.connect(postgres_server)
+    try:
+        await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def s3_prefix() -> str:
+    """A key prefix of this test's own inside the shared bucket."""
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:  # type: ignore[no-untyped-def]
+    return f"sqlite:///{tmp_path / 'meta.db'}"
