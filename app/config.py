@@ -114,9 +114,7 @@ class S3StorageConfig(_Section):
         return size
 
 
-StorageConfig = Annotated[
-    FilesystemStorageConfig | S3StorageConfig, Field(discriminator="driver")
-]
+StorageConfig = Annotated[FilesystemStorageConfig | S3StorageConfig, Field(discriminator="driver")]
 
 
 class CacheConfig(_Section):

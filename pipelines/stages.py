@@ -95,4 +95,3 @@ async def drain(source: AsyncIterable[bytes]) -> int:
     async for chunk in source:
         total += len(chunk)
     return total
-

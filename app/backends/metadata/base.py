@@ -20,7 +20,7 @@ class MetadataError(Exception):
 
 
 class Conflict(MetadataError):
-    """A uniqueness constraint rejected the write."""
+    """A constraint (unique, foreign key, not null) rejected the write."""
 
 
 @runtime_checkable

@@ -16,7 +16,8 @@ MIGRATION_LOCK_ID = 0x61727469  # "arti"
 
 
 def _translate(exc: Exception) -> MetadataError:
-    if isinstance(exc, asyncpg.UniqueViolationError):
+    # Unique, foreign key, not-null and check violations, as SQLite's IntegrityError.
+    if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
         return Conflict(str(exc))
     return MetadataError(str(exc))
 
@@ -116,7 +117,10 @@ class PostgresDriver:
                         "CREATE TABLE IF NOT EXISTS schema_migrations "
                         "(version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
                     )
-                    done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+                    done = {
+                        r["version"]
+                        for r in await conn.fetch("SELECT version FROM schema_migrations")
+                    }
                     for version, script in scripts:
                         if version in done:
                             continue

@@ -114,7 +114,9 @@ class MetadataStore:
                 )
             rows = await tx.fetch("SELECT id, name, format, kind, options FROM repositories")
         return {
-            r["name"]: RepositoryRow(r["id"], r["name"], r["format"], r["kind"], json.loads(r["options"]))
+            r["name"]: RepositoryRow(
+                r["id"], r["name"], r["format"], r["kind"], json.loads(r["options"])
+            )
             for r in rows
         }
 
@@ -138,7 +140,9 @@ class MetadataStore:
         return count > 0
 
     async def blob_totals(self) -> tuple[int, int]:
-        row = await self.db.fetchrow("SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes FROM blobs")
+        row = await self.db.fetchrow(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes FROM blobs"
+        )
         assert row is not None
         return int(row["n"]), int(row["bytes"])
 
@@ -186,7 +190,9 @@ class MetadataStore:
         if not folder:
             sql, args = "SELECT 1 FROM files WHERE repository_id = $1 LIMIT 1", (repository_id,)
         else:
-            sql = "SELECT 1 FROM files WHERE repository_id = $1 AND path >= $2 AND path < $3 LIMIT 1"
+            sql = (
+                "SELECT 1 FROM files WHERE repository_id = $1 AND path >= $2 AND path < $3 LIMIT 1"
+            )
             args = (repository_id, folder, _upper_bound(folder))
         return await self.db.fetchval(sql, *args) is not None
 

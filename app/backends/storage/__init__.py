@@ -22,4 +22,11 @@ async def open_storage(config: FilesystemStorageConfig | S3StorageConfig) -> Blo
     return await S3Storage(config).open()
 
 
-__all__ = ["BlobStorage", "InvalidKey", "ObjectInfo", "ObjectNotFound", "StorageError", "open_storage"]
+__all__ = [
+    "BlobStorage",
+    "InvalidKey",
+    "ObjectInfo",
+    "ObjectNotFound",
+    "StorageError",
+    "open_storage",
+]

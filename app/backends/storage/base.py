@@ -82,9 +82,7 @@ class BlobStorage(Protocol):
         """
         ...
 
-    def get(
-        self, key: str, offset: int = 0, length: int | None = None
-    ) -> AsyncIterator[bytes]:
+    def get(self, key: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
         """Stream ``length`` bytes (or to the end) from ``offset``.
 
         Raises :class:`ObjectNotFound` on first iteration if the key is absent.

@@ -1,0 +1,115 @@
+"""The content-addressed store: the only writer of ``blobs/``.
+
+Storage layout::
+
+    blobs/sha256/<first two hex>/<64 hex>    one object per distinct content
+    tmp/<uuid>                               an ingest whose digest is not known yet
+
+A blob is written to storage before its row is added, so a row never points at
+a missing object; an object without a row is garbage once older than the
+collector's grace period.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.backends.metadata import MetadataStore
+from app.backends.storage import BlobStorage
+from pipelines import Digest, Digests, drain, hashed, limited, rechunked, verified
+
+CHUNK = 1024 * 1024
+
+
+def blob_key(digest: Digest | str) -> str:
+    hexpart = str(digest).removeprefix("sha256:")
+    return f"blobs/sha256/{hexpart[:2]}/{hexpart}"
+
+
+@dataclass(frozen=True, slots=True)
+class Blob:
+    digest: str  # "sha256:<hex>"
+    size: int
+    # Other digests computed during ingest ("sha512:…", "md5:…"), by algorithm.
+    digests: dict[str, str] = field(default_factory=dict)
+
+
+class ContentStore:
+    def __init__(self, storage: BlobStorage, metadata: MetadataStore) -> None:
+        self.storage = storage
+        self.metadata = metadata
+
+    async def ingest(
+        self,
+        stream: AsyncIterable[bytes],
+        expected: Digest | None = None,
+        *,
+        max_size: int | None = None,
+        algorithms: tuple[str, ...] = (),
+    ) -> Blob:
+        """Store a stream once, by its sha256, and return the blob.
+
+        With ``expected``, a mismatch raises :class:`pipelines.DigestMismatch` and
+        nothing becomes visible; with ``max_size``, an oversized stream raises
+        :class:`pipelines.TooLarge` likewise. Content already stored is verified
+        and dropped, never written twice.
+        """
+        extra = (expected.algorithm,) if expected is not None else ()
+        digests = Digests(*extra, *algorithms)
+        body: AsyncIterable[bytes] = rechunked(stream, CHUNK)
+        if max_size is not None:
+            body = limited(body, max_size)
+        body = verified(hashed(body, digests), digests, expected)
+
+        if expected is not None and expected.algorithm == "sha256":
+            if await self._present(str(expected)):
+                await drain(body)
+                return self._blob(digests)
+            # The digest is known up front: write straight to the content address.
+            # A failed verification aborts the put, so no wrong bytes land there.
+            await self.storage.put(blob_key(expected), body)
+            return await self._record(digests)
+
+        temp = f"tmp/{uuid.uuid4().hex}"
+        await self.storage.put(temp, body)
+        try:
+            digest = str(digests.digest())
+            if await self._present(digest):
+                return self._blob(digests)
+            await self.storage.move(temp, blob_key(digest))
+            return await self._record(digests)
+        finally:
+            await self.storage.delete(temp)
+
+    async def _present(self, digest: str) -> bool:
+        # The row alone is not enough: an object lost underneath its row is
+        # healed by writing it again.
+        if await self.metadata.get_blob(digest) is None:
+            return False
+        return await self.storage.stat(blob_key(digest)) is not None
+
+    async def _record(self, digests: Digests) -> Blob:
+        blob = self._blob(digests)
+        await self.metadata.add_blob(blob.digest, blob.size)
+        return blob
+
+    @staticmethod
+    def _blob(digests: Digests) -> Blob:
+        return Blob(
+            digest=str(digests.digest()),
+            size=digests.size,
+            digests={a: str(digests.digest(a)) for a in digests.algorithms},
+        )
+
+    async def stat(self, digest: str) -> Blob | None:
+        row = await self.metadata.get_blob(digest)
+        return Blob(row.digest, row.size) if row else None
+
+    def open(self, digest: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        return self.storage.get(blob_key(digest), offset, length)
+
+    def local_path(self, digest: str) -> Path | None:
+        return self.storage.local_path(blob_key(digest))

@@ -1,0 +1,77 @@
+"""The application's errors: one small hierarchy with typed fields.
+
+Handlers and services raise these; a per-protocol renderer (see
+:mod:`app.middleware`) turns them into the wire format of the client's protocol
+in one place, before the response has started.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ApiError(Exception):
+    status = 500
+    code = "INTERNAL_ERROR"
+
+    def __init__(self, message: str, *, detail: Any = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+        self.headers = headers or {}
+
+
+class BadRequest(ApiError):
+    status = 400
+    code = "BAD_REQUEST"
+
+
+class NotFound(ApiError):
+    status = 404
+    code = "NOT_FOUND"
+
+
+class MethodNotAllowed(ApiError):
+    status = 405
+    code = "METHOD_NOT_ALLOWED"
+
+
+class Conflict(ApiError):
+    status = 409
+    code = "CONFLICT"
+
+
+class LengthRequired(ApiError):
+    status = 411
+    code = "LENGTH_REQUIRED"
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    code = "PAYLOAD_TOO_LARGE"
+
+
+class RangeNotSatisfiable(ApiError):
+    status = 416
+    code = "RANGE_NOT_SATISFIABLE"
+
+
+class DigestMismatch(ApiError):
+    status = 400
+    code = "DIGEST_MISMATCH"
+
+
+class Unavailable(ApiError):
+    status = 503
+    code = "UNAVAILABLE"
+
+
+def error_for_status(status: int, message: str, headers: dict[str, str] | None = None) -> ApiError:
+    """An error of the class that owns ``status`` (for aiohttp's own HTTP exceptions)."""
+    for cls in (BadRequest, NotFound, MethodNotAllowed, Conflict, LengthRequired,
+                PayloadTooLarge, RangeNotSatisfiable, Unavailable):  # fmt: skip
+        if cls.status == status:
+            return cls(message, headers=headers)
+    error = ApiError(message, headers=headers)
+    error.status, error.code = status, f"HTTP_{status}"
+    return error

@@ -1,0 +1,46 @@
+"""The registry of format plugins, and validation of each repository against its format."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from app.config import Config, ConfigError
+from app.formats.base import Format
+from app.formats.generic import GenericFormat
+
+
+def available_formats() -> dict[str, Format]:
+    formats: list[Format] = [GenericFormat()]
+    return {f.name: f for f in formats}
+
+
+def validate_repositories(config: Config, formats: dict[str, Format]) -> dict[str, Any]:
+    """Check every repository's format, kind and options; return options by name.
+
+    Raises :class:`ConfigError` naming the offending key, as config loading does.
+    """
+    options: dict[str, Any] = {}
+    for index, repo in enumerate(config.repositories):
+        where = f"repositories[{index}]"
+        fmt = formats.get(repo.format)
+        if fmt is None:
+            known = ", ".join(sorted(formats))
+            raise ConfigError(f"{where}.format: unknown format {repo.format!r} (known: {known})")
+        if repo.kind not in fmt.kinds:
+            kinds = ", ".join(sorted(fmt.kinds))
+            raise ConfigError(
+                f"{where}.kind: format {repo.format} does not support {repo.kind!r} yet"
+                f" (supported: {kinds})"
+            )
+        try:
+            options[repo.name] = fmt.options(repo.kind).model_validate(repo.options)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            key = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"{where}.options.{key}: {first['msg']}") from None
+    return options
+
+
+__all__ = ["Format", "available_formats", "validate_repositories"]

@@ -1,0 +1,101 @@
+"""Local generic repositories: files pushed with PUT, each pointing at a CAS blob."""
+
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import AsyncIterable
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict
+
+from app.backends.metadata import MetadataStore
+from app.backends.metadata.store import FileRow, FolderEntry
+from app.cas import Blob, ContentStore
+from app.errors import Conflict, MethodNotAllowed, NotFound
+from app.repositories import Repository
+from pipelines import Digest
+
+
+class LocalOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    # May a PUT replace an existing file with different content?
+    overwrite: bool = True
+    # May files be deleted?
+    delete: bool = True
+
+
+# curl sends this for --data-binary; it never describes a file.
+_IGNORED_TYPES = {"", "application/x-www-form-urlencoded"}
+
+
+def content_type_for(path: str, declared: str | None) -> str:
+    if declared and declared.split(";")[0].strip().lower() not in _IGNORED_TYPES:
+        return declared
+    guessed, _ = mimetypes.guess_type(path, strict=False)
+    return guessed or "application/octet-stream"
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    file: FileRow
+    blob: Blob
+    created: bool
+
+
+class LocalFiles:
+    def __init__(self, cas: ContentStore, metadata: MetadataStore) -> None:
+        self.cas = cas
+        self.metadata = metadata
+
+    async def put(
+        self,
+        repo: Repository,
+        path: str,
+        body: AsyncIterable[bytes],
+        *,
+        content_type: str | None,
+        expected: Digest | None,
+        max_size: int,
+    ) -> Stored:
+        options: LocalOptions = repo.options
+        existing = await self.metadata.get_file(repo.id, path)
+        # Fail before reading the body when the client told us the content.
+        if (
+            existing is not None
+            and not options.overwrite
+            and expected is not None
+            and existing.blob_digest != str(expected)
+        ):
+            raise Conflict(f"{path} exists and repository {repo.name} forbids overwriting")
+        blob = await self.cas.ingest(body, expected, max_size=max_size, algorithms=("sha1", "md5"))
+        if existing is not None and not options.overwrite and existing.blob_digest != blob.digest:
+            raise Conflict(f"{path} exists and repository {repo.name} forbids overwriting")
+        created = await self.metadata.put_file(
+            repo.id, path, blob.digest, blob.size, content_type_for(path, content_type)
+        )
+        row = await self.metadata.get_file(repo.id, path)
+        assert row is not None
+        return Stored(row, blob, created)
+
+    async def get(self, repo: Repository, path: str) -> FileRow | None:
+        return await self.metadata.get_file(repo.id, path)
+
+    async def delete(self, repo: Repository, path: str) -> None:
+        options: LocalOptions = repo.options
+        if not options.delete:
+            raise MethodNotAllowed(f"repository {repo.name} does not allow deletes")
+        if not await self.metadata.delete_file(repo.id, path):
+            raise NotFound(f"{path} not found in {repo.name}")
+
+    async def list(
+        self, repo: Repository, folder: str, limit: int, after: str
+    ) -> list[FolderEntry]:
+        entries = await self.metadata.list_folder(repo.id, folder, limit, after)
+        if (
+            not entries
+            and not after
+            and folder
+            and not await self.metadata.has_folder(repo.id, folder)
+        ):
+            raise NotFound(f"folder {folder} not found in {repo.name}")
+        return entries

@@ -1,0 +1,171 @@
+"""HTTP face of the generic format: thin handlers over :class:`LocalFiles`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from urllib.parse import quote, urlencode
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from app import keys
+from app.errors import BadRequest, LengthRequired, MethodNotAllowed, NotFound, PayloadTooLarge
+from app.formats.base import Format
+from app.formats.generic.local import LocalFiles, LocalOptions
+from app.formats.generic.paths import file_path, folder_path
+from app.http import BlobBody, send_blob
+from app.repositories import Repository
+from pipelines import Digest, InvalidDigest, parse_digest
+
+LIST_LIMIT_DEFAULT = 1000
+LIST_LIMIT_MAX = 10000
+
+
+class GenericFormat(Format):
+    name = "generic"
+
+    def options(self, kind: str) -> type[BaseModel]:
+        return LocalOptions
+
+    async def handle(self, request: web.Request, repo: Repository, path: str) -> web.StreamResponse:
+        files = LocalFiles(request.app[keys.CAS], request.app[keys.METADATA])
+        if request.method in ("GET", "HEAD"):
+            if not path or path.endswith("/"):
+                return await _listing(request, files, repo, folder_path(path))
+            return await _download(request, files, repo, file_path(path))
+        if request.method == "PUT":
+            return await _upload(request, files, repo, file_path(path))
+        if request.method == "DELETE":
+            await files.delete(repo, file_path(path))
+            return web.Response(status=204)
+        raise MethodNotAllowed(
+            f"{request.method} is not supported here",
+            headers={"Allow": "GET, HEAD, PUT, DELETE"},
+        )
+
+
+def _expected_digest(request: web.Request) -> Digest | None:
+    header = request.headers.get("X-Checksum-Sha256")
+    if header is None:
+        return None
+    text = header.strip().lower()
+    try:
+        return parse_digest(text if ":" in text else f"sha256:{text}", allowed=("sha256",))
+    except InvalidDigest as exc:
+        raise BadRequest(f"X-Checksum-Sha256: {exc}") from None
+
+
+async def _upload(
+    request: web.Request, files: LocalFiles, repo: Repository, path: str
+) -> web.StreamResponse:
+    max_size = request.app[keys.CONFIG].server.max_body_size
+    if request.content_length is not None and request.content_length > max_size:
+        raise PayloadTooLarge(f"body exceeds the limit of {max_size} bytes")
+    if request.content_length is None and "chunked" not in request.headers.get(
+        "Transfer-Encoding", ""
+    ):
+        raise LengthRequired("send Content-Length or a chunked body")
+    stored = await files.put(
+        repo,
+        path,
+        request.content.iter_any(),
+        content_type=request.headers.get("Content-Type"),
+        expected=_expected_digest(request),
+        max_size=max_size,
+    )
+    body = _describe(request, repo, stored.file.path, stored.file.size, stored.file.blob_digest)
+    body["checksums"] = {a: d.split(":", 1)[1] for a, d in stored.blob.digests.items()}
+    return web.json_response(
+        body,
+        status=201 if stored.created else 200,
+        headers={"Location": body["uri"], "ETag": f'"{stored.blob.digest}"'},
+    )
+
+
+async def _download(
+    request: web.Request, files: LocalFiles, repo: Repository, path: str
+) -> web.StreamResponse:
+    row = await files.get(repo, path)
+    if row is None:
+        # A folder asked for without its trailing slash is listed all the same.
+        if await files.metadata.has_folder(repo.id, path + "/"):
+            return await _listing(request, files, repo, path + "/")
+        raise NotFound(f"{path} not found in {repo.name}")
+    cas = files.cas
+    digest = row.blob_digest
+    return await send_blob(
+        request,
+        BlobBody(
+            size=row.size,
+            etag=digest,
+            content_type=row.content_type,
+            open=lambda offset, length: cas.open(digest, offset, length),
+            local_path=cas.local_path(digest),
+        ),
+        headers={
+            "X-Checksum-Sha256": digest.removeprefix("sha256:"),
+            "Last-Modified": _http_date(row.updated_at),
+        },
+    )
+
+
+async def _listing(
+    request: web.Request, files: LocalFiles, repo: Repository, folder: str
+) -> web.StreamResponse:
+    try:
+        limit = int(request.query.get("limit", LIST_LIMIT_DEFAULT))
+    except ValueError:
+        raise BadRequest("limit must be a whole number") from None
+    if not 1 <= limit <= LIST_LIMIT_MAX:
+        raise BadRequest(f"limit must be between 1 and {LIST_LIMIT_MAX}")
+    after = request.query.get("after", "")
+    entries = await files.list(repo, folder, limit, after)
+    children = []
+    for entry in entries:
+        if entry.folder:
+            children.append(
+                {
+                    "name": entry.name,
+                    "type": "folder",
+                    "uri": _uri(request, repo, folder + entry.name + "/"),
+                }
+            )
+        else:
+            assert entry.file is not None
+            f = entry.file
+            children.append(
+                {"name": entry.name, "type": "file"}
+                | _describe(request, repo, f.path, f.size, f.blob_digest)
+                | {"content_type": f.content_type, "modified": _iso(f.updated_at)}
+            )
+    headers = {}
+    body: dict[str, object] = {"repository": repo.name, "path": folder, "children": children}
+    if len(entries) == limit:
+        token = entries[-1].key
+        body["next"] = token
+        query = urlencode({"limit": limit, "after": token})
+        headers["Link"] = f'<{_uri(request, repo, folder)}?{query}>; rel="next"'
+    response = web.json_response(body, headers=headers)
+    return response
+
+
+def _uri(request: web.Request, repo: Repository, path: str) -> str:
+    return f"/repository/{repo.name}/{quote(path)}"
+
+
+def _describe(request: web.Request, repo: Repository, path: str, size: int, digest: str) -> dict:
+    return {
+        "repository": repo.name,
+        "path": path,
+        "size": size,
+        "sha256": digest.removeprefix("sha256:"),
+        "uri": _uri(request, repo, path),
+    }
+
+
+def _iso(timestamp: float) -> str:
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _http_date(timestamp: float) -> str:
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")

@@ -1,0 +1,57 @@
+"""Liveness, readiness and metrics endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from app import keys
+from app.metrics import CONTENT_TYPE_LATEST
+
+CHECK_TIMEOUT = 3.0
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """The process answers: nothing else is checked (restart me if this fails)."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Database, storage and cache all answer (route traffic to me)."""
+    app = request.app
+    probes: dict[str, Callable[[], Awaitable[None]]] = {
+        "database": app[keys.METADATA].ping,
+        "storage": app[keys.STORAGE].ping,
+        "cache": app[keys.CACHE].ping,
+    }
+    results = await asyncio.gather(
+        *(asyncio.wait_for(probe(), CHECK_TIMEOUT) for probe in probes.values()),
+        return_exceptions=True,
+    )
+    checks = {
+        name: "ok" if result is None else f"failed: {_reason(result)}"
+        for name, result in zip(probes, results, strict=True)
+    }
+    failing = [name for name, state in checks.items() if state != "ok"]
+    return web.json_response(
+        {"status": "unavailable" if failing else "ready", "failing": failing, "checks": checks},
+        status=503 if failing else 200,
+    )
+
+
+def _reason(result: object) -> str:
+    if isinstance(result, TimeoutError):
+        return f"no answer within {CHECK_TIMEOUT:g}s"
+    return str(result) or type(result).__name__
+
+
+async def metrics(request: web.Request) -> web.Response:
+    registry = request.app[keys.METRICS]
+    count, size = await request.app[keys.METADATA].blob_totals()
+    registry.blobs.set(count)
+    registry.blob_bytes.set(size)
+    response = web.Response(body=registry.render())
+    response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    return response

@@ -1,0 +1,154 @@
+"""Middlewares: request id, access log and metrics, and error shaping.
+
+Errors are turned into responses in one place, before the response starts; an
+error after the first byte went out can only abort the connection, which is
+what a client needs to notice a truncated body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import ClientPayloadError, web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from app import keys
+from app.backends.cache import CacheError
+from app.backends.metadata import MetadataError
+from app.backends.storage import InvalidKey, StorageError
+from app.errors import (
+    ApiError,
+    BadRequest,
+    DigestMismatch,
+    PayloadTooLarge,
+    Unavailable,
+    error_for_status,
+)
+from app.formats.base import Format
+from pipelines import DigestMismatch as StreamDigestMismatch
+from pipelines import InvalidDigest, TooLarge
+
+log = structlog.get_logger("artifactapi.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
+# Set by the dispatcher once it knows which format answers, so errors take its shape.
+FORMAT: web.RequestKey[Format] = web.RequestKey("format")
+
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_DEFAULT_FORMAT = Format()
+
+
+def _route(request: web.Request) -> str:
+    info = request.match_info
+    if info.http_exception is not None or info.route.resource is None:
+        return "unmatched"
+    return info.route.resource.canonical
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Outermost: request id, one access-log line and the metrics of every request."""
+    supplied = request.headers.get("X-Request-ID", "")
+    request_id = supplied if _CLIENT_ID.match(supplied) else uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    started = time.perf_counter()
+    status = 500
+    response: web.StreamResponse | None = None
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    finally:
+        elapsed = time.perf_counter() - started
+        route = _route(request)
+        metrics = request.app[keys.METRICS]
+        metrics.requests.labels(route, request.method, str(status)).inc()
+        metrics.latency.labels(route, request.method).observe(elapsed)
+        metrics.bytes_in.labels(route).inc(request.content.total_bytes)
+        sent = _bytes_sent(response)
+        metrics.bytes_out.labels(route).inc(sent)
+        log.info(
+            "request",
+            method=request.method,
+            path=request.path,
+            status=status,
+            ms=round(elapsed * 1000, 1),
+            bytes_in=request.content.total_bytes,
+            bytes_out=sent,
+        )
+        structlog.contextvars.unbind_contextvars("request_id")
+
+
+def _bytes_sent(response: web.StreamResponse | None) -> int:
+    if response is None:
+        return 0
+    if response.prepared:
+        return response.body_length
+    # A plain Response is only written after the middlewares return.
+    body = response.body if isinstance(response, web.Response) else None
+    return len(body) if isinstance(body, bytes) else 0
+
+
+async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: every response, streamed or not, carries the id."""
+    if REQUEST_ID in request:
+        response.headers["X-Request-ID"] = request[REQUEST_ID]
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except asyncio.CancelledError:
+        raise
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+        return _render(request, error_for_status(exc.status, exc.reason, headers), exc.status)
+    except Exception as exc:
+        if request.writer is not None and request.writer.output_size > 0:
+            log.warning("response aborted after it started", error=repr(exc))
+            raise
+        error = _translate(exc)
+        return _render(request, error, error.status)
+
+
+def _translate(exc: Exception) -> ApiError:
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, TooLarge):
+        return PayloadTooLarge(str(exc))
+    if isinstance(exc, StreamDigestMismatch):
+        return DigestMismatch(str(exc), detail={"expected": exc.expected, "actual": exc.actual})
+    if isinstance(exc, (InvalidDigest, InvalidKey)):
+        return BadRequest(str(exc))
+    if isinstance(exc, (ClientPayloadError, HttpProcessingError, ConnectionResetError)):
+        # The client went away or sent a broken body; nothing of it was kept.
+        log.info("request body incomplete", error=repr(exc))
+        return BadRequest("request body incomplete")
+    for backend, name in (
+        (StorageError, "storage"),
+        (MetadataError, "database"),
+        (CacheError, "cache"),
+    ):
+        if isinstance(exc, backend):
+            log.error("backend failure", backend=name, error=str(exc))
+            return Unavailable(f"{name} unavailable, try again")
+    log.exception("unhandled error")
+    return ApiError("internal error")
+
+
+def _render(request: web.Request, error: ApiError, status: int) -> web.Response:
+    fmt = request.get(FORMAT, _DEFAULT_FORMAT)
+    response = fmt.render_error(request, error, request.get(REQUEST_ID, ""))
+    response.set_status(status)
+    return response

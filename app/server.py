@@ -1,0 +1,83 @@
+"""The application factory: wires backends, formats, middlewares and routes."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from app import health, keys
+from app.backends.cache import open_cache
+from app.backends.metadata import open_metadata
+from app.backends.storage import open_storage
+from app.cas import ContentStore
+from app.config import Config
+from app.errors import NotFound
+from app.formats import Format, available_formats, validate_repositories
+from app.metrics import Metrics
+from app.middleware import FORMAT, add_request_id, errors, observe
+from app.repositories import Repositories
+
+log = structlog.get_logger("artifactapi")
+
+FORMATS: web.AppKey[dict[str, Format]] = web.AppKey("formats")
+
+
+def create_app(config: Config, *, migrate: bool = True) -> web.Application:
+    """Build the service. Backends open in ``cleanup_ctx`` when the app starts.
+
+    ``migrate=False`` is for worker processes whose parent already migrated.
+    """
+    formats = available_formats()
+    options = validate_repositories(config, formats)  # fail before opening anything
+
+    app = web.Application(middlewares=[observe, errors], client_max_size=1024**2)
+    app[keys.CONFIG] = config
+    app[keys.METRICS] = Metrics()
+    app[FORMATS] = formats
+    app.on_response_prepare.append(add_request_id)
+
+    async def backends(app: web.Application) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            storage = await open_storage(config.storage)
+            stack.push_async_callback(storage.close)
+            metadata = await open_metadata(
+                config.database.url, config.database.pool_min, config.database.pool_max
+            )
+            stack.push_async_callback(metadata.close)
+            if migrate:
+                applied = await metadata.migrate()
+                if applied:
+                    log.info("migrated", versions=applied)
+            cache = open_cache(config.cache.url)
+            stack.push_async_callback(cache.close)
+            await cache.ping()
+            app[keys.STORAGE] = storage
+            app[keys.METADATA] = metadata
+            app[keys.CACHE] = cache
+            app[keys.CAS] = ContentStore(storage, metadata)
+            app[keys.REPOSITORIES] = await Repositories.sync(metadata, config.repositories, options)
+            yield
+
+    app.cleanup_ctx.append(backends)
+
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz)
+    app.router.add_get("/metrics", health.metrics)
+    app.router.add_route("*", "/repository/{repository}/{path:.*}", dispatch)
+    app.router.add_route("*", "/repository/{repository}", dispatch)
+    for fmt in formats.values():
+        fmt.setup(app)
+    return app
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    """``/repository/<name>/<path>``: hand the request to the repository's format."""
+    repo = request.app[keys.REPOSITORIES].get(request.match_info["repository"])
+    fmt = request.app[FORMATS][repo.format]
+    request[FORMAT] = fmt
+    if repo.kind not in fmt.kinds:
+        raise NotFound(f"repository {repo.name} is not served")
+    return await fmt.handle(request, repo, request.match_info.get("path", ""))
