@@ -119,7 +119,7 @@ async def _sendfile(request: web.Request, path: Path, offset: int, count: int) -
     transport = request.transport
     if transport is None:
         raise ConnectionResetError("connection lost")
-    loop = request.loop
+    loop = asyncio.get_running_loop()
     handle = await asyncio.to_thread(open, path, "rb")
     try:
         await loop.sendfile(transport, handle, offset, count, fallback=False)

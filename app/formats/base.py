@@ -41,9 +41,7 @@ class Format:
         raise ApiError(f"format {self.name} serves no /repository/ paths")
 
     def render_error(self, request: web.Request, error: ApiError, request_id: str) -> web.Response:
-        return web.json_response(
-            {"error": {"code": error.code, "message": error.message, "request_id": request_id}}
-            | ({"detail": error.detail} if error.detail is not None else {}),
-            status=error.status,
-            headers=error.headers,
-        )
+        body = {"code": error.code, "message": error.message, "request_id": request_id}
+        if error.detail is not None:
+            body["detail"] = error.detail
+        return web.json_response({"error": body}, status=error.status, headers=error.headers)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from app.backends.cache.base import CacheError
+
 
 class MemoryCache:
     def __init__(self, max_entries: int = 100_000) -> None:
@@ -49,7 +51,10 @@ class MemoryCache:
             value = amount
             await self.set(key, str(value).encode(), ttl)
             return value
-        value = int(current) + amount
+        try:
+            value = int(current) + amount
+        except ValueError:
+            raise CacheError(f"{key!r} does not hold an integer") from None
         self._values[key] = (str(value).encode(), self._values[key][1])
         return value
 

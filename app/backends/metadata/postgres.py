@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from app.backends.metadata.base import Conflict, MetadataError, Row
+from app.backends.metadata.base import Conflict, Dialect, MetadataError, Row
 
 # Any constant works; every replica must use the same one.
 MIGRATION_LOCK_ID = 0x61727469  # "arti"
@@ -26,7 +26,7 @@ _ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
 class PostgresDriver:
-    dialect = "postgres"
+    dialect: Dialect = "postgres"
 
     def __init__(self, pool: asyncpg.Pool | None, conn: asyncpg.Connection | None = None) -> None:
         self._pool = pool

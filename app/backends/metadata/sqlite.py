@@ -2,7 +2,10 @@
 
 One connection per process, in WAL mode so several worker processes can share the
 file: readers never block, writers queue on SQLite's lock (``busy_timeout``). An
-asyncio lock keeps one transaction at a time on the shared connection.
+asyncio lock keeps one transaction at a time on the shared connection; statements
+outside a transaction take the lock too, so they never run inside another
+coroutine's transaction. A transaction hands out its own driver, the only one that
+runs statements without the lock while it is open.
 """
 
 from __future__ import annotations
@@ -12,13 +15,13 @@ import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from app.backends.metadata.base import Conflict, MetadataError, Row
+from app.backends.metadata.base import Conflict, Dialect, MetadataError, Row
 
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 BUSY_TIMEOUT_MS = 30_000
@@ -37,13 +40,20 @@ def path_from_url(url: str) -> str:
 
 
 class SqliteDriver:
-    dialect = "sqlite"
+    dialect: Dialect = "sqlite"
 
-    def __init__(self, path: str, connection: aiosqlite.Connection | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        connection: aiosqlite.Connection | None = None,
+        *,
+        in_transaction: bool = False,
+    ) -> None:
         self.path = path
         self._conn = connection
         self._lock = asyncio.Lock()
-        self._in_transaction = False
+        # True only on the driver handed out by transaction(), never on the shared one.
+        self._in_transaction = in_transaction
 
     @classmethod
     async def connect(cls, url: str) -> SqliteDriver:
@@ -124,19 +134,37 @@ class SqliteDriver:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqliteDriver]:
-        async with self._lock:
-            # BEGIN IMMEDIATE takes the write lock now, so two processes cannot both
-            # read-then-write and deadlock on the upgrade.
-            await self._run("BEGIN IMMEDIATE", ())
-            self._in_transaction = True
+        if self._in_transaction:
+            # Nested, as asyncpg does it: a savepoint (SQLite resolves a repeated
+            # name to the innermost one).
+            await self._run("SAVEPOINT nested", ())
             try:
                 yield self
             except BaseException:
-                self._in_transaction = False
-                await self._run("ROLLBACK", ())
+                await self._run("ROLLBACK TO nested", ())
+                await self._run("RELEASE nested", ())
                 raise
-            self._in_transaction = False
-            await self._run("COMMIT", ())
+            await self._run("RELEASE nested", ())
+            return
+        async with self._lock:
+            tx = SqliteDriver(self.path, self.conn, in_transaction=True)
+            try:
+                # BEGIN IMMEDIATE takes the write lock now, so two processes cannot
+                # both read-then-write and deadlock on the upgrade.
+                await tx._run("BEGIN IMMEDIATE", ())
+                yield tx
+                await tx._run("COMMIT", ())
+            except BaseException:
+                await self._rollback()
+                raise
+            finally:
+                tx._conn = None  # the transaction's driver is spent
+
+    async def _rollback(self) -> None:
+        # aiosqlite runs statements in order on one thread, so this also undoes a
+        # BEGIN whose await was cancelled; a transaction SQLite already ended is fine.
+        with suppress(sqlite3.OperationalError):
+            await self.conn.execute("ROLLBACK")
 
     async def migrate(self, scripts: Sequence[tuple[int, str]]) -> list[int]:
         applied: list[int] = []

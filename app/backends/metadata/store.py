@@ -152,24 +152,23 @@ class MetadataStore:
         self, repository_id: int, path: str, blob_digest: str, size: int, content_type: str
     ) -> bool:
         """Point ``path`` at a blob, replacing what it pointed at; True if it is new."""
-        now = time.time()
+        args = (repository_id, path, blob_digest, size, content_type, time.time())
         async with self.db.transaction() as tx:
-            existed = await tx.fetchval(
-                "SELECT 1 FROM files WHERE repository_id = $1 AND path = $2", repository_id, path
-            )
-            await tx.execute(
+            # Insert-or-nothing, then update: of two concurrent puts of a new path
+            # only the one whose insert lands reports it as new (a SELECT first
+            # would let both see it absent on PostgreSQL).
+            created = await tx.execute(
                 f"INSERT INTO files ({_FILE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $6)"
-                " ON CONFLICT (repository_id, path) DO UPDATE SET blob_digest = excluded.blob_digest,"
-                " size = excluded.size, content_type = excluded.content_type,"
-                " updated_at = excluded.updated_at",
-                repository_id,
-                path,
-                blob_digest,
-                size,
-                content_type,
-                now,
+                " ON CONFLICT (repository_id, path) DO NOTHING",
+                *args,
             )
-        return existed is None
+            if not created:
+                await tx.execute(
+                    "UPDATE files SET blob_digest = $3, size = $4, content_type = $5,"
+                    " updated_at = $6 WHERE repository_id = $1 AND path = $2",
+                    *args,
+                )
+        return created > 0
 
     async def get_file(self, repository_id: int, path: str) -> FileRow | None:
         row = await self.db.fetchrow(
@@ -188,7 +187,8 @@ class MetadataStore:
     async def has_folder(self, repository_id: int, folder: str) -> bool:
         """Whether any file lies below ``folder`` ("" is the root, else ends with '/')."""
         if not folder:
-            sql, args = "SELECT 1 FROM files WHERE repository_id = $1 LIMIT 1", (repository_id,)
+            sql = "SELECT 1 FROM files WHERE repository_id = $1 LIMIT 1"
+            args: tuple[Any, ...] = (repository_id,)
         else:
             sql = (
                 "SELECT 1 FROM files WHERE repository_id = $1 AND path >= $2 AND path < $3 LIMIT 1"
@@ -206,12 +206,18 @@ class MetadataStore:
         row, not a million.
         """
         entries: list[FolderEntry] = []
-        # ``after`` is an entry's key: "name" for a file, "name/" for a folder.
-        cursor = folder + (after[:-1] + "0" if after.endswith("/") else after)
+        # ``after`` is an entry's key: "name" for a file, "name/" for a folder. Past a
+        # file the next path is greater than it; past a folder it is at or above the
+        # folder's upper bound ("b/" -> "b0", which may itself be a file).
+        if after.endswith("/"):
+            cursor, inclusive = _upper_bound(folder + after), True
+        else:
+            cursor, inclusive = folder + after, False
         upper = _upper_bound(folder) if folder else None
         while len(entries) < limit:
             sql = (
-                f"SELECT {_FILE_COLUMNS} FROM files WHERE repository_id = $1 AND path > $2"
+                f"SELECT {_FILE_COLUMNS} FROM files WHERE repository_id = $1"
+                + (" AND path >= $2" if inclusive else " AND path > $2")
                 + (" AND path < $3" if upper else "")
                 + " ORDER BY path LIMIT $"
                 + ("4" if upper else "3")
@@ -229,10 +235,10 @@ class MetadataStore:
                 name, slash, _ = rest.partition("/")
                 if slash:
                     entries.append(FolderEntry(name, folder=True))
-                    cursor = folder + name + "0"  # '0' sorts right after '/'
+                    cursor, inclusive = _upper_bound(folder + name + "/"), True
                     break
                 entries.append(FolderEntry(name, folder=False, file=_file(row)))
-                cursor = row["path"]
+                cursor, inclusive = row["path"], False
             else:
                 if len(rows) < batch:
                     break

@@ -19,10 +19,12 @@ import asyncio
 import contextlib
 import os
 import shutil
+import stat
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from app.backends.storage.base import (
     InvalidKey,
@@ -60,25 +62,23 @@ class FilesystemStorage:
         final = self._path(key)
         loop = asyncio.get_running_loop()
         temp = self._incoming / uuid.uuid4().hex
-        handle = await loop.run_in_executor(None, _open_exclusive, temp)
+        opening = loop.run_in_executor(None, _open_exclusive, temp)
+        # The thread call in progress. Awaited only through a shield: cancelling the
+        # future would not stop the thread, only lose track of it.
+        pending: asyncio.Future[Any] = opening
         size = 0
-        pending: asyncio.Future[None] | None = None
         try:
+            handle = await _finish(opening)
             async for chunk in chunks:
-                if pending is not None:
-                    await pending
+                await _finish(pending)
                 pending = loop.run_in_executor(None, _write_all, handle, chunk)
                 size += len(chunk)
-            if pending is not None:
-                await pending
-                pending = None
-            await loop.run_in_executor(None, _commit, handle, temp, final)
+            await _finish(pending)
+            pending = loop.run_in_executor(None, _commit, handle, temp, final)
+            await _finish(pending)
         except BaseException:
-            if pending is not None:
-                # The write thread cannot be interrupted; let it finish before closing.
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(pending)
-            await loop.run_in_executor(None, _discard, handle, temp)
+            # Shielded so that a second cancellation cannot leave the temp file behind.
+            await asyncio.shield(_abandon(opening, pending, temp))
             raise
         return size
 
@@ -86,17 +86,19 @@ class FilesystemStorage:
         self, key: str, offset: int = 0, length: int | None = None
     ) -> AsyncIterator[bytes]:
         path = self._path(key)
+        if offset < 0 or (length is not None and length < 0):
+            raise ValueError("offset and length must not be negative")
         loop = asyncio.get_running_loop()
-        try:
+        with _os_errors(key):
             handle = await loop.run_in_executor(None, open, path, "rb")
-        except FileNotFoundError:
-            raise ObjectNotFound(key) from None
         try:
-            await loop.run_in_executor(None, handle.seek, offset)
+            with _os_errors(key):
+                await loop.run_in_executor(None, handle.seek, offset)
             remaining = length
             while remaining is None or remaining > 0:
                 want = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
-                chunk = await loop.run_in_executor(None, handle.read, want)
+                with _os_errors(key):
+                    chunk = await loop.run_in_executor(None, handle.read, want)
                 if not chunk:
                     break
                 if remaining is not None:
@@ -108,18 +110,20 @@ class FilesystemStorage:
     async def stat(self, key: str) -> ObjectInfo | None:
         path = self._path(key)
         try:
-            st = await asyncio.to_thread(path.stat)
-        except (FileNotFoundError, NotADirectoryError):
+            with _os_errors(key):
+                st = await asyncio.to_thread(path.stat)
+        except ObjectNotFound:
             return None
-        if not path.is_file():
+        if not stat.S_ISREG(st.st_mode):
             return None
         return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
 
     async def delete(self, key: str) -> bool:
         path = self._path(key)
         try:
-            await asyncio.to_thread(path.unlink)
-        except (FileNotFoundError, NotADirectoryError):
+            with _os_errors(key):
+                await asyncio.to_thread(path.unlink)
+        except ObjectNotFound:
             return False
         return True
 
@@ -129,24 +133,21 @@ class FilesystemStorage:
         # Walk the smallest directory that holds every key with this prefix.
         base_key = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         base = self._path(base_key) if base_key else self.root
-        found = await asyncio.to_thread(_walk_stale, self.root, base, prefix, cutoff)
+        with _os_errors():
+            found = await asyncio.to_thread(_walk_stale, self.root, base, prefix, cutoff)
         for info in found:
             yield info
 
     async def copy(self, src: str, dst: str) -> None:
         source, target = self._path(src), self._path(dst)
         temp = self._incoming / uuid.uuid4().hex
-        try:
+        with _os_errors(src):
             await asyncio.to_thread(_copy_atomic, source, temp, target)
-        except FileNotFoundError:
-            raise ObjectNotFound(src) from None
 
     async def move(self, src: str, dst: str) -> None:
         source, target = self._path(src), self._path(dst)
-        try:
-            await asyncio.to_thread(_rename, source, target)
-        except FileNotFoundError:
-            raise ObjectNotFound(src) from None
+        with _os_errors(src):
+            await asyncio.to_thread(_move, source, target)
 
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
@@ -157,6 +158,37 @@ class FilesystemStorage:
 
     async def close(self) -> None:
         return None
+
+
+_MISSING = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
+
+
+@contextlib.contextmanager
+def _os_errors(key: str | None = None) -> Iterator[None]:
+    """OS failures become StorageError; a missing (or non-file) ``key`` ObjectNotFound."""
+    try:
+        yield
+    except _MISSING as exc:
+        if key is None:
+            raise StorageError(str(exc)) from exc
+        raise ObjectNotFound(key) from None
+    except OSError as exc:
+        raise StorageError(str(exc)) from exc
+
+
+async def _finish(work: asyncio.Future[Any]) -> Any:
+    with _os_errors():
+        return await asyncio.shield(work)
+
+
+async def _abandon(opening: asyncio.Future[Any], pending: asyncio.Future[Any], temp: Path) -> None:
+    """Wait for the thread still touching ``temp`` (if any), then close and remove it."""
+    await asyncio.wait({opening, pending})
+    for work in (opening, pending):
+        if not work.cancelled():
+            work.exception()  # seen: the error that aborted the put is the one to report
+    handle = None if opening.cancelled() or opening.exception() else opening.result()
+    await asyncio.to_thread(_discard, handle, temp)
 
 
 def _open_exclusive(path: Path):  # type: ignore[no-untyped-def]
@@ -184,6 +216,13 @@ def _rename(temp: Path, final: Path) -> None:
     _fsync_dir(final.parent)
 
 
+def _move(source: Path, target: Path) -> None:
+    if not source.is_file():  # a directory would rename, taking every key below it along
+        raise FileNotFoundError(source)
+    _rename(source, target)
+    _fsync_dir(source.parent)
+
+
 def _commit(handle, temp: Path, final: Path) -> None:  # type: ignore[no-untyped-def]
     os.fsync(handle.fileno())
     handle.close()
@@ -191,7 +230,8 @@ def _commit(handle, temp: Path, final: Path) -> None:  # type: ignore[no-untyped
 
 
 def _discard(handle, temp: Path) -> None:  # type: ignore[no-untyped-def]
-    handle.close()
+    if handle is not None:
+        handle.close()
     temp.unlink(missing_ok=True)
 
 

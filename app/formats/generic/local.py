@@ -24,8 +24,9 @@ class LocalOptions(BaseModel):
     delete: bool = True
 
 
-# curl sends this for --data-binary; it never describes a file.
-_IGNORED_TYPES = {"", "application/x-www-form-urlencoded"}
+# Types that say nothing about a file: curl's default for --data-binary, and the
+# generic binary type HTTP libraries send by default. The extension knows better.
+_IGNORED_TYPES = {"", "application/x-www-form-urlencoded", "application/octet-stream"}
 
 
 def content_type_for(path: str, declared: str | None) -> str:

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from app.config import Config
+from app.server import create_app
+from tests import shapes
+
+ConfigFactory = Callable[..., Config]
+
+
+@pytest.fixture(params=["embedded", "scale-out"])
+def shape(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def make_config(shape: str, tmp_path: Path, request: pytest.FixtureRequest) -> ConfigFactory:
+    """Build a Config of the current shape; keyword arguments become config sections."""
+    if shape == "embedded":
+        return lambda **extra: shapes.embedded(tmp_path, **extra)
+    dsn = request.getfixturevalue("postgres_dsn")
+    redis = request.getfixturevalue("redis_server")
+    s3 = request.getfixturevalue("s3_server")
+    prefix = request.getfixturevalue("s3_prefix")
+    return lambda **extra: shapes.scale_out(dsn, redis, s3, prefix, **extra)
+
+
+@pytest.fixture
+def config(make_config: ConfigFactory) -> Config:
+    return make_config()
+
+
+@pytest.fixture
+async def app_client(aiohttp_client: Any, config: Config) -> TestClient:
+    return await aiohttp_client(create_app(config))
+
+
+@pytest.fixture
+def app(app_client: TestClient) -> web.Application:
+    return app_client.server.app  # type: ignore[return-value]

@@ -1,0 +1,52 @@
+"""Configurations for the two deployment shapes, pointed at test services."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from app.config import Config, parse_config
+from tests.services import S3Settings
+
+FILES_REPO = {"name": "files", "format": "generic", "kind": "local"}
+
+
+def embedded(root: Path, repositories: list[dict[str, Any]] | None = None, **extra: Any) -> Config:
+    return parse_config(
+        {
+            "database": {"url": f"sqlite:///{root / 'meta.db'}"},
+            "storage": {"driver": "filesystem", "root": str(root / "blobs")},
+            "cache": {"url": "memory://"},
+            "repositories": repositories if repositories is not None else [FILES_REPO],
+            **extra,
+        },
+        env={},
+    )
+
+
+def scale_out(
+    postgres_dsn: str,
+    redis_url: str,
+    s3: S3Settings,
+    prefix: str,
+    repositories: list[dict[str, Any]] | None = None,
+    **extra: Any,
+) -> Config:
+    return parse_config(
+        {
+            "database": {"url": postgres_dsn},
+            "storage": {
+                "driver": "s3",
+                "endpoint": s3.endpoint,
+                "bucket": s3.bucket,
+                "access_key": s3.access_key,
+                "secret_key": s3.secret_key,
+                "prefix": prefix,
+                "part_size": "5MiB",
+            },
+            "cache": {"url": redis_url},
+            "repositories": repositories if repositories is not None else [FILES_REPO],
+            **extra,
+        },
+        env={},
+    )
