@@ -21,6 +21,7 @@ from app import keys
 from app.backends.cache import CacheError
 from app.backends.metadata import MetadataError
 from app.backends.storage import InvalidKey, StorageError
+from app.draining import INFLIGHT
 from app.errors import (
     ApiError,
     BadRequest,
@@ -62,11 +63,14 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
     status = 500
     response: web.StreamResponse | None = None
+    inflight = request.app[INFLIGHT]
+    inflight.started()
     try:
         response = await handler(request)
         status = response.status
         return response
     finally:
+        inflight.finished()
         elapsed = time.perf_counter() - started
         route = _route(request)
         metrics = request.app[keys.METRICS]

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from app.backends.metadata import open_metadata
 from app.config import Config
+from app.draining import INFLIGHT
 from app.logs import configure_logging
 from app.server import create_app
 
@@ -45,7 +46,9 @@ def _run(config: Config, main: Coroutine[Any, Any, None]) -> None:
         asyncio.run(main)
 
 
-async def _serve(config: Config, reuse_port: bool, announce: bool) -> None:
+async def _serve(
+    config: Config, reuse_port: bool, announce: bool, ready_fd: int | None = None
+) -> None:
     app = create_app(config, migrate=False)
     runner = web.AppRunner(
         app, access_log=None, handle_signals=False, shutdown_timeout=config.server.shutdown_grace
@@ -56,6 +59,9 @@ async def _serve(config: Config, reuse_port: bool, announce: bool) -> None:
             runner, config.server.host, config.server.port, reuse_port=reuse_port, backlog=1024
         )
         await site.start()
+        if ready_fd is not None:
+            os.write(ready_fd, b".")  # tell the parent this worker is listening
+            os.close(ready_fd)  # so the parent sees EOF if a sibling dies before its byte
         if announce:
             port = _bound_port(site)
             print(f"artifactapi listening on http://{config.server.host}:{port}", flush=True)
@@ -64,10 +70,12 @@ async def _serve(config: Config, reuse_port: bool, announce: bool) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
-        log.info("shutting down", grace_seconds=config.server.shutdown_grace)
+        grace = config.server.shutdown_grace
+        log.info("shutting down", grace_seconds=grace, in_flight=app[INFLIGHT].count)
+        await site.stop()  # no new connections; requests in flight go on
+        if not await app[INFLIGHT].drain(grace):
+            log.warning("grace period over, cutting requests", in_flight=app[INFLIGHT].count)
     finally:
-        # Stops accepting, lets in-flight requests finish (up to the grace), then
-        # closes the backends.
         await runner.cleanup()
 
 
@@ -97,27 +105,34 @@ def _supervise(config: Config, workers: int) -> int:
     port = reservation.getsockname()[1]
     config = config.model_copy(update={"server": config.server.model_copy(update={"port": port})})
     children: list[int] = []
+    ready_read, ready_write = os.pipe()
     for _ in range(workers):
         pid = os.fork()
         if pid == 0:
             reservation.close()
+            os.close(ready_read)
             code = 0
             try:
-                _run(config, _serve(config, reuse_port=True, announce=False))
+                _run(config, _serve(config, reuse_port=True, announce=False, ready_fd=ready_write))
             except BaseException as exc:  # a worker must never return into the parent's code
                 print(f"artifactapi worker {os.getpid()} failed: {exc}", file=sys.stderr)
                 code = 1
             os._exit(code)
         children.append(pid)
+    os.close(ready_write)
+    if not _wait_ready(ready_read, workers):
+        print("artifactapi: a worker failed to start", file=sys.stderr)
+        _stop(children)
+        for child in children:
+            os.waitpid(child, 0)
+        return 1
     print(
         f"artifactapi listening on http://{config.server.host}:{port} ({workers} workers)",
         flush=True,
     )
 
     def forward(signum: int, _frame: object) -> None:
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signal.SIGTERM)
+        _stop(children)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
@@ -129,7 +144,25 @@ def _supervise(config: Config, workers: int) -> int:
                 children.remove(pid)
                 if os.waitstatus_to_exitcode(status) != 0 and not failed:
                     failed = True  # one worker died: stop the others rather than limp on
-                    forward(signal.SIGTERM, None)
+                    _stop(children)
     finally:
         reservation.close()
     return 1 if failed else 0
+
+
+def _wait_ready(fd: int, workers: int) -> bool:
+    """Read one byte per worker; EOF first means a worker died before listening."""
+    seen = 0
+    with os.fdopen(fd, "rb", buffering=0) as pipe:
+        while seen < workers:
+            data = pipe.read(workers - seen)
+            if not data:
+                return False
+            seen += len(data)
+    return True
+
+
+def _stop(children: list[int]) -> None:
+    for child in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGTERM)

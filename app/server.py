@@ -14,6 +14,7 @@ from app.backends.metadata import open_metadata
 from app.backends.storage import open_storage
 from app.cas import ContentStore
 from app.config import Config
+from app.draining import INFLIGHT, Inflight, close_when_draining
 from app.errors import NotFound
 from app.formats import Format, available_formats, validate_repositories
 from app.metrics import Metrics
@@ -37,7 +38,9 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
     app[keys.CONFIG] = config
     app[keys.METRICS] = Metrics()
     app[FORMATS] = formats
+    app[INFLIGHT] = Inflight()
     app.on_response_prepare.append(add_request_id)
+    app.on_response_prepare.append(close_when_draining)
 
     async def backends(app: web.Application) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:

@@ -1,0 +1,47 @@
+"""Graceful shutdown: count requests in flight and let them finish.
+
+aiohttp's own shutdown stops reading from every connection at once, which cuts
+off an upload whose body is still arriving. So the runner first stops listening,
+then waits here until the requests in flight are done (or the grace runs out),
+and only then lets aiohttp close the connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from aiohttp import web
+
+
+class Inflight:
+    def __init__(self) -> None:
+        self.count = 0
+        self.draining = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def started(self) -> None:
+        self.count += 1
+        self._idle.clear()
+
+    def finished(self) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self._idle.set()
+
+    async def drain(self, grace: float) -> bool:
+        """Wait until no request is in flight; False if the grace ran out first."""
+        self.draining = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), grace)
+        return self.count == 0
+
+
+INFLIGHT: web.AppKey[Inflight] = web.AppKey("inflight")
+
+
+async def close_when_draining(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: while draining, no connection is kept alive for another request."""
+    if request.app[INFLIGHT].draining:
+        response.force_close()

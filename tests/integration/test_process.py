@@ -1,0 +1,185 @@
+"""The service as users run it: a real process, its CLI, workers and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+
+import aiohttp
+import pytest
+import yaml
+
+from app.cli import main
+
+CONFIG = {
+    "server": {"host": "127.0.0.1", "port": 0, "shutdown_grace": 20},
+    "database": {"url": "sqlite:///data/meta.db"},
+    "storage": {"driver": "filesystem", "root": "data"},
+    "repositories": [{"name": "files", "format": "generic", "kind": "local"}],
+}
+
+
+def write_config(directory: Path, **sections: object) -> Path:
+    path = directory / "artifactapi.yaml"
+    path.write_text(yaml.safe_dump({**CONFIG, **sections}))
+    return path
+
+
+@contextmanager
+def running(directory: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """Start ``artifactapi serve`` in ``directory``; yield it and its base URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve", *args],
+        cwd=directory,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert "listening on http://" in line, process.stderr.read() if process.stderr else line
+        yield process, line.split("listening on ")[1].split()[0]
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@asynccontextmanager
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    # A fresh connection per request, so a multi-worker server spreads them.
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as client:
+        yield client
+
+
+async def test_serve_answers_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    write_config(tmp_path)
+    with running(tmp_path) as (process, base):
+        async with session() as client:
+            assert (await client.get(f"{base}/healthz")).status == 200
+            data = os.urandom(100_000)
+            assert (await client.put(f"{base}/repository/files/a/b.bin", data=data)).status == 201
+            assert await (await client.get(f"{base}/repository/files/a/b.bin")).read() == data
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    assert (tmp_path / "data" / "meta.db").exists()
+
+
+async def test_in_flight_upload_finishes_during_graceful_shutdown(tmp_path: Path) -> None:
+    write_config(tmp_path)
+    with running(tmp_path) as (process, base):
+        release = asyncio.Event()
+
+        async def slow_body() -> AsyncIterator[bytes]:
+            yield b"first half "
+            await release.wait()
+            yield b"second half"
+
+        async with session() as client:
+            upload = asyncio.create_task(
+                client.put(f"{base}/repository/files/slow.txt", data=slow_body())
+            )
+            await asyncio.sleep(0.5)
+            process.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.5)
+            assert process.poll() is None  # still serving the upload in flight
+            release.set()
+            response = await upload
+            assert response.status == 201
+        assert process.wait(timeout=30) == 0
+    # The finished upload was committed before the process exited.
+    with running(tmp_path) as (_, base):
+        async with session() as client:
+            body = await (await client.get(f"{base}/repository/files/slow.txt")).read()
+    assert body == b"first half second half"
+
+
+async def test_workers_share_one_port_and_one_store(tmp_path: Path) -> None:
+    write_config(tmp_path)
+    with running(tmp_path, "--workers", "2") as (process, base):
+        workers = subprocess.run(
+            ["pgrep", "-P", str(process.pid)], capture_output=True, text=True, check=False
+        ).stdout.split()
+        assert len(workers) == 2
+        blobs = {f"f{i}.bin": os.urandom(50_000 + i) for i in range(12)}
+        async with session() as client:
+            await asyncio.gather(
+                *(client.put(f"{base}/repository/files/{k}", data=v) for k, v in blobs.items())
+            )
+            for name, data in blobs.items():  # each on a new connection, any worker
+                got = await (await client.get(f"{base}/repository/files/{name}")).read()
+                assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+            listing = await (await client.get(f"{base}/repository/files/")).json()
+        assert sorted(c["name"] for c in listing["children"]) == sorted(blobs)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+
+
+def test_config_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = write_config(tmp_path)
+    assert main(["config", "check", str(good)]) == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("repositories:\n  - {name: files, format: generic, kind: remote}\n")
+    assert main(["config", "check", str(bad)]) == 2
+    assert "repositories[0].kind" in capsys.readouterr().err
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("repositories:\n  - {name: x, format: floppy}\n")
+    assert main(["config", "check", str(unknown)]) == 2
+    assert "repositories[0].format: unknown format 'floppy'" in capsys.readouterr().err
+    options = tmp_path / "options.yaml"
+    options.write_text("repositories:\n  - {name: x, format: generic, options: {colour: red}}\n")
+    assert main(["config", "check", str(options)]) == 2
+    assert "repositories[0].options.colour" in capsys.readouterr().err
+
+
+def test_invalid_config_stops_start_up_with_exit_2(tmp_path: Path) -> None:
+    config = write_config(tmp_path, server={"port": "not-a-port"})
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "--config", str(config), "serve"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "server.port" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        ({"database": {"url": "postgresql://nobody@127.0.0.1:1/none"}}, "cannot connect to PostgreSQL"),
+        ({"cache": {"url": "redis://127.0.0.1:1/0"}}, "Redis unreachable"),
+        ({"storage": {"driver": "filesystem", "root": "/proc/artifactapi"}}, "cannot create storage root"),
+    ],
+)
+def test_unreachable_backend_at_start_is_a_clear_error(
+    tmp_path: Path, section: dict[str, object], expected: str
+) -> None:
+    config = write_config(tmp_path, **section)
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "--config", str(config), "serve"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "cannot start" in result.stderr and expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_migrate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path, database={"url": f"sqlite:///{tmp_path / 'm.db'}"})
+    assert main(["--config", str(config), "migrate"]) == 0
+    assert "applied migrations: [1]" in capsys.readouterr().out
+    assert main(["--config", str(config), "migrate"]) == 0
+    assert "up to date" in capsys.readouterr().out
