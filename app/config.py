@@ -64,7 +64,6 @@ class ServerConfig(_Section):
     # Largest request body accepted by any upload; larger ones get 413.
     max_body_size: ByteSize = ByteSize(10 * 1024**3)
     shutdown_grace: Seconds = 30.0
-    base_url: str | None = None
 
 
 class LoggingConfig(_Section):
