@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from app import keys
+from app.draining import INFLIGHT
 from app.metrics import CONTENT_TYPE_LATEST
 
 CHECK_TIMEOUT = 3.0
@@ -52,6 +53,7 @@ async def metrics(request: web.Request) -> web.Response:
     count, size = await request.app[keys.METADATA].blob_totals()
     registry.blobs.set(count)
     registry.blob_bytes.set(size)
+    registry.in_flight.set(request.app[INFLIGHT].count)
     response = web.Response(body=registry.render())
     response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
     return response

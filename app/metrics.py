@@ -36,6 +36,11 @@ class Metrics:
             ["route"],
             registry=self.registry,
         )
+        self.in_flight = Gauge(
+            "artifactapi_http_requests_in_flight",
+            "Requests being answered right now (including this scrape).",
+            registry=self.registry,
+        )
         self.blobs = Gauge(
             "artifactapi_blobs", "Blobs in the content-addressed store.", registry=self.registry
         )

@@ -65,6 +65,15 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield client
 
 
+async def wait_in_flight(client: aiohttp.ClientSession, base: str, count: int) -> None:
+    gauge = f"artifactapi_http_requests_in_flight {count}.0"
+    for _ in range(200):
+        if gauge in await (await client.get(f"{base}/metrics")).text():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never saw {count} requests in flight")
+
+
 async def test_serve_answers_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     write_config(tmp_path)
     with running(tmp_path) as (process, base):
@@ -92,10 +101,11 @@ async def test_in_flight_upload_finishes_during_graceful_shutdown(tmp_path: Path
             upload = asyncio.create_task(
                 client.put(f"{base}/repository/files/slow.txt", data=slow_body())
             )
-            await asyncio.sleep(0.5)
+            await wait_in_flight(client, base, 2)  # the upload and the scrape itself
             process.send_signal(signal.SIGTERM)
-            await asyncio.sleep(0.5)
-            assert process.poll() is None  # still serving the upload in flight
+            for _ in range(10):  # it keeps serving the upload in flight meanwhile
+                await asyncio.sleep(0.1)
+                assert process.poll() is None
             release.set()
             response = await upload
             assert response.status == 201
