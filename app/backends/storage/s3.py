@@ -141,6 +141,9 @@ class S3Storage:
                 size += len(chunk)
                 # Strictly greater: a stream of exactly one part stays a single PutObject.
                 while len(buffer) > part_size:
+                    # Wait for a free slot before copying the part out of the buffer,
+                    # or one more part than ``concurrency`` sits in memory.
+                    await upload.slot()
                     await upload.add(Body=bytes(memoryview(buffer)[:part_size]))
                     del buffer[:part_size]
             if not upload.started:
@@ -281,16 +284,21 @@ class _Multipart:
     def started(self) -> bool:
         return self._created is not None
 
-    async def add(self, **part: Any) -> None:
+    async def slot(self) -> str:
+        """Wait until another part may start; return the upload id (creating the upload)."""
         if self._created is None:
             self._created = asyncio.ensure_future(
                 self._client.create_multipart_upload(**self._ids, **self._checksum)
             )
         # Shielded: if we are cancelled mid-request, abort() still learns the upload id.
         with _errors():
-            upload_id = (await asyncio.shield(self._created))["UploadId"]
+            upload_id: str = (await asyncio.shield(self._created))["UploadId"]
         if len(self._pending) >= self._concurrency:
             await self._reap(asyncio.FIRST_COMPLETED)
+        return upload_id
+
+    async def add(self, **part: Any) -> None:
+        upload_id = await self.slot()
         self._number += 1
         send = self._send(upload_id, self._number, part)
         self._pending.add(asyncio.ensure_future(send))
