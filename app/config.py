@@ -58,8 +58,8 @@ class _Section(BaseModel):
 
 class ServerConfig(_Section):
     host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
-    workers: int = Field(1, ge=1, le=64)
+    port: int = Field(default=8080, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
     loop: Literal["uvloop", "asyncio"] = "uvloop"
     # Largest request body accepted by any upload; larger ones get 413.
     max_body_size: ByteSize = ByteSize(10 * 1024**3)
@@ -73,8 +73,8 @@ class LoggingConfig(_Section):
 
 class DatabaseConfig(_Section):
     url: str = "sqlite:///data/artifactapi.db"
-    pool_min: int = Field(1, ge=0)
-    pool_max: int = Field(10, ge=1)
+    pool_min: int = Field(default=1, ge=0)
+    pool_max: int = Field(default=10, ge=1)
 
     @field_validator("url")
     @classmethod
@@ -99,7 +99,7 @@ class S3StorageConfig(_Section):
     prefix: str = ""
     path_style: bool = True
     part_size: ByteSize = ByteSize(16 * 1024**2)
-    concurrency: int = Field(4, ge=1, le=64)
+    concurrency: int = Field(default=4, ge=1, le=64)
     # Recent botocore adds CRC checksums to every upload; some S3-compatible
     # servers reject them, so only send them when the API requires it.
     checksums: Literal["when_required", "when_supported"] = "when_required"

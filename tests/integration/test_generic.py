@@ -23,7 +23,9 @@ async def put(client: TestClient, path: str, data: bytes, **headers: str):  # ty
     return await client.put(f"{BASE}/{path}", data=data, headers=headers)
 
 
-async def test_put_then_get_returns_the_same_bytes(app_client: TestClient, app: web.Application) -> None:
+async def test_put_then_get_returns_the_same_bytes(
+    app_client: TestClient, app: web.Application
+) -> None:
     data = os.urandom(3 * 1024 * 1024 + 17)
     response = await put(app_client, "a/b.bin", data)
     assert response.status == 201
@@ -56,13 +58,17 @@ async def test_head_has_length_and_no_body(app_client: TestClient) -> None:
     assert await response.read() == b""
 
 
-async def test_replacing_a_file_answers_200_and_serves_the_new_content(app_client: TestClient) -> None:
+async def test_replacing_a_file_answers_200_and_serves_the_new_content(
+    app_client: TestClient,
+) -> None:
     assert (await put(app_client, "f", b"one")).status == 201
     assert (await put(app_client, "f", b"two")).status == 200
     assert await (await app_client.get(f"{BASE}/f")).read() == b"two"
 
 
-async def test_identical_content_is_stored_once(app_client: TestClient, app: web.Application) -> None:
+async def test_identical_content_is_stored_once(
+    app_client: TestClient, app: web.Application
+) -> None:
     data = os.urandom(4096)
     await put(app_client, "x/1", data)
     await put(app_client, "y/2", data, **{"X-Checksum-Sha256": sha256(data)})
@@ -111,7 +117,8 @@ async def test_checksum_header_is_verified(app_client: TestClient, app: web.Appl
 
 
 async def test_oversized_bodies_get_413_and_nothing_is_stored(
-    aiohttp_client, make_config  # type: ignore[no-untyped-def]
+    aiohttp_client,
+    make_config,  # type: ignore[no-untyped-def]
 ) -> None:
     from app.server import create_app
 
@@ -147,7 +154,8 @@ async def test_delete(app_client: TestClient) -> None:
 
 
 async def test_repository_options_forbid_overwrite_and_delete(
-    aiohttp_client, make_config  # type: ignore[no-untyped-def]
+    aiohttp_client,
+    make_config,  # type: ignore[no-untyped-def]
 ) -> None:
     from app.server import create_app
 

@@ -65,6 +65,10 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield client
 
 
+def children(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+
+
 async def wait_in_flight(client: aiohttp.ClientSession, base: str, count: int) -> None:
     gauge = f"artifactapi_http_requests_in_flight {count}.0"
     for _ in range(200):
@@ -120,10 +124,7 @@ async def test_in_flight_upload_finishes_during_graceful_shutdown(tmp_path: Path
 async def test_workers_share_one_port_and_one_store(tmp_path: Path) -> None:
     write_config(tmp_path)
     with running(tmp_path, "--workers", "2") as (process, base):
-        workers = subprocess.run(
-            ["pgrep", "-P", str(process.pid)], capture_output=True, text=True, check=False
-        ).stdout.split()
-        assert len(workers) == 2
+        assert len(children(process.pid)) == 2
         blobs = {f"f{i}.bin": os.urandom(50_000 + i) for i in range(12)}
         async with session() as client:
             await asyncio.gather(
@@ -169,9 +170,15 @@ def test_invalid_config_stops_start_up_with_exit_2(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("section", "expected"),
     [
-        ({"database": {"url": "postgresql://nobody@127.0.0.1:1/none"}}, "cannot connect to PostgreSQL"),
+        (
+            {"database": {"url": "postgresql://nobody@127.0.0.1:1/none"}},
+            "cannot connect to PostgreSQL",
+        ),
         ({"cache": {"url": "redis://127.0.0.1:1/0"}}, "Redis unreachable"),
-        ({"storage": {"driver": "filesystem", "root": "/proc/artifactapi"}}, "cannot create storage root"),
+        (
+            {"storage": {"driver": "filesystem", "root": "/proc/artifactapi"}},
+            "cannot create storage root",
+        ),
     ],
 )
 def test_unreachable_backend_at_start_is_a_clear_error(

@@ -21,7 +21,9 @@ async def test_healthz_and_readyz(app_client: TestClient) -> None:
     assert body["checks"] == {"database": "ok", "storage": "ok", "cache": "ok"}
 
 
-async def test_readyz_names_the_failing_backend(app_client: TestClient, app: web.Application) -> None:
+async def test_readyz_names_the_failing_backend(
+    app_client: TestClient, app: web.Application
+) -> None:
     await app[keys.METADATA].db.close()  # the database goes away under a running replica
     ready = await app_client.get("/readyz")
     assert ready.status == 503
@@ -42,8 +44,12 @@ async def test_metrics_count_requests_bytes_and_blobs(app_client: TestClient) ->
     await app_client.get("/repository/files/missing")
     text = await (await app_client.get("/metrics")).text()
     route = "/repository/{repository}/{path}"
-    assert f'artifactapi_http_requests_total{{method="PUT",route="{route}",status="201"}} 1.0' in text
-    assert f'artifactapi_http_requests_total{{method="GET",route="{route}",status="404"}} 1.0' in text
+    assert (
+        f'artifactapi_http_requests_total{{method="PUT",route="{route}",status="201"}} 1.0' in text
+    )
+    assert (
+        f'artifactapi_http_requests_total{{method="GET",route="{route}",status="404"}} 1.0' in text
+    )
     assert f'artifactapi_http_request_bytes_total{{route="{route}"}} 2048.0' in text
     assert "artifactapi_blobs 1.0" in text
     assert "artifactapi_blob_bytes 2048.0" in text
@@ -60,7 +66,8 @@ async def test_request_id_is_echoed_or_made(app_client: TestClient) -> None:
 
 
 async def test_unmatched_routes_and_unexpected_errors_are_clean_json(
-    aiohttp_client, config  # type: ignore[no-untyped-def]
+    aiohttp_client,
+    config,  # type: ignore[no-untyped-def]
 ) -> None:
     app = create_app(config)
 
@@ -86,7 +93,7 @@ async def test_unmatched_routes_and_unexpected_errors_are_clean_json(
 async def test_client_disconnect_mid_upload_leaves_nothing(
     app_client: TestClient, app: web.Application
 ) -> None:
-    reader, writer = await asyncio.open_connection(app_client.host, app_client.port)
+    _reader, writer = await asyncio.open_connection(app_client.host, app_client.port)
     writer.write(
         b"PUT /repository/files/cut.bin HTTP/1.1\r\nHost: x\r\n"
         b"Content-Length: 10485760\r\n\r\n" + os.urandom(3 * 1024 * 1024)

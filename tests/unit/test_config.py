@@ -28,7 +28,9 @@ def test_env_interpolation_with_defaults_and_escape() -> None:
 
 def test_missing_env_variable_names_the_key() -> None:
     with pytest.raises(ConfigError, match=r"storage\.endpoint: environment variable S3_URL"):
-        parse_config({"storage": {"driver": "s3", "bucket": "abc", "endpoint": "${S3_URL}"}}, env={})
+        parse_config(
+            {"storage": {"driver": "s3", "bucket": "abc", "endpoint": "${S3_URL}"}}, env={}
+        )
 
 
 def test_environment_overrides_nested_keys_and_ignores_test_variables() -> None:
@@ -60,9 +62,17 @@ def test_environment_overrides_nested_keys_and_ignores_test_variables() -> None:
         ({"cache": {"url": "memcached://x"}}, "cache.url"),
         ({"gc": {"interval": "soon"}}, "gc.interval"),
         ({"repositories": [{"name": "Bad Name", "format": "generic"}]}, "repositories[0].name"),
-        ({"repositories": [{"name": "a", "format": "generic", "kind": "x"}]}, "repositories[0].kind"),
         (
-            {"repositories": [{"name": "a", "format": "generic"}, {"name": "a", "format": "generic"}]},
+            {"repositories": [{"name": "a", "format": "generic", "kind": "x"}]},
+            "repositories[0].kind",
+        ),
+        (
+            {
+                "repositories": [
+                    {"name": "a", "format": "generic"},
+                    {"name": "a", "format": "generic"},
+                ]
+            },
             "repositories[1].name",
         ),
         ([1, 2], "top level"),
