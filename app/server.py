@@ -15,7 +15,7 @@ from app.backends.storage import open_storage
 from app.cas import ContentStore
 from app.config import Config
 from app.draining import INFLIGHT, Inflight, close_when_draining
-from app.errors import NotFound
+from app.errors import NotFound, PayloadTooLarge
 from app.formats import Format, available_formats, validate_repositories
 from app.metrics import Metrics
 from app.middleware import FORMAT, add_request_id, errors, observe
@@ -69,11 +69,40 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)
-    app.router.add_route("*", "/repository/{repository}/{path:.*}", dispatch)
+    app.router.add_route(
+        "*", "/repository/{repository}/{path:.*}", dispatch, expect_handler=expect_continue
+    )
     app.router.add_route("*", "/repository/{repository}", dispatch)
     for fmt in formats.values():
         fmt.setup(app)
     return app
+
+
+async def expect_continue(request: web.Request) -> web.StreamResponse | None:
+    """Answer ``Expect: 100-continue``: refuse a too-large body before the client sends it."""
+    limit = request.app[keys.CONFIG].server.max_body_size
+    if request.content_length is not None and request.content_length > limit:
+        request[FORMAT] = _format_of(request)
+        error = PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
+        response = request[FORMAT].render_error(request, error, "")
+        response.force_close()  # the unread body must not be parsed as the next request
+        return response
+    if request.version < (1, 1):
+        return None  # HTTP/1.0 has no interim responses
+    if request.headers.get("Expect", "").lower() != "100-continue":
+        raise web.HTTPExpectationFailed(text=f"unknown Expect: {request.headers['Expect']}")
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    request.writer.output_size = 0  # the response proper has not started
+    return None
+
+
+def _format_of(request: web.Request) -> Format:
+    formats = request.app[FORMATS]
+    try:
+        repo = request.app[keys.REPOSITORIES].get(request.match_info["repository"])
+    except NotFound:
+        return Format()
+    return formats[repo.format]
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 
@@ -213,3 +214,32 @@ async def test_unknown_repository_and_method(app_client: TestClient) -> None:
     response = await app_client.post(f"{BASE}/file", data=b"x")
     assert response.status == 405
     assert response.headers["Allow"] == "GET, HEAD, PUT, DELETE"
+
+
+async def test_expect_100_continue_refuses_a_too_large_body_before_it_is_sent(
+    aiohttp_client,
+    make_config,  # type: ignore[no-untyped-def]
+) -> None:
+    from app.server import create_app
+
+    client = await aiohttp_client(create_app(make_config(server={"max_body_size": 1000})))
+
+    async def exchange(length: int) -> bytes:
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        writer.write(
+            f"PUT {BASE}/e.bin HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n"
+            "Expect: 100-continue\r\n\r\n".encode()
+        )
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        if head.startswith(b"HTTP/1.1 100"):
+            writer.write(b"z" * length)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        writer.close()
+        return head
+
+    refused = await exchange(10**9)
+    assert refused.startswith(b"HTTP/1.1 413"), refused
+    accepted = await exchange(10)
+    assert accepted.startswith(b"HTTP/1.1 201"), accepted
+    assert await (await client.get(f"{BASE}/e.bin")).read() == b"z" * 10
