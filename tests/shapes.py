@@ -24,6 +24,20 @@ def embedded(root: Path, repositories: list[dict[str, Any]] | None = None, **ext
     )
 
 
+def s3_storage(s3: S3Settings, prefix: str, **overrides: Any) -> dict[str, Any]:
+    """The ``storage`` section for the test S3 server, under a prefix of the test's own."""
+    return {
+        "driver": "s3",
+        "endpoint": s3.endpoint,
+        "bucket": s3.bucket,
+        "access_key": s3.access_key,
+        "secret_key": s3.secret_key,
+        "prefix": prefix,
+        "part_size": "5MiB",
+        **overrides,
+    }
+
+
 def scale_out(
     postgres_dsn: str,
     redis_url: str,
@@ -35,15 +49,7 @@ def scale_out(
     return parse_config(
         {
             "database": {"url": postgres_dsn},
-            "storage": {
-                "driver": "s3",
-                "endpoint": s3.endpoint,
-                "bucket": s3.bucket,
-                "access_key": s3.access_key,
-                "secret_key": s3.secret_key,
-                "prefix": prefix,
-                "part_size": "5MiB",
-            },
+            "storage": s3_storage(s3, prefix),
             "cache": {"url": redis_url},
             "repositories": repositories if repositories is not None else [FILES_REPO],
             **extra,

@@ -28,6 +28,7 @@ from app.backends.storage.filesystem import INCOMING, FilesystemStorage
 from app.backends.storage.s3 import S3Storage
 from app.config import S3StorageConfig
 from tests.services import S3Settings
+from tests.shapes import s3_storage
 
 MiB = 1024 * 1024
 PART = 5 * MiB
@@ -58,16 +59,7 @@ async def read(storage: BlobStorage, key: str, offset: int = 0, length: int | No
 
 
 def s3_config(s3: S3Settings, prefix: str, **overrides: Any) -> S3StorageConfig:
-    settings: dict[str, Any] = {
-        "driver": "s3",
-        "endpoint": s3.endpoint,
-        "bucket": s3.bucket,
-        "access_key": s3.access_key,
-        "secret_key": s3.secret_key,
-        "prefix": prefix,
-        "part_size": PART,
-    }
-    return S3StorageConfig(**(settings | overrides))
+    return S3StorageConfig(**s3_storage(s3, prefix, **({"part_size": PART} | overrides)))
 
 
 @pytest.fixture(params=["filesystem", "s3"])

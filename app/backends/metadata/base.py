@@ -7,7 +7,7 @@ them on its database; the SQLite driver rewrites ``$n`` to ``?n``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -45,9 +45,10 @@ class SqlDriver(Protocol):
         """Stream a large result in batches without loading it all."""
         ...
 
-    async def migrate(self, scripts: Sequence[tuple[int, str]]) -> list[int]:
-        """Apply the scripts whose version is not yet recorded, under a lock that
-        makes concurrent start-ups safe; return the versions applied."""
+    def migration_lock(self) -> AbstractAsyncContextManager[SqlDriver]:
+        """A driver on one connection holding a lock that serialises migrations
+        across every process and replica (PostgreSQL advisory lock; SQLite's
+        write lock)."""
         ...
 
     async def ping(self) -> None: ...

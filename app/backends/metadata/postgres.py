@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -105,38 +104,19 @@ class PostgresDriver:
             except _ERRORS as exc:
                 raise _translate(exc) from exc
 
-    async def migrate(self, scripts: Sequence[tuple[int, str]]) -> list[int]:
-        applied: list[int] = []
+    @asynccontextmanager
+    async def migration_lock(self) -> AsyncIterator[PostgresDriver]:
         async with self._connection() as conn:
             try:
                 # Session-level advisory lock: a second replica starting at the same
                 # moment waits here, then finds every version already applied.
                 await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_ID)
                 try:
-                    await conn.execute(
-                        "CREATE TABLE IF NOT EXISTS schema_migrations "
-                        "(version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
-                    )
-                    done = {
-                        r["version"]
-                        for r in await conn.fetch("SELECT version FROM schema_migrations")
-                    }
-                    for version, script in scripts:
-                        if version in done:
-                            continue
-                        async with conn.transaction():
-                            await conn.execute(script)
-                            await conn.execute(
-                                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
-                                version,
-                                time.time(),
-                            )
-                        applied.append(version)
+                    yield PostgresDriver(None, conn)
                 finally:
                     await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_ID)
             except _ERRORS as exc:
                 raise _translate(exc) from exc
-        return applied
 
     async def ping(self) -> None:
         await self.fetchval("SELECT 1")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
-import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -166,26 +165,12 @@ class SqliteDriver:
         with suppress(sqlite3.OperationalError):
             await self.conn.execute("ROLLBACK")
 
-    async def migrate(self, scripts: Sequence[tuple[int, str]]) -> list[int]:
-        applied: list[int] = []
+    @asynccontextmanager
+    async def migration_lock(self) -> AsyncIterator[SqliteDriver]:
+        # BEGIN IMMEDIATE holds SQLite's write lock across the whole migration, so a
+        # second process starting at once waits, then finds everything applied.
         async with self.transaction() as tx:
-            await tx.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations "
-                "(version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
-            )
-            done = {r["version"] for r in await tx.fetch("SELECT version FROM schema_migrations")}
-            for version, script in scripts:
-                if version in done:
-                    continue
-                for statement in split_statements(script):
-                    await tx.execute(statement)
-                await tx.execute(
-                    "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
-                    version,
-                    time.time(),
-                )
-                applied.append(version)
-        return applied
+            yield tx
 
     async def ping(self) -> None:
         await self.fetchval("SELECT 1")
@@ -194,8 +179,3 @@ class SqliteDriver:
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
-
-
-def split_statements(script: str) -> list[str]:
-    """Split a migration on ';' at line ends (our scripts hold no procedural code)."""
-    return [s.strip() for s in re.split(r";\s*$", script, flags=re.M) if s.strip()]

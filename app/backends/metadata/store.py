@@ -79,7 +79,7 @@ class MetadataStore:
         self.db = driver
 
     async def migrate(self) -> list[int]:
-        return await self.db.migrate(migrations.load(self.db.dialect))
+        return await migrations.apply(self.db)
 
     async def ping(self) -> None:
         await self.db.ping()

@@ -6,9 +6,11 @@ filled in per dialect.
 
 from __future__ import annotations
 
+import re
+import time
 from importlib import resources
 
-from app.backends.metadata.base import Dialect
+from app.backends.metadata.base import Dialect, SqlDriver
 
 _TOKENS: dict[Dialect, dict[str, str]] = {
     "postgres": {
@@ -34,3 +36,33 @@ def load(dialect: Dialect) -> list[tuple[int, str]]:
             text = text.replace(token, replacement)
         scripts.append((version, text))
     return scripts
+
+
+def split_statements(script: str) -> list[str]:
+    """Split a script on ';' at line ends (our scripts hold no procedural code)."""
+    return [s.strip() for s in re.split(r";\s*$", script, flags=re.M) if s.strip()]
+
+
+async def apply(db: SqlDriver) -> list[int]:
+    """Apply the versions not yet recorded, each in its own transaction, under the
+    driver's migration lock; return the versions applied."""
+    applied: list[int] = []
+    async with db.migration_lock() as conn:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, script in load(db.dialect):
+            if version in done:
+                continue
+            async with conn.transaction() as tx:
+                for statement in split_statements(script):
+                    await tx.execute(statement)
+                await tx.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+                    version,
+                    time.time(),
+                )
+            applied.append(version)
+    return applied
