@@ -19,9 +19,7 @@ from pathlib import Path
 
 from app.backends.metadata import MetadataStore
 from app.backends.storage import BlobStorage
-from pipelines import Digest, Digests, drain, hashed, limited, rechunked, verified
-
-CHUNK = 1024 * 1024
+from pipelines import Digest, Digests, drain, hashed, limited, verified
 
 
 def blob_key(digest: Digest | str) -> str:
@@ -59,7 +57,7 @@ class ContentStore:
         """
         extra = (expected.algorithm,) if expected is not None else ()
         digests = Digests(*extra, *algorithms)
-        body: AsyncIterable[bytes] = rechunked(stream, CHUNK)
+        body: AsyncIterable[bytes] = stream
         if max_size is not None:
             body = limited(body, max_size)
         body = verified(hashed(body, digests), digests, expected)

@@ -98,12 +98,17 @@ class S3StorageConfig(_Section):
     secret_key: str | None = None
     prefix: str = ""
     path_style: bool = True
-    part_size: ByteSize = ByteSize(16 * 1024**2)
+    # Parts in flight cost part_size each; 8 MiB x 4 keeps an upload near 50 MiB.
+    part_size: ByteSize = ByteSize(8 * 1024**2)
     concurrency: int = Field(default=4, ge=1, le=64)
     # Recent botocore adds CRC checksums to every upload; some S3-compatible
     # servers reject them, so only send them when the API requires it.
     checksums: Literal["when_required", "when_supported"] = "when_required"
     create_bucket: bool = False
+    # Sign each request body's sha256. Off by default: the CAS already verifies
+    # every blob's digest, TLS protects bodies on https, and signing costs about
+    # 1 s of CPU per GiB. Turn on for plain http across an untrusted network.
+    sign_payload: bool = False
 
     @field_validator("part_size")
     @classmethod

@@ -3,8 +3,7 @@
 Every stage is a plain async generator that takes an ``AsyncIterable[bytes]`` and
 yields ``bytes``, so a pipeline reads top to bottom::
 
-    stream = rechunked(body, MiB)
-    stream = limited(stream, max_size)
+    stream = limited(body, max_size)
     stream = hashed(stream, digests)
     stream = verified(stream, digests, expected)
     size = await storage.put(key, stream)
@@ -14,7 +13,7 @@ Nothing here imports the application: stages only know bytes, hashes and errors.
 
 from pipelines.digest import ALGORITHMS, Digest, Digests, InvalidDigest, parse_digest
 from pipelines.errors import DigestMismatch, PipelineError, TooLarge
-from pipelines.stages import drain, hashed, limited, rechunked, teed, verified
+from pipelines.stages import drain, hashed, limited, teed, verified
 
 __all__ = [
     "ALGORITHMS",
@@ -28,7 +27,6 @@ __all__ = [
     "hashed",
     "limited",
     "parse_digest",
-    "rechunked",
     "teed",
     "verified",
 ]

@@ -52,8 +52,8 @@ class Digests:
         self.size = 0
 
     def update(self, chunk: bytes) -> None:
-        # hashlib releases the GIL for buffers over 2 KiB, so this may run in a
-        # worker thread while another thread writes the previous chunk.
+        # hashlib releases the GIL for buffers over 2 KiB, so a storage write in
+        # another thread proceeds meanwhile.
         for h in self._hashes.values():
             h.update(chunk)
         self.size += len(chunk)

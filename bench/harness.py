@@ -1,0 +1,181 @@
+"""Plumbing shared by the benchmarks: a synthetic byte source, peak RSS, child processes.
+
+Every measurement runs in a fresh child process (``python -m <module> --child SPEC``),
+so one case's allocations, threads and page cache state do not leak into the next
+one's peak RSS, and the parent only orchestrates and reports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MiB = 1024 * 1024
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"  # gitignored; also holds the scratch directories
+
+BLOCK = MiB
+POOL_BLOCKS = 16
+POOL_SEED = 20240601
+SETTLE_SECONDS = 0.5  # after the sync, before each child starts
+
+
+def _pool() -> list[bytes]:
+    rng = random.Random(POOL_SEED)
+    return [rng.randbytes(BLOCK) for _ in range(POOL_BLOCKS)]
+
+
+class Source:
+    """``size`` bytes built from a 16 MiB pool of random blocks, cut into ``piece``-byte reads.
+
+    The first block starts with ``nonce``, so every run has a new digest and the CAS
+    never finds the content already stored. Pieces smaller than a block are fresh
+    ``bytes`` objects, like the reads of a network stream; a piece of a whole block is
+    the pooled block itself (no copy).
+    """
+
+    def __init__(self, size: int, piece: int, nonce: bytes) -> None:
+        self.size = size
+        self.piece = piece
+        self._pool = _pool()
+        self._head = nonce + self._pool[0][len(nonce) :]
+
+    def blocks(self) -> Iterator[bytes]:
+        full, rest = divmod(self.size, BLOCK)
+        for index in range(full):
+            yield self._head if index == 0 else self._pool[index % POOL_BLOCKS]
+        if rest:
+            yield (self._head if full == 0 else self._pool[full % POOL_BLOCKS])[:rest]
+
+    def pieces(self) -> Iterator[bytes]:
+        step = self.piece
+        for block in self.blocks():
+            for offset in range(0, len(block), step):
+                yield block[offset : offset + step]
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        for piece in self.pieces():
+            yield piece
+
+    def sha256(self) -> str:
+        digest = hashlib.sha256()
+        for block in self.blocks():
+            digest.update(block)
+        return digest.hexdigest()
+
+
+def _status_bytes(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise LookupError(field)
+
+
+@dataclass
+class Sample:
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0  # user + system time of the whole process, all threads
+    # CPU time the rest of the machine used meanwhile: the S3 server, kernel writeback
+    # threads, other tenants of a shared machine.
+    others_cpu_seconds: float = 0.0
+    rss_growth: int = 0  # bytes above the RSS at the start of the measurement
+
+
+def _machine_busy_seconds() -> float:
+    """CPU time all CPUs spent in user, system, irq and softirq since boot (/proc/stat)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def measured() -> Iterator[Sample]:
+    """Time the block and report how far RSS peaked above its value at the start.
+
+    Writing 5 to ``/proc/self/clear_refs`` resets the kernel's high-water mark
+    (VmHWM), so the peak belongs to this block alone; where that is refused, the
+    process-lifetime ``ru_maxrss`` is used instead (an overestimate).
+    """
+    sample = Sample()
+    baseline = _status_bytes("VmRSS")
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        reset = True
+    except OSError:
+        reset = False
+    start, cpu, machine = time.perf_counter(), time.process_time(), _machine_busy_seconds()
+    yield sample
+    sample.seconds = time.perf_counter() - start
+    sample.cpu_seconds = time.process_time() - cpu
+    others = _machine_busy_seconds() - machine - sample.cpu_seconds
+    sample.others_cpu_seconds = max(0.0, others)
+    if reset:
+        peak = _status_bytes("VmHWM")
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    sample.rss_growth = max(0, peak - baseline)
+
+
+class ChildFailed(RuntimeError):
+    pass
+
+
+def run_child(module: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """Run ``module``'s child entry point on ``spec``; its last stdout line is the JSON result.
+
+    Dirty pages are flushed first, so no case pays for the previous one's writeback,
+    and the page pool is warmed, so no case pays for the VM's first touch of memory.
+    """
+    warm_page_pool(spec["size"], Path(spec["scratch"]))
+    os.sync()
+    time.sleep(SETTLE_SECONDS)
+    command = [sys.executable, "-m", module, "--child", json.dumps(spec)]
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=REPO, check=False)
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-5:]
+        raise ChildFailed("\n".join(tail) or f"exit status {proc.returncode}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def warm_page_pool(size: int, directory: Path) -> None:
+    """Write ``size`` bytes to a file and delete it.
+
+    On this VM, page-cache pages the guest has not touched before cost about 3 s of
+    kernel CPU per GiB to obtain, and pages freed by a deleted file almost nothing;
+    without this, whichever case first needs fresh pages looks 3 to 5 times slower.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "warm-up"
+    block = bytes(MiB)
+    with open(path, "wb", buffering=0) as handle:
+        for _ in range(size // MiB):
+            handle.write(block)
+        os.fsync(handle.fileno())
+    path.unlink()
+
+
+def child_main(run: Any) -> None:
+    """Entry point of a child: ``run(spec)`` returns a JSON-able dict, printed last."""
+    spec = json.loads(sys.argv[2])
+    print(json.dumps(run(spec)), flush=True)
+
+
+def is_child() -> bool:
+    return sys.argv[1:2] == ["--child"] and len(sys.argv) == 3
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value.strip() else default
