@@ -7,6 +7,7 @@ the shared ones and say which driver they are for.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 import socket
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
@@ -568,3 +569,23 @@ async def test_s3_create_bucket(s3_server: S3Settings) -> None:
         await again.close()
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("sign", [False, True])
+async def test_s3_payload_signing_is_configurable(
+    s3_server: S3Settings, s3_prefix: str, sign: bool
+) -> None:
+    store = await S3Storage(s3_config(s3_server, s3_prefix, sign_payload=sign)).open()
+    sent: list[str] = []
+
+    def capture(request: Any, **_: Any) -> None:
+        sent.append(request.headers["X-Amz-Content-SHA256"].decode())
+
+    store._client.meta.events.register("before-send.s3.PutObject", capture)
+    try:
+        await store.put("signed", chunked(b"body"))
+        assert await read(store, "signed") == b"body"
+    finally:
+        await store.close()
+    expected = hashlib.sha256(b"body").hexdigest() if sign else "UNSIGNED-PAYLOAD"
+    assert sent == [expected]
