@@ -134,10 +134,8 @@ class ChildFailed(RuntimeError):
 def run_child(module: str, spec: dict[str, Any]) -> dict[str, Any]:
     """Run ``module``'s child entry point on ``spec``; its last stdout line is the JSON result.
 
-    Dirty pages are flushed first, so no case pays for the previous one's writeback,
-    and the page pool is warmed, so no case pays for the VM's first touch of memory.
+    Dirty pages are flushed first, so no case pays for the previous one's writeback.
     """
-    warm_page_pool(spec["size"], Path(spec["scratch"]))
     os.sync()
     time.sleep(SETTLE_SECONDS)
     command = [sys.executable, "-m", module, "--child", json.dumps(spec)]
@@ -152,9 +150,12 @@ def run_child(module: str, spec: dict[str, Any]) -> dict[str, Any]:
 def warm_page_pool(size: int, directory: Path) -> None:
     """Write ``size`` bytes to a file and delete it.
 
-    On this VM, page-cache pages the guest has not touched before cost about 3 s of
-    kernel CPU per GiB to obtain, and pages freed by a deleted file almost nothing;
-    without this, whichever case first needs fresh pages looks 3 to 5 times slower.
+    On this VM, page-cache pages the guest has not touched lately cost about 3 s of
+    kernel CPU per GiB to obtain (a DAMON ``pageout`` scheme hands idle memory back
+    to the host within seconds), and pages just freed by a deleted file almost
+    nothing. Called right before a timed section that writes ``size`` bytes, so that
+    every case starts from the same state instead of whichever needs fresh pages
+    looking 3 to 5 times slower.
     """
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "warm-up"

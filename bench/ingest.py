@@ -45,6 +45,7 @@ from bench.harness import (
     is_child,
     measured,
     run_child,
+    warm_page_pool,
 )
 
 MODULE = "bench.ingest"
@@ -86,6 +87,7 @@ async def limit_sha256(source: Source, scratch: Path, s3: S3Settings | None) -> 
 async def limit_fs_write(source: Source, scratch: Path, s3: S3Settings | None) -> Sample:
     path = scratch / f"plain-{os.getpid()}.bin"
     try:
+        warm_page_pool(source.size, scratch)
         with measured() as sample:
             await asyncio.to_thread(_write_fsync, path, source)
     finally:
@@ -201,6 +203,8 @@ async def _ingest(
 
     expected = Digest("sha256", source.sha256()) if expect else None
     async with _content_store(scratch, driver, s3) as cas:
+        if driver == "fs":
+            warm_page_pool(source.size, scratch)
         with measured() as sample:
             blob = await cas.ingest(source.stream(), expected)
         if blob.size != source.size:
@@ -424,12 +428,13 @@ def goal_lines(results: dict[tuple[str, int], Result]) -> list[str]:
             _best_mbps(results, sha_limit, result.piece),
         )
         variant = "expected digest" if result.case.endswith("expected") else "unknown digest"
-        met = ratio >= GOAL_RATIO and result.peak_rss < GOAL_RSS_MIB
+        speed = "met" if ratio >= GOAL_RATIO else "MISSED"
+        memory = "met" if result.peak_rss < GOAL_RSS_MIB else "MISSED"
         lines.append(
             f"{DRIVER_NAMES[driver]} ({variant}, {result.piece // 1024} KiB reads): "
             f"ingest {result.best.mbps:.0f} MB/s = {ratio:.2f} x slower limit "
-            f"({own_limit} {own:.0f} MB/s, sha256 {sha:.0f} MB/s), goal >= {GOAL_RATIO}; "
-            f"RSS +{result.peak_rss:.1f} MiB, goal < {GOAL_RSS_MIB} MiB: {'met' if met else 'MISSED'}"
+            f"({own_limit} {own:.0f} MB/s, sha256 {sha:.0f} MB/s), goal >= {GOAL_RATIO}: {speed}; "
+            f"RSS +{result.peak_rss:.1f} MiB, goal < {GOAL_RSS_MIB} MiB: {memory}"
         )
     return lines
 
