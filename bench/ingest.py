@@ -47,6 +47,8 @@ from bench.harness import (
     run_child,
     warm_page_pool,
 )
+from tests import s3server
+from tests.s3server import S3Settings
 
 MODULE = "bench.ingest"
 GOAL_RATIO = 0.85
@@ -55,14 +57,6 @@ LIMIT_CASES = ("sha256", "fs-write", "s3-upload")
 INGEST_CASES = ("fs-ingest", "fs-ingest-expected", "s3-ingest", "s3-ingest-expected")
 DRIVER_LIMITS = {"fs": ("fs-write", "sha256"), "s3": ("s3-upload", "sha256")}
 DRIVER_NAMES = {"fs": "filesystem", "s3": "s3"}
-
-
-@dataclass(frozen=True)
-class S3Settings:
-    endpoint: str
-    access_key: str
-    secret_key: str
-    bucket: str
 
 
 # -- child side: one measurement per process ---------------------------------------
@@ -146,7 +140,8 @@ async def limit_s3_upload(source: Source, scratch: Path, s3: S3Settings | None) 
     assert s3 is not None
     cfg = _s3_config(s3)
     config = AioConfig(
-        s3={"addressing_style": "path"},
+        # Signed or not as the driver is configured, so both pay the same hashing.
+        s3={"addressing_style": "path", "payload_signing_enabled": cfg.sign_payload},
         signature_version="s3v4",
         request_checksum_calculation=cfg.checksums,
         response_checksum_validation=cfg.checksums,
@@ -285,17 +280,10 @@ class Result:
 @contextlib.contextmanager
 def s3_server() -> Iterator[S3Settings | None]:
     """The S3 server named by the environment, else a ``weed mini`` started (and stopped) here."""
-    endpoint = os.environ.get("ARTIFACTAPI_TEST_S3_ENDPOINT")
-    if endpoint:
-        yield S3Settings(
-            endpoint,
-            os.environ.get("ARTIFACTAPI_TEST_S3_ACCESS_KEY", ""),
-            os.environ.get("ARTIFACTAPI_TEST_S3_SECRET_KEY", ""),
-            os.environ.get("ARTIFACTAPI_TEST_S3_BUCKET", "artifactapi-test"),
-        )
+    from_env = s3server.settings_from_env()
+    if from_env is not None:
+        yield from_env
         return
-    from tests import s3server
-
     try:
         server = s3server.start()
     except RuntimeError as exc:
@@ -303,7 +291,7 @@ def s3_server() -> Iterator[S3Settings | None]:
         yield None
         return
     try:
-        yield S3Settings(server.endpoint, server.access_key, server.secret_key, server.bucket)
+        yield server.settings
     finally:
         server.stop()
 

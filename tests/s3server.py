@@ -24,6 +24,27 @@ SECRET_KEY = "artifactapi-secret"
 BUCKET = "artifactapi-test"
 
 
+@dataclass(frozen=True)
+class S3Settings:
+    endpoint: str
+    access_key: str
+    secret_key: str
+    bucket: str
+
+
+def settings_from_env() -> S3Settings | None:
+    """The S3 server named by ``ARTIFACTAPI_TEST_S3_*``, if any."""
+    endpoint = os.environ.get("ARTIFACTAPI_TEST_S3_ENDPOINT")
+    if not endpoint:
+        return None
+    return S3Settings(
+        endpoint,
+        os.environ.get("ARTIFACTAPI_TEST_S3_ACCESS_KEY", ""),
+        os.environ.get("ARTIFACTAPI_TEST_S3_SECRET_KEY", ""),
+        os.environ.get("ARTIFACTAPI_TEST_S3_BUCKET", BUCKET),
+    )
+
+
 @dataclass
 class S3Server:
     endpoint: str
@@ -32,6 +53,10 @@ class S3Server:
     bucket: str
     process: subprocess.Popen[bytes]
     directory: Path
+
+    @property
+    def settings(self) -> S3Settings:
+        return S3Settings(self.endpoint, self.access_key, self.secret_key, self.bucket)
 
     def stop(self) -> None:
         if self.process.poll() is None:

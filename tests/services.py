@@ -11,18 +11,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-
-@dataclass(frozen=True)
-class S3Settings:
-    endpoint: str
-    access_key: str
-    secret_key: str
-    bucket: str
+from tests import s3server
+from tests.s3server import S3Settings
 
 
 def require_services() -> bool:
@@ -86,21 +80,14 @@ def redis_url() -> Iterator[str]:
 
 @contextmanager
 def s3_settings() -> Iterator[S3Settings]:
-    endpoint = os.environ.get("ARTIFACTAPI_TEST_S3_ENDPOINT")
-    if endpoint:
-        yield S3Settings(
-            endpoint,
-            os.environ.get("ARTIFACTAPI_TEST_S3_ACCESS_KEY", ""),
-            os.environ.get("ARTIFACTAPI_TEST_S3_SECRET_KEY", ""),
-            os.environ.get("ARTIFACTAPI_TEST_S3_BUCKET", "artifactapi-test"),
-        )
+    from_env = s3server.settings_from_env()
+    if from_env is not None:
+        yield from_env
         return
-    from tests import s3server
-
     if s3server.weed_binary() is not None:
         server = s3server.start()
         try:
-            yield S3Settings(server.endpoint, server.access_key, server.secret_key, server.bucket)
+            yield server.settings
         finally:
             server.stop()
         return
