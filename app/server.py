@@ -46,6 +46,7 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
         async with contextlib.AsyncExitStack() as stack:
             storage = await open_storage(config.storage)
             stack.push_async_callback(storage.close)
+            await storage.ping()  # an unreachable bucket stops start-up, like the database
             metadata = await open_metadata(
                 config.database.url, config.database.pool_min, config.database.pool_max
             )

@@ -179,6 +179,10 @@ def test_invalid_config_stops_start_up_with_exit_2(tmp_path: Path) -> None:
             {"storage": {"driver": "filesystem", "root": "/proc/artifactapi"}},
             "cannot create storage root",
         ),
+        (
+            {"storage": {"driver": "s3", "bucket": "nowhere", "endpoint": "http://127.0.0.1:1"}},
+            "S3 unreachable",
+        ),
     ],
 )
 def test_unreachable_backend_at_start_is_a_clear_error(
