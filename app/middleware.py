@@ -39,6 +39,7 @@ log = structlog.get_logger("artifactapi.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
+FORMATS: web.AppKey[dict[str, Format]] = web.AppKey("formats")
 # Set by the dispatcher once it knows which format answers, so errors take its shape.
 FORMAT: web.RequestKey[Format] = web.RequestKey("format")
 
@@ -101,6 +102,13 @@ def _bytes_sent(response: web.StreamResponse | None) -> int:
     return len(body) if isinstance(body, bytes) else 0
 
 
+def _format_owning(request: web.Request) -> Format | None:
+    for fmt in request.app[FORMATS].values():
+        if fmt.path_prefix and request.path.startswith(fmt.path_prefix):
+            return fmt
+    return None
+
+
 async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
     """on_response_prepare: every response, streamed or not, carries the id."""
     if REQUEST_ID in request:
@@ -152,7 +160,7 @@ def _translate(exc: Exception) -> ApiError:
 
 
 def _render(request: web.Request, error: ApiError, status: int) -> web.Response:
-    fmt = request.get(FORMAT, _DEFAULT_FORMAT)
+    fmt = request.get(FORMAT) or _format_owning(request) or _DEFAULT_FORMAT
     response = fmt.render_error(request, error, request.get(REQUEST_ID, ""))
     response.set_status(status)
     return response

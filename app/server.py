@@ -18,12 +18,10 @@ from app.draining import INFLIGHT, Inflight, close_when_draining
 from app.errors import NotFound, PayloadTooLarge
 from app.formats import Format, available_formats, validate_repositories
 from app.metrics import Metrics
-from app.middleware import FORMAT, add_request_id, errors, observe
+from app.middleware import FORMAT, FORMATS, add_request_id, errors, observe
 from app.repositories import Repositories
 
 log = structlog.get_logger("artifactapi")
-
-FORMATS: web.AppKey[dict[str, Format]] = web.AppKey("formats")
 
 
 def create_app(config: Config, *, migrate: bool = True) -> web.Application:

@@ -9,10 +9,11 @@ from pydantic import ValidationError
 from app.config import Config, ConfigError
 from app.formats.base import Format
 from app.formats.generic import GenericFormat
+from app.formats.oci import OciFormat
 
 
 def available_formats() -> dict[str, Format]:
-    formats: list[Format] = [GenericFormat()]
+    formats: list[Format] = [GenericFormat(), OciFormat()]
     return {f.name: f for f in formats}
 
 

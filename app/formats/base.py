@@ -29,6 +29,9 @@ class Format:
     name: ClassVar[str]
     # The repository kinds this format serves so far.
     kinds: ClassVar[frozenset[str]] = frozenset({"local"})
+    # A URL prefix the format owns outright (``/v2/`` for OCI): errors there take its
+    # shape even when no route matched.
+    path_prefix: ClassVar[str | None] = None
 
     def options(self, kind: str) -> type[BaseModel]:
         """The pydantic model for a repository's ``options`` of this kind."""

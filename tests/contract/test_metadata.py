@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from app.backends.metadata import Conflict, MetadataError, MetadataStore, open_metadata
+from app.backends.metadata import Conflict, MetadataError, MetadataStore, migrations, open_metadata
 from app.backends.metadata.base import SqlDriver
 from app.backends.metadata.store import FolderEntry
 
@@ -78,20 +78,29 @@ async def versions(store: MetadataStore) -> list[int]:
 # -- migrations ----------------------------------------------------------------
 
 
-async def test_migrate_applies_version_1_then_is_a_no_op(db_url: str) -> None:
+# Every version shipped, in order; both dialects ship the same ones.
+ALL_VERSIONS = [version for version, _ in migrations.load("sqlite")]
+
+
+def test_both_dialects_ship_the_same_versions() -> None:
+    assert ALL_VERSIONS[:1] == [1]
+    assert [version for version, _ in migrations.load("postgres")] == ALL_VERSIONS
+
+
+async def test_migrate_applies_every_version_then_is_a_no_op(db_url: str) -> None:
     async with opened(db_url) as store:
-        assert await store.migrate() == [1]
+        assert await store.migrate() == ALL_VERSIONS
         assert await store.migrate() == []
     async with opened(db_url) as store:
         assert await store.migrate() == []
-        assert await versions(store) == [1]
+        assert sorted(await versions(store)) == ALL_VERSIONS
 
 
 async def test_replicas_migrating_at_once_apply_the_schema_once(db_url: str) -> None:
     async with opened(db_url) as first, opened(db_url) as second:
         results = await asyncio.gather(first.migrate(), second.migrate())
-        assert sorted(results) == [[], [1]]
-        assert await versions(first) == [1]
+        assert sorted(results) == [[], ALL_VERSIONS]
+        assert sorted(await versions(first)) == ALL_VERSIONS
         assert await make_repo(second) == await make_repo(first)
 
 

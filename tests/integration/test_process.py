@@ -201,6 +201,6 @@ def test_unreachable_backend_at_start_is_a_clear_error(
 def test_migrate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = write_config(tmp_path, database={"url": f"sqlite:///{tmp_path / 'm.db'}"})
     assert main(["--config", str(config), "migrate"]) == 0
-    assert "applied migrations: [1]" in capsys.readouterr().out
+    assert "applied migrations: [1, 2" in capsys.readouterr().out
     assert main(["--config", str(config), "migrate"]) == 0
     assert "up to date" in capsys.readouterr().out

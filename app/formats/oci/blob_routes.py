@@ -1,0 +1,164 @@
+"""``/v2/<name>/blobs/…``: uploads (POST, PATCH, PUT, GET, DELETE) and blobs (GET, HEAD, DELETE)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator
+
+from aiohttp import web
+
+from app import keys
+from app.errors import NotFound
+from app.formats.oci import context
+from app.formats.oci.context import API_VERSION, Target
+from app.formats.oci.errors import BlobUnknown, DigestInvalid, NameInvalid
+from app.formats.oci.names import blob_digest, parse_name
+from app.formats.oci.uploads import Uploads, parse_content_range, range_header
+from app.http import BlobBody, send_blob
+
+Routes = list[tuple[str, str, object]]
+
+
+def routes() -> Routes:
+    return [
+        ("POST", "/v2/{name:.+}/blobs/uploads/", start_upload),
+        ("GET", "/v2/{name:.+}/blobs/uploads/{upload}", upload_status),
+        ("PATCH", "/v2/{name:.+}/blobs/uploads/{upload}", append_chunk),
+        ("PUT", "/v2/{name:.+}/blobs/uploads/{upload}", finish_upload),
+        ("DELETE", "/v2/{name:.+}/blobs/uploads/{upload}", cancel_upload),
+        ("GET", "/v2/{name:.+}/blobs/{digest}", get_blob),
+        ("HEAD", "/v2/{name:.+}/blobs/{digest}", get_blob),
+        ("DELETE", "/v2/{name:.+}/blobs/{digest}", delete_blob),
+    ]
+
+
+def _uploads(request: web.Request) -> Uploads:
+    return Uploads(context.cas(request), context.records(request))
+
+
+def _session_headers(t: Target, upload_id: str, size: int) -> dict[str, str]:
+    return {
+        **API_VERSION,
+        "Location": f"/v2/{t.name}/blobs/uploads/{upload_id}",
+        "Range": range_header(size),
+        "Docker-Upload-UUID": upload_id,
+    }
+
+
+def _blob_created(t: Target, digest: str) -> web.Response:
+    return web.Response(
+        status=201,
+        headers={
+            **API_VERSION,
+            "Location": f"/v2/{t.name}/blobs/{digest}",
+            "Docker-Content-Digest": digest,
+        },
+    )
+
+
+def _body(request: web.Request) -> AsyncIterable[bytes] | None:
+    return request.content.iter_any() if request.body_exists else None
+
+
+async def start_upload(request: web.Request) -> web.StreamResponse:
+    t = context.target(request)
+    uploads = _uploads(request)
+    mount, source = request.query.get("mount"), request.query.get("from")
+    if mount is not None and source is not None:
+        digest = str(blob_digest(mount))
+        if await _mount(request, t, digest, source):
+            return _blob_created(t, digest)
+    if "digest" in request.query:  # monolithic: the whole blob in this request
+        expected = blob_digest(request.query["digest"])
+        body = _body(request) or _empty()
+        blob = await uploads.cas.ingest(body, expected, max_size=context.max_body(request))
+        await uploads.records.link_blob(t.repo.id, t.image, str(expected), blob.digest)
+        return _blob_created(t, str(expected))
+    upload_id = await uploads.start(t.repo.id, t.image)
+    return web.Response(status=202, headers=_session_headers(t, upload_id, 0))
+
+
+async def _mount(request: web.Request, t: Target, digest: str, source: str) -> bool:
+    """Link a blob another image name holds; False (start a session) when it can't."""
+    try:
+        from_name = parse_name(source)
+        from_repo = request.app[keys.REPOSITORIES].get(from_name.repository, format="oci")
+    except (NameInvalid, NotFound):
+        return False
+    records = context.records(request)
+    blob = await records.linked_blob(from_repo.id, from_name.image, digest)
+    if blob is None:
+        return False
+    await records.link_blob(t.repo.id, t.image, digest, blob)
+    return True
+
+
+async def _empty() -> AsyncIterator[bytes]:
+    return
+    yield b""  # an async generator that yields nothing
+
+
+async def upload_status(request: web.Request) -> web.StreamResponse:
+    t = context.target(request)
+    upload = await _uploads(request).get(request.match_info["upload"], t.repo.id, t.image)
+    return web.Response(status=204, headers=_session_headers(t, upload.id, upload.size))
+
+
+async def append_chunk(request: web.Request) -> web.StreamResponse:
+    t = context.target(request)
+    uploads = _uploads(request)
+    upload = await uploads.get(request.match_info["upload"], t.repo.id, t.image)
+    header = request.headers.get("Content-Range")
+    content_range = parse_content_range(header) if header else None
+    size = await uploads.append(
+        upload, request.content.iter_any(), content_range, context.max_body(request)
+    )
+    return web.Response(status=202, headers=_session_headers(t, upload.id, size))
+
+
+async def finish_upload(request: web.Request) -> web.StreamResponse:
+    t = context.target(request)
+    uploads = _uploads(request)
+    upload = await uploads.get(request.match_info["upload"], t.repo.id, t.image)
+    if "digest" not in request.query:
+        raise DigestInvalid("PUT needs ?digest=<algorithm>:<hex>")
+    expected = blob_digest(request.query["digest"])
+    await uploads.finish(upload, expected, _body(request), context.max_body(request))
+    return _blob_created(t, str(expected))
+
+
+async def cancel_upload(request: web.Request) -> web.StreamResponse:
+    t = context.target(request)
+    uploads = _uploads(request)
+    upload = await uploads.get(request.match_info["upload"], t.repo.id, t.image)
+    await uploads.cancel(upload)
+    return web.Response(status=204, headers=API_VERSION)
+
+
+async def get_blob(request: web.Request) -> web.StreamResponse:
+    t = context.target(request)
+    digest = str(blob_digest(request.match_info["digest"]))
+    cas = context.cas(request)
+    stored = await context.records(request).linked_blob(t.repo.id, t.image, digest)
+    blob = await cas.stat(stored) if stored else None
+    if stored is None or blob is None:
+        raise BlobUnknown(f"blob {digest} unknown to {t.name}", detail={"digest": digest})
+    return await send_blob(
+        request,
+        BlobBody(
+            size=blob.size,
+            etag=digest,
+            content_type="application/octet-stream",
+            open=lambda offset, length: cas.open(blob.digest, offset, length),
+            local_path=cas.local_path(blob.digest),
+        ),
+        headers={**API_VERSION, "Docker-Content-Digest": digest},
+    )
+
+
+async def delete_blob(request: web.Request) -> web.StreamResponse:
+    t = context.target(request)
+    context.deletes_allowed(t)
+    digest = str(blob_digest(request.match_info["digest"]))
+    if not await context.records(request).unlink_blob(t.repo.id, t.image, digest):
+        raise BlobUnknown(f"blob {digest} unknown to {t.name}", detail={"digest": digest})
+    return web.Response(status=202, headers=API_VERSION)

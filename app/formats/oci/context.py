@@ -1,0 +1,64 @@
+"""What every OCI handler needs: the repository and image a request names, and services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict
+
+from app import keys
+from app.cas import ContentStore
+from app.errors import NotFound
+from app.formats.oci.errors import NameUnknown, Unsupported
+from app.formats.oci.names import ImageName, parse_name
+from app.formats.oci.records import OciRecords
+from app.repositories import Repository
+
+API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
+
+
+class LocalOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    # May blobs and manifests be deleted (DELETE, skopeo delete)?
+    delete: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    repo: Repository
+    image: str
+
+    @property
+    def name(self) -> str:
+        """The full name as clients spell it: ``<repository>/<image>``."""
+        return f"{self.repo.name}/{self.image}"
+
+
+def target(request: web.Request) -> Target:
+    name: ImageName = parse_name(request.match_info["name"])
+    try:
+        repo = request.app[keys.REPOSITORIES].get(name.repository, format="oci")
+    except NotFound:
+        raise NameUnknown(f"repository {name.repository!r} not known to this registry") from None
+    if repo.kind != "local":
+        raise Unsupported(f"repository {repo.name} is {repo.kind}; only local ones take pushes yet")
+    return Target(repo, name.image)
+
+
+def records(request: web.Request) -> OciRecords:
+    return OciRecords(request.app[keys.METADATA].db)
+
+
+def cas(request: web.Request) -> ContentStore:
+    return request.app[keys.CAS]
+
+
+def max_body(request: web.Request) -> int:
+    return int(request.app[keys.CONFIG].server.max_body_size)
+
+
+def deletes_allowed(t: Target) -> None:
+    options: LocalOptions = t.repo.options
+    if not options.delete:
+        raise Unsupported(f"repository {t.repo.name} does not allow deletes")

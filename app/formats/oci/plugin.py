@@ -1,0 +1,34 @@
+"""The OCI/Docker registry format: the distribution API under ``/v2/``."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from app.errors import ApiError
+from app.formats.base import Format
+from app.formats.oci import blob_routes, errors
+from app.formats.oci.context import API_VERSION, LocalOptions
+
+
+async def api_root(request: web.Request) -> web.Response:
+    """``GET /v2/``: the registry speaks the distribution API (no auth yet)."""
+    return web.json_response({}, headers=API_VERSION)
+
+
+class OciFormat(Format):
+    name = "oci"
+    path_prefix: ClassVar[str | None] = "/v2/"
+
+    def options(self, kind: str) -> type[BaseModel]:
+        return LocalOptions
+
+    def setup(self, app: web.Application) -> None:
+        app.router.add_get("/v2/", api_root)
+        for method, path, handler in blob_routes.routes():
+            app.router.add_route(method, path, handler)  # type: ignore[arg-type]
+
+    def render_error(self, request: web.Request, error: ApiError, request_id: str) -> web.Response:
+        return errors.render(error, request_id)

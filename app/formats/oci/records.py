@@ -1,0 +1,272 @@
+"""Every query of the OCI format, written once for both databases."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from app.backends.metadata.base import Conflict, SqlDriver
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    id: str
+    repository_id: int
+    name: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    offset: int
+    size: int
+    storage_key: str
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    digest: str
+    blob_digest: str
+    media_type: str
+    artifact_type: str | None
+    subject: str | None
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    digest: str
+    kind: str  # config | layer | manifest | subject
+
+
+_MANIFEST_COLUMNS = "digest, blob_digest, media_type, artifact_type, subject, size"
+
+
+class OciRecords:
+    def __init__(self, db: SqlDriver) -> None:
+        self.db = db
+
+    # -- upload sessions --------------------------------------------------------
+
+    async def create_upload(self, upload_id: str, repository_id: int, name: str) -> None:
+        now = time.time()
+        await self.db.execute(
+            "INSERT INTO oci_uploads (id, repository_id, name, size, created_at, updated_at)"
+            " VALUES ($1, $2, $3, 0, $4, $4)",
+            upload_id,
+            repository_id,
+            name,
+            now,
+        )
+
+    async def get_upload(self, upload_id: str) -> Upload | None:
+        row = await self.db.fetchrow(
+            "SELECT id, repository_id, name, size FROM oci_uploads WHERE id = $1", upload_id
+        )
+        return Upload(row["id"], row["repository_id"], row["name"], row["size"]) if row else None
+
+    async def add_part(self, upload_id: str, part: Part) -> bool:
+        """Record a staged part at the session's current size; False if another
+        request got there first (the caller then drops its object)."""
+        try:
+            async with self.db.transaction() as tx:
+                moved = await tx.execute(
+                    "UPDATE oci_uploads SET size = $2, updated_at = $3 WHERE id = $1 AND size = $4",
+                    upload_id,
+                    part.offset + part.size,
+                    time.time(),
+                    part.offset,
+                )
+                if not moved:
+                    return False
+                await tx.execute(
+                    'INSERT INTO oci_upload_parts (upload_id, "offset", size, storage_key, sha256)'
+                    " VALUES ($1, $2, $3, $4, $5)",
+                    upload_id,
+                    part.offset,
+                    part.size,
+                    part.storage_key,
+                    part.sha256,
+                )
+        except Conflict:
+            return False
+        return True
+
+    async def parts(self, upload_id: str) -> list[Part]:
+        rows = await self.db.fetch(
+            'SELECT "offset", size, storage_key, sha256 FROM oci_upload_parts'
+            ' WHERE upload_id = $1 ORDER BY "offset"',
+            upload_id,
+        )
+        return [Part(r["offset"], r["size"], r["storage_key"], r["sha256"]) for r in rows]
+
+    async def delete_upload(self, upload_id: str) -> bool:
+        return await self.db.execute("DELETE FROM oci_uploads WHERE id = $1", upload_id) > 0
+
+    # -- blob links -------------------------------------------------------------
+
+    async def link_blob(self, repository_id: int, name: str, digest: str, blob_digest: str) -> None:
+        await self.db.execute(
+            "INSERT INTO oci_blob_links (repository_id, name, digest, blob_digest, created_at)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (repository_id, name, digest) DO NOTHING",
+            repository_id,
+            name,
+            digest,
+            blob_digest,
+            time.time(),
+        )
+
+    async def linked_blob(self, repository_id: int, name: str, digest: str) -> str | None:
+        """The CAS digest behind ``digest`` if this image name holds it."""
+        value = await self.db.fetchval(
+            "SELECT blob_digest FROM oci_blob_links"
+            " WHERE repository_id = $1 AND name = $2 AND digest = $3",
+            repository_id,
+            name,
+            digest,
+        )
+        return str(value) if value is not None else None
+
+    async def unlink_blob(self, repository_id: int, name: str, digest: str) -> bool:
+        count = await self.db.execute(
+            "DELETE FROM oci_blob_links WHERE repository_id = $1 AND name = $2 AND digest = $3",
+            repository_id,
+            name,
+            digest,
+        )
+        return count > 0
+
+    # -- manifests and tags -----------------------------------------------------
+
+    async def put_manifest(
+        self,
+        repository_id: int,
+        name: str,
+        manifest: Manifest,
+        references: list[Reference],
+        tag: str | None,
+    ) -> None:
+        now = time.time()
+        async with self.db.transaction() as tx:
+            inserted = await tx.execute(
+                f"INSERT INTO oci_manifests (repository_id, name, {_MANIFEST_COLUMNS}, created_at)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                " ON CONFLICT (repository_id, name, digest) DO NOTHING",
+                repository_id,
+                name,
+                manifest.digest,
+                manifest.blob_digest,
+                manifest.media_type,
+                manifest.artifact_type,
+                manifest.subject,
+                manifest.size,
+                now,
+            )
+            if inserted:
+                for ref in references:
+                    await tx.execute(
+                        "INSERT INTO oci_manifest_refs"
+                        " (repository_id, name, manifest_digest, ref_digest, kind)"
+                        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                        repository_id,
+                        name,
+                        manifest.digest,
+                        ref.digest,
+                        ref.kind,
+                    )
+            if tag is not None:
+                await tx.execute(
+                    "INSERT INTO oci_tags (repository_id, name, tag, digest, updated_at)"
+                    " VALUES ($1, $2, $3, $4, $5)"
+                    " ON CONFLICT (repository_id, name, tag) DO UPDATE"
+                    " SET digest = excluded.digest, updated_at = excluded.updated_at",
+                    repository_id,
+                    name,
+                    tag,
+                    manifest.digest,
+                    now,
+                )
+
+    async def get_manifest(self, repository_id: int, name: str, digest: str) -> Manifest | None:
+        row = await self.db.fetchrow(
+            f"SELECT {_MANIFEST_COLUMNS} FROM oci_manifests"
+            " WHERE repository_id = $1 AND name = $2 AND digest = $3",
+            repository_id,
+            name,
+            digest,
+        )
+        return Manifest(**row) if row else None
+
+    async def resolve_tag(self, repository_id: int, name: str, tag: str) -> str | None:
+        value = await self.db.fetchval(
+            "SELECT digest FROM oci_tags WHERE repository_id = $1 AND name = $2 AND tag = $3",
+            repository_id,
+            name,
+            tag,
+        )
+        return str(value) if value is not None else None
+
+    async def delete_manifest(self, repository_id: int, name: str, digest: str) -> bool:
+        # Tags and references go with it (ON DELETE CASCADE).
+        count = await self.db.execute(
+            "DELETE FROM oci_manifests WHERE repository_id = $1 AND name = $2 AND digest = $3",
+            repository_id,
+            name,
+            digest,
+        )
+        return count > 0
+
+    async def delete_tag(self, repository_id: int, name: str, tag: str) -> bool:
+        count = await self.db.execute(
+            "DELETE FROM oci_tags WHERE repository_id = $1 AND name = $2 AND tag = $3",
+            repository_id,
+            name,
+            tag,
+        )
+        return count > 0
+
+    async def tags(self, repository_id: int, name: str, limit: int, last: str) -> list[str]:
+        rows = await self.db.fetch(
+            "SELECT tag FROM oci_tags WHERE repository_id = $1 AND name = $2 AND tag > $3"
+            " ORDER BY tag LIMIT $4",
+            repository_id,
+            name,
+            last,
+            limit,
+        )
+        return [r["tag"] for r in rows]
+
+    async def has_name(self, repository_id: int, name: str) -> bool:
+        value = await self.db.fetchval(
+            "SELECT 1 FROM oci_manifests WHERE repository_id = $1 AND name = $2 LIMIT 1",
+            repository_id,
+            name,
+        )
+        return value is not None
+
+    async def names(
+        self, repository_ids: list[int], limit: int, last: str
+    ) -> list[tuple[int, str]]:
+        """Image names holding manifests, across repositories, for the catalog."""
+        if not repository_ids:
+            return []
+        marks = ", ".join(f"${i + 3}" for i in range(len(repository_ids)))
+        rows = await self.db.fetch(
+            "SELECT DISTINCT repository_id, name FROM oci_manifests"
+            f" WHERE repository_id IN ({marks}) AND name > $1 ORDER BY name LIMIT $2",
+            last,
+            limit,
+            *repository_ids,
+        )
+        return [(r["repository_id"], r["name"]) for r in rows]
+
+    async def referrers(self, repository_id: int, name: str, subject: str) -> list[Manifest]:
+        rows = await self.db.fetch(
+            f"SELECT {_MANIFEST_COLUMNS} FROM oci_manifests"
+            " WHERE repository_id = $1 AND name = $2 AND subject = $3 ORDER BY digest",
+            repository_id,
+            name,
+            subject,
+        )
+        return [Manifest(**r) for r in rows]

@@ -1,0 +1,127 @@
+"""Blob upload sessions that any replica can continue.
+
+A session is a row (``oci_uploads``) and, per ``PATCH``, one staged object
+``uploads/<id>/<offset>-<nonce>`` recorded as a part once it is complete. Nothing
+lives in process memory, so ``POST``, ``PATCH`` and ``PUT`` may each land on a
+different replica. A ``PATCH`` that fails half-way leaves no part: the session
+resumes from the last recorded byte.
+
+Finishing streams the parts and the trailing body through the CAS once. The
+common push (one ``PATCH`` with the whole blob, an empty ``PUT``) adopts the
+single part without reading it again: its sha256 was computed while it was staged.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator
+
+from app.backends.storage import BlobStorage
+from app.cas import Blob, ContentStore
+from app.formats.oci.errors import BlobUploadInvalid, BlobUploadUnknown, RangeInvalid, SizeInvalid
+from app.formats.oci.records import OciRecords, Part, Upload
+from pipelines import Digest, Digests, hashed, limited
+
+_UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def range_header(size: int) -> str:
+    """The ``Range`` a session reports: bytes received, inclusive ("0-0" when empty)."""
+    return f"0-{max(size - 1, 0)}"
+
+
+def parse_content_range(text: str) -> tuple[int, int]:
+    """The spec's ``<start>-<end>`` (inclusive); ``bytes `` prefixes are tolerated."""
+    match = re.match(r"^(?:bytes )?(\d+)-(\d+)$", text.strip())
+    if not match or int(match.group(2)) < int(match.group(1)):
+        raise BlobUploadInvalid(f"invalid Content-Range {text[:100]!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+class Uploads:
+    def __init__(self, cas: ContentStore, records: OciRecords) -> None:
+        self.cas = cas
+        self.records = records
+
+    @property
+    def storage(self) -> BlobStorage:
+        return self.cas.storage
+
+    async def start(self, repository_id: int, name: str) -> str:
+        upload_id = uuid.uuid4().hex
+        await self.records.create_upload(upload_id, repository_id, name)
+        return upload_id
+
+    async def get(self, upload_id: str, repository_id: int, name: str) -> Upload:
+        upload = None
+        if _UPLOAD_ID.match(upload_id):
+            upload = await self.records.get_upload(upload_id)
+        if upload is None or (upload.repository_id, upload.name) != (repository_id, name):
+            raise BlobUploadUnknown(f"upload {upload_id[:64]!r} unknown or finished")
+        return upload
+
+    async def append(
+        self,
+        upload: Upload,
+        body: AsyncIterable[bytes],
+        content_range: tuple[int, int] | None,
+        max_size: int,
+    ) -> int:
+        """Stage one chunk at the session's end; return the session's new size."""
+        if content_range is not None and content_range[0] != upload.size:
+            raise _out_of_order(upload.size)
+        key = f"uploads/{upload.id}/{upload.size:020d}-{uuid.uuid4().hex[:8]}"
+        digests = Digests()
+        size = await self.storage.put(key, hashed(limited(body, max_size - upload.size), digests))
+        part = Part(upload.size, size, key, digests.hexdigest())
+        if content_range is not None and size != content_range[1] - content_range[0] + 1:
+            await self.storage.delete(key)
+            raise SizeInvalid(f"Content-Range announced {content_range}, body had {size} bytes")
+        if not await self.records.add_part(upload.id, part):
+            await self.storage.delete(key)  # another request appended first
+            current = await self.records.get_upload(upload.id)
+            raise _out_of_order(current.size if current else 0)
+        return upload.size + size
+
+    async def finish(
+        self,
+        upload: Upload,
+        expected: Digest,
+        trailing: AsyncIterable[bytes] | None,
+        max_size: int,
+    ) -> Blob:
+        parts = await self.records.parts(upload.id)
+        if trailing is None and len(parts) == 1 and f"sha256:{parts[0].sha256}" == str(expected):
+            blob = await self.cas.adopt(parts[0].storage_key, expected, parts[0].size)
+        else:
+            stream = self._concat(parts, trailing)
+            blob = await self.cas.ingest(stream, expected, max_size=max_size)
+        await self.records.link_blob(upload.repository_id, upload.name, str(expected), blob.digest)
+        await self.cancel(upload, parts)
+        return blob
+
+    async def _concat(
+        self, parts: list[Part], trailing: AsyncIterable[bytes] | None
+    ) -> AsyncIterator[bytes]:
+        for part in parts:
+            async for chunk in self.storage.get(part.storage_key):
+                yield chunk
+        if trailing is not None:
+            async for chunk in trailing:
+                yield chunk
+
+    async def cancel(self, upload: Upload, parts: list[Part] | None = None) -> None:
+        """Drop the session row first (no replica may append any more), then its objects."""
+        if parts is None:
+            parts = await self.records.parts(upload.id)
+        await self.records.delete_upload(upload.id)
+        for part in parts:
+            await self.storage.delete(part.storage_key)
+
+
+def _out_of_order(size: int) -> RangeInvalid:
+    return RangeInvalid(
+        f"chunk must start at offset {size}",
+        headers={"Range": range_header(size)},
+    )

@@ -1,0 +1,188 @@
+"""OCI blob uploads and blobs, end to end in both shapes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from app.server import create_app
+from tests.integration.conftest import ConfigFactory
+
+REPOS = [
+    {"name": "docker-local", "format": "oci", "kind": "local"},
+    {"name": "other", "format": "oci", "kind": "local"},
+    {"name": "files", "format": "generic", "kind": "local"},
+]
+NAME = "docker-local/team/app"
+
+
+def digest_of(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+async def registry(aiohttp_client, make_config: ConfigFactory) -> TestClient:  # type: ignore[no-untyped-def]
+    return await aiohttp_client(create_app(make_config(repositories=REPOS)))
+
+
+async def start(client: TestClient, name: str = NAME) -> str:
+    response = await client.post(f"/v2/{name}/blobs/uploads/")
+    assert response.status == 202, await response.text()
+    assert response.headers["Range"] == "0-0"
+    assert response.headers["Docker-Upload-UUID"] in response.headers["Location"]
+    return response.headers["Location"]
+
+
+async def assert_blob(client: TestClient, digest: str, data: bytes, name: str = NAME) -> None:
+    response = await client.get(f"/v2/{name}/blobs/{digest}")
+    assert response.status == 200
+    assert response.headers["Docker-Content-Digest"] == digest
+    assert await response.read() == data
+
+
+async def test_api_root(registry: TestClient) -> None:
+    response = await registry.get("/v2/")
+    assert response.status == 200
+    assert response.headers["Docker-Distribution-API-Version"] == "registry/2.0"
+
+
+async def test_single_patch_then_empty_put(registry: TestClient) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    location = await start(registry)
+    patched = await registry.patch(location, data=data)
+    assert patched.status == 202
+    assert patched.headers["Range"] == f"0-{len(data) - 1}"
+    done = await registry.put(f"{patched.headers['Location']}?digest={digest_of(data)}")
+    assert done.status == 201, await done.text()
+    assert done.headers["Docker-Content-Digest"] == digest_of(data)
+    assert done.headers["Location"] == f"/v2/{NAME}/blobs/{digest_of(data)}"
+    await assert_blob(registry, digest_of(data), data)
+    head = await registry.head(f"/v2/{NAME}/blobs/{digest_of(data)}")
+    assert head.headers["Content-Length"] == str(len(data))
+    ranged = await registry.get(
+        f"/v2/{NAME}/blobs/{digest_of(data)}", headers={"Range": "bytes=10-19"}
+    )
+    assert ranged.status == 206 and await ranged.read() == data[10:20]
+    # The session is gone once finished.
+    assert (await registry.get(location)).status == 404
+
+
+async def test_chunked_upload_with_ranges_and_a_trailing_body(registry: TestClient) -> None:
+    chunk = 1024 * 1024
+    data = os.urandom(5 * chunk + 123)
+    location = await start(registry)
+    offset = 0
+    for _ in range(5):
+        piece = data[offset : offset + chunk]
+        response = await registry.patch(
+            location,
+            data=piece,
+            headers={"Content-Range": f"{offset}-{offset + len(piece) - 1}"},
+        )
+        assert response.status == 202, await response.text()
+        offset += len(piece)
+        location = response.headers["Location"]
+    status = await registry.get(location)
+    assert status.status == 204
+    assert status.headers["Range"] == f"0-{offset - 1}"
+    done = await registry.put(f"{location}?digest={digest_of(data)}", data=data[offset:])
+    assert done.status == 201, await done.text()
+    await assert_blob(registry, digest_of(data), data)
+
+
+async def test_out_of_order_chunk_is_416_with_the_current_range(registry: TestClient) -> None:
+    location = await start(registry)
+    await registry.patch(location, data=b"a" * 10, headers={"Content-Range": "0-9"})
+    response = await registry.patch(location, data=b"b" * 5, headers={"Content-Range": "20-24"})
+    assert response.status == 416
+    assert response.headers["Range"] == "0-9"
+    assert (await response.json())["errors"][0]["code"] == "BLOB_UPLOAD_INVALID"
+    # The session is intact and continues from its real end.
+    ok = await registry.patch(location, data=b"c" * 5, headers={"Content-Range": "10-14"})
+    assert ok.status == 202 and ok.headers["Range"] == "0-14"
+
+
+async def test_wrong_digest_commits_nothing(registry: TestClient) -> None:
+    data = b"layer bytes" * 1000
+    location = await start(registry)
+    await registry.patch(location, data=data)
+    wrong = digest_of(b"something else")
+    response = await registry.put(f"{location}?digest={wrong}")
+    assert response.status == 400
+    assert (await response.json())["errors"][0]["code"] == "DIGEST_INVALID"
+    assert (await registry.head(f"/v2/{NAME}/blobs/{wrong}")).status == 404
+    assert (await registry.head(f"/v2/{NAME}/blobs/{digest_of(data)}")).status == 404
+
+
+async def test_monolithic_upload_and_cross_repository_mount(registry: TestClient) -> None:
+    data = os.urandom(4096)
+    response = await registry.post(f"/v2/{NAME}/blobs/uploads/?digest={digest_of(data)}", data=data)
+    assert response.status == 201
+    await assert_blob(registry, digest_of(data), data)
+
+    target = "other/elsewhere"
+    mounted = await registry.post(
+        f"/v2/{target}/blobs/uploads/?mount={digest_of(data)}&from={NAME}"
+    )
+    assert mounted.status == 201
+    await assert_blob(registry, digest_of(data), data, name=target)
+
+    missing = digest_of(b"never pushed")
+    fallback = await registry.post(f"/v2/{target}/blobs/uploads/?mount={missing}&from={NAME}")
+    assert fallback.status == 202  # a normal session instead
+    assert (await registry.head(f"/v2/{target}/blobs/{missing}")).status == 404
+
+
+async def test_cancel_and_unknown_sessions(registry: TestClient) -> None:
+    location = await start(registry)
+    await registry.patch(location, data=b"partial")
+    assert (await registry.delete(location)).status == 204
+    for method in ("GET", "PATCH", "PUT", "DELETE"):
+        response = await registry.request(method, location)
+        assert response.status == 404, method
+        assert (await response.json())["errors"][0]["code"] == "BLOB_UPLOAD_UNKNOWN"
+    bogus = await registry.get(f"/v2/{NAME}/blobs/uploads/not-a-session")
+    assert bogus.status == 404
+    # A session belongs to the name it was started for.
+    other = await start(registry)
+    moved = other.replace(NAME, "docker-local/someone/else")
+    assert (await registry.get(moved)).status == 404
+
+
+async def test_blob_delete(registry: TestClient) -> None:
+    data = b"delete me"
+    await registry.post(f"/v2/{NAME}/blobs/uploads/?digest={digest_of(data)}", data=data)
+    url = f"/v2/{NAME}/blobs/{digest_of(data)}"
+    assert (await registry.delete(url)).status == 202
+    missing = await registry.get(url)
+    assert missing.status == 404
+    assert (await missing.json())["errors"][0]["code"] == "BLOB_UNKNOWN"
+
+
+@pytest.mark.parametrize(
+    ("path", "code"),
+    [
+        ("/v2/docker-local/Team/app/blobs/uploads/", "NAME_INVALID"),
+        ("/v2/docker-local/a/%2E%2E/b/blobs/uploads/", "NAME_INVALID"),
+        ("/v2/docker-local/blobs/uploads/", "NAME_INVALID"),
+        ("/v2/nowhere/app/blobs/uploads/", "NAME_UNKNOWN"),
+        ("/v2/files/app/blobs/uploads/", "NAME_UNKNOWN"),
+    ],
+)
+async def test_bad_names(registry: TestClient, path: str, code: str) -> None:
+    from yarl import URL
+
+    response = await registry.post(URL(path, encoded=True))
+    assert (await response.json())["errors"][0]["code"] == code
+
+
+@pytest.mark.parametrize(
+    "digest", ["sha256:abc", "md5:" + "a" * 32, "sha256:" + "G" * 64, "nonsense"]
+)
+async def test_malformed_digests_are_400(registry: TestClient, digest: str) -> None:
+    response = await registry.get(f"/v2/{NAME}/blobs/{digest}")
+    assert response.status == 400
+    assert (await response.json())["errors"][0]["code"] == "DIGEST_INVALID"
