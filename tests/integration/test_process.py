@@ -204,3 +204,31 @@ def test_migrate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "applied migrations: [1, 2" in capsys.readouterr().out
     assert main(["--config", str(config), "migrate"]) == 0
     assert "up to date" in capsys.readouterr().out
+
+
+async def test_pushes_split_across_worker_processes(tmp_path: Path) -> None:
+    """The embedded shape with two workers: each step on a new connection, any worker."""
+    repos = [{"name": "docker-local", "format": "oci", "kind": "local"}]
+    write_config(tmp_path, repositories=repos)
+    name = "docker-local/team/app"
+    with running(tmp_path, "--workers", "2") as (_, base):
+        async with session() as client:
+            pushed = {}
+            for index in range(8):
+                data = os.urandom(200_000 + index)
+                digest = "sha256:" + hashlib.sha256(data).hexdigest()
+                started = await client.post(f"{base}/v2/{name}/blobs/uploads/")
+                location = base + started.headers["Location"]
+                half = len(data) // 2
+                for start, piece in ((0, data[:half]), (half, data[half:])):
+                    end = start + len(piece) - 1
+                    response = await client.patch(
+                        location, data=piece, headers={"Content-Range": f"{start}-{end}"}
+                    )
+                    assert response.status == 202, await response.text()
+                done = await client.put(f"{location}?digest={digest}")
+                assert done.status == 201, await done.text()
+                pushed[digest] = data
+            for digest, data in pushed.items():
+                response = await client.get(f"{base}/v2/{name}/blobs/{digest}")
+                assert await response.read() == data
