@@ -93,6 +93,25 @@ async def test_chunked_upload_with_ranges_and_a_trailing_body(registry: TestClie
     await assert_blob(registry, digest_of(data), data)
 
 
+async def test_empty_chunks_change_nothing(registry: TestClient) -> None:
+    location = await start(registry)
+    assert (await registry.patch(location, data=b"")).headers["Range"] == "0-0"
+    await registry.patch(location, data=b"abc")
+    assert (await registry.patch(location, data=b"")).headers["Range"] == "0-2"
+    done = await registry.put(f"{location}?digest={digest_of(b'abcdef')}", data=b"def")
+    assert done.status == 201, await done.text()
+    await assert_blob(registry, digest_of(b"abcdef"), b"abcdef")
+
+
+async def test_truncated_chunk_leaves_the_session_where_it_was(registry: TestClient) -> None:
+    location = await start(registry)
+    await registry.patch(location, data=b"x" * 100, headers={"Content-Range": "0-99"})
+    short = await registry.patch(location, data=b"y" * 10, headers={"Content-Range": "100-199"})
+    assert short.status == 400
+    assert (await short.json())["errors"][0]["code"] == "SIZE_INVALID"
+    assert (await registry.get(location)).headers["Range"] == "0-99"
+
+
 async def test_out_of_order_chunk_is_416_with_the_current_range(registry: TestClient) -> None:
     location = await start(registry)
     await registry.patch(location, data=b"a" * 10, headers={"Content-Range": "0-9"})
@@ -186,3 +205,35 @@ async def test_malformed_digests_are_400(registry: TestClient, digest: str) -> N
     response = await registry.get(f"/v2/{NAME}/blobs/{digest}")
     assert response.status == 400
     assert (await response.json())["errors"][0]["code"] == "DIGEST_INVALID"
+
+
+async def test_a_client_dropping_mid_patch_leaves_a_resumable_session(
+    registry: TestClient,
+) -> None:
+    import asyncio
+
+    location = await start(registry)
+    first = os.urandom(50_000)
+    await registry.patch(location, data=first)
+    _reader, writer = await asyncio.open_connection(registry.host, registry.port)
+    writer.write(
+        f"PATCH {location} HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n\r\n".encode()
+        + os.urandom(1_000_000)
+    )
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+    for _ in range(50):  # the server notices the dropped connection asynchronously
+        status = await registry.get(location)
+        if status.headers["Range"] == f"0-{len(first) - 1}":
+            break
+        await asyncio.sleep(0.1)
+    assert status.headers["Range"] == f"0-{len(first) - 1}"
+    rest = os.urandom(30_000)
+    resumed = await registry.patch(
+        location, data=rest, headers={"Content-Range": f"{len(first)}-{len(first) + len(rest) - 1}"}
+    )
+    assert resumed.status == 202
+    data = first + rest
+    assert (await registry.put(f"{location}?digest={digest_of(data)}")).status == 201
+    await assert_blob(registry, digest_of(data), data)

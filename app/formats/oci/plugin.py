@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from app.errors import ApiError
 from app.formats.base import Format
-from app.formats.oci import blob_routes, errors
+from app.formats.oci import blob_routes, errors, manifest_routes
 from app.formats.oci.context import API_VERSION, LocalOptions
 
 
@@ -27,7 +27,7 @@ class OciFormat(Format):
 
     def setup(self, app: web.Application) -> None:
         app.router.add_get("/v2/", api_root)
-        for method, path, handler in blob_routes.routes():
+        for method, path, handler in [*manifest_routes.routes(), *blob_routes.routes()]:
             app.router.add_route(method, path, handler)  # type: ignore[arg-type]
 
     def render_error(self, request: web.Request, error: ApiError, request_id: str) -> web.Response:

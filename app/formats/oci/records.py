@@ -41,6 +41,8 @@ class Reference:
 
 
 _MANIFEST_COLUMNS = "digest, blob_digest, media_type, artifact_type, subject, size"
+# Byte order for computed text, as {{text_bytewise}} gives stored columns.
+_BYTEWISE = {"postgres": 'COLLATE "C"', "sqlite": "COLLATE BINARY"}
 
 
 class OciRecords:
@@ -245,28 +247,40 @@ class OciRecords:
         )
         return value is not None
 
-    async def names(
-        self, repository_ids: list[int], limit: int, last: str
-    ) -> list[tuple[int, str]]:
-        """Image names holding manifests, across repositories, for the catalog."""
+    async def names(self, repository_ids: list[int], limit: int, last: str) -> list[str]:
+        """Full names (``<repository>/<image>``) holding manifests, for the catalog.
+
+        Ordered by the full name, not by (repository, image): "docker-local/x"
+        sorts before "docker/x", and ``last`` must compare the same way the
+        order runs or pages skip names. The byte-wise collation is explicit
+        because ``repositories.name`` has the database's default one.
+        """
         if not repository_ids:
             return []
+        full = f"(r.name || '/' || m.name) {_BYTEWISE[self.db.dialect]}"
         marks = ", ".join(f"${i + 3}" for i in range(len(repository_ids)))
         rows = await self.db.fetch(
-            "SELECT DISTINCT repository_id, name FROM oci_manifests"
-            f" WHERE repository_id IN ({marks}) AND name > $1 ORDER BY name LIMIT $2",
+            f"SELECT DISTINCT {full} AS full_name"
+            " FROM oci_manifests m JOIN repositories r ON r.id = m.repository_id"
+            f" WHERE m.repository_id IN ({marks}) AND {full} > $1"
+            " ORDER BY full_name LIMIT $2",
             last,
             limit,
             *repository_ids,
         )
-        return [(r["repository_id"], r["name"]) for r in rows]
+        return [r["full_name"] for r in rows]
 
-    async def referrers(self, repository_id: int, name: str, subject: str) -> list[Manifest]:
+    async def referrers(
+        self, repository_id: int, name: str, subject: str, artifact_type: str | None = None
+    ) -> list[Manifest]:
+        filtered = " AND artifact_type = $4" if artifact_type is not None else ""
         rows = await self.db.fetch(
             f"SELECT {_MANIFEST_COLUMNS} FROM oci_manifests"
-            " WHERE repository_id = $1 AND name = $2 AND subject = $3 ORDER BY digest",
+            f" WHERE repository_id = $1 AND name = $2 AND subject = $3{filtered}"
+            " ORDER BY digest",
             repository_id,
             name,
             subject,
+            *([artifact_type] if artifact_type is not None else []),
         )
         return [Manifest(**r) for r in rows]

@@ -78,6 +78,9 @@ class Uploads:
         if content_range is not None and size != content_range[1] - content_range[0] + 1:
             await self.storage.delete(key)
             raise SizeInvalid(f"Content-Range announced {content_range}, body had {size} bytes")
+        if size == 0:  # nothing to record; the next chunk starts at the same offset
+            await self.storage.delete(key)
+            return upload.size
         if not await self.records.add_part(upload.id, part):
             await self.storage.delete(key)  # another request appended first
             current = await self.records.get_upload(upload.id)

@@ -1,0 +1,223 @@
+"""``/v2/<name>/manifests/…``, tag lists, the catalog and the referrers API."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from urllib.parse import quote
+
+from aiohttp import web
+
+from app import keys
+from app.formats.oci import context, manifests
+from app.formats.oci.context import API_VERSION, Target
+from app.formats.oci.errors import DigestInvalid, ManifestBlobUnknown, ManifestUnknown, NameUnknown
+from app.formats.oci.manifests import ManifestTooLarge, PaginationNumberInvalid
+from app.formats.oci.names import blob_digest, parse_reference
+from app.formats.oci.records import Manifest
+from app.http import BlobBody, send_blob
+from pipelines import Digest
+
+Routes = list[tuple[str, str, object]]
+
+# A page when the client names no ``n`` (or a larger one): Link says how to go on.
+PAGE = 1000
+
+
+def routes() -> Routes:
+    # /v2/_catalog has no further segment, so no /v2/{name:.+}/… route can take it.
+    return [
+        ("GET", "/v2/_catalog", catalog),
+        ("PUT", "/v2/{name:.+}/manifests/{reference}", put_manifest),
+        ("GET", "/v2/{name:.+}/manifests/{reference}", get_manifest),
+        ("HEAD", "/v2/{name:.+}/manifests/{reference}", get_manifest),
+        ("DELETE", "/v2/{name:.+}/manifests/{reference}", delete_manifest),
+        ("GET", "/v2/{name:.+}/tags/list", list_tags),
+        ("GET", "/v2/{name:.+}/referrers/{digest}", referrers),
+    ]
+
+
+async def _read_capped(request: web.Request) -> bytes:
+    if (request.content_length or 0) > manifests.MAX_MANIFEST:
+        raise ManifestTooLarge(f"manifests are limited to {manifests.MAX_MANIFEST} bytes")
+    body = bytearray()
+    async for chunk in request.content.iter_any():
+        body += chunk
+        if len(body) > manifests.MAX_MANIFEST:  # chunked bodies announce no length
+            raise ManifestTooLarge(f"manifests are limited to {manifests.MAX_MANIFEST} bytes")
+    return bytes(body)
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def put_manifest(request: web.Request) -> web.StreamResponse:
+    t = context.target(request)
+    reference = parse_reference(request.match_info["reference"])
+    raw = await _read_capped(request)
+    parsed = manifests.parse(raw, request.headers.get("Content-Type"))
+    digest = manifests.manifest_digest(raw)
+    if isinstance(reference, Digest):
+        if manifests.manifest_digest(raw, reference.algorithm) != reference:
+            raise DigestInvalid(
+                f"manifest bytes do not match {reference}", detail={"digest": str(reference)}
+            )
+        digest = reference  # clients address it as they pushed it (sha256 or sha512)
+    await _check_references(request, t, parsed)
+    blob = await context.cas(request).ingest(_once(raw), manifests.manifest_digest(raw))
+    record = Manifest(
+        digest=str(digest),
+        blob_digest=blob.digest,
+        media_type=parsed.media_type,
+        artifact_type=parsed.artifact_type,
+        subject=parsed.subject.digest if parsed.subject else None,
+        size=len(raw),
+    )
+    tag = reference if isinstance(reference, str) else None
+    await context.records(request).put_manifest(
+        t.repo.id, t.image, record, parsed.references(), tag
+    )
+    headers = {
+        **API_VERSION,
+        "Location": f"/v2/{t.name}/manifests/{digest}",
+        "Docker-Content-Digest": str(digest),
+    }
+    if parsed.subject is not None:
+        headers["OCI-Subject"] = parsed.subject.digest  # the client needs no tag fallback
+    return web.Response(status=201, headers=headers)
+
+
+async def _check_references(
+    request: web.Request, t: Target, parsed: manifests.ParsedManifest
+) -> None:
+    """Blobs must be in this image name; so must an index's children. The subject
+    need not exist: the spec lets referrers be pushed before what they refer to."""
+    records = context.records(request)
+    for blob in parsed.required_blobs():
+        if await records.linked_blob(t.repo.id, t.image, blob.digest) is None:
+            raise ManifestBlobUnknown(
+                f"blob {blob.digest} unknown to {t.name}", detail={"digest": blob.digest}
+            )
+    for child in parsed.manifests:
+        if await records.get_manifest(t.repo.id, t.image, child.digest) is None:
+            raise ManifestBlobUnknown(
+                f"manifest {child.digest} unknown to {t.name}", detail={"digest": child.digest}
+            )
+
+
+async def _resolve(request: web.Request, t: Target) -> Manifest:
+    reference = parse_reference(request.match_info["reference"])
+    records = context.records(request)
+    digest = str(reference)
+    if isinstance(reference, str):
+        resolved = await records.resolve_tag(t.repo.id, t.image, reference)
+        if resolved is None:
+            raise ManifestUnknown(f"tag {reference} unknown to {t.name}", detail={"tag": reference})
+        digest = resolved
+    found = await records.get_manifest(t.repo.id, t.image, digest)
+    if found is None:
+        raise ManifestUnknown(f"manifest {digest} unknown to {t.name}", detail={"digest": digest})
+    return found
+
+
+async def get_manifest(request: web.Request) -> web.StreamResponse:
+    t = context.target(request)
+    found = await _resolve(request, t)
+    if not manifests.acceptable(request.headers.get("Accept")):
+        raise ManifestUnknown(
+            f"manifest is {found.media_type}; the client accepts only schema1",
+            detail={"digest": found.digest},
+        )
+    cas = context.cas(request)
+    return await send_blob(
+        request,
+        BlobBody(
+            size=found.size,
+            etag=found.digest,
+            content_type=found.media_type,
+            open=lambda offset, length: cas.open(found.blob_digest, offset, length),
+            local_path=cas.local_path(found.blob_digest),
+        ),
+        headers={**API_VERSION, "Docker-Content-Digest": found.digest},
+    )
+
+
+async def delete_manifest(request: web.Request) -> web.StreamResponse:
+    t = context.target(request)
+    context.deletes_allowed(t)
+    reference = parse_reference(request.match_info["reference"])
+    records = context.records(request)
+    if isinstance(reference, str):  # OCI 1.1: a tag alone may be deleted
+        deleted = await records.delete_tag(t.repo.id, t.image, reference)
+    else:  # the manifest, and every tag on it
+        deleted = await records.delete_manifest(t.repo.id, t.image, str(reference))
+    if not deleted:
+        raise ManifestUnknown(
+            f"{reference} unknown to {t.name}", detail={"reference": str(reference)}
+        )
+    return web.Response(status=202, headers=API_VERSION)
+
+
+def _page(request: web.Request) -> tuple[int, str]:
+    text = request.query.get("n")
+    if text is None:
+        return PAGE, request.query.get("last", "")
+    if not text.isdigit():
+        raise PaginationNumberInvalid(f"n must be a non-negative integer, not {text[:20]!r}")
+    return min(int(text), PAGE), request.query.get("last", "")
+
+
+def _paged(
+    body: dict[str, object], key: str, items: list[str], limit: int, path: str
+) -> web.Response:
+    """Answer one page; ``items`` holds up to limit + 1 so we know whether more remain."""
+    headers = dict(API_VERSION)
+    if len(items) > limit:
+        items = items[:limit]
+        headers["Link"] = f'<{path}?n={limit}&last={quote(items[-1], safe="/")}>; rel="next"'
+    return web.json_response({**body, key: items}, headers=headers)
+
+
+async def list_tags(request: web.Request) -> web.StreamResponse:
+    t = context.target(request)
+    limit, last = _page(request)
+    records = context.records(request)
+    if not await records.has_name(t.repo.id, t.image):
+        raise NameUnknown(f"{t.name} holds no manifests", detail={"name": t.name})
+    tags = await records.tags(t.repo.id, t.image, limit + 1, last) if limit else []
+    return _paged({"name": t.name}, "tags", tags, limit, f"/v2/{t.name}/tags/list")
+
+
+async def catalog(request: web.Request) -> web.StreamResponse:
+    limit, last = _page(request)
+    ids = [r.id for r in request.app[keys.REPOSITORIES] if r.format == "oci"]
+    names = await context.records(request).names(ids, limit + 1, last) if limit else []
+    return _paged({}, "repositories", names, limit, "/v2/_catalog")
+
+
+async def referrers(request: web.Request) -> web.StreamResponse:
+    t = context.target(request)
+    subject = str(blob_digest(request.match_info["digest"]))
+    artifact_type = request.query.get("artifactType")
+    found = await context.records(request).referrers(t.repo.id, t.image, subject, artifact_type)
+    cas = context.cas(request)
+    descriptors = []
+    for m in found:
+        descriptor: dict[str, object] = {
+            "mediaType": m.media_type,
+            "digest": m.digest,
+            "size": m.size,
+        }
+        if m.artifact_type:
+            descriptor["artifactType"] = m.artifact_type
+        # Annotations live only in the manifest's bytes; referrer lists are short.
+        raw = b"".join([chunk async for chunk in cas.open(m.blob_digest)])
+        if notes := manifests.annotations_of(raw):
+            descriptor["annotations"] = notes
+        descriptors.append(descriptor)
+    headers = {**API_VERSION, "Content-Type": manifests.OCI_INDEX}
+    if artifact_type is not None:
+        headers["OCI-Filters-Applied"] = "artifactType"
+    body = {"schemaVersion": 2, "mediaType": manifests.OCI_INDEX, "manifests": descriptors}
+    return web.Response(body=json.dumps(body).encode(), headers=headers)

@@ -1,0 +1,204 @@
+"""Manifests as pushed: media types, parsing and validation of their JSON.
+
+Validation here is structural only (is this a manifest we understand, with the
+fields the spec requires?); whether the blobs and child manifests it points at
+exist is checked by the handler against the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.formats.oci.errors import ManifestInvalid, OciError
+from app.formats.oci.records import Reference
+from pipelines import Digest, InvalidDigest, parse_digest
+
+# The spec lets registries refuse manifests over 4 MiB; every client stays below it.
+MAX_MANIFEST = 4 * 1024 * 1024
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_ARTIFACT = "application/vnd.oci.artifact.manifest.v1+json"  # OCI 1.1 rc only
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+SCHEMA1 = frozenset(
+    {
+        "application/vnd.docker.distribution.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v1+prettyjws",
+    }
+)
+
+IMAGE_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
+INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
+MEDIA_TYPES = IMAGE_TYPES | INDEX_TYPES | {OCI_ARTIFACT}
+# Content-Types that say nothing about the manifest: the JSON's mediaType decides.
+_GENERIC = frozenset({"", "application/json", "application/octet-stream"})
+
+
+class ManifestTooLarge(ManifestInvalid):
+    """MANIFEST_INVALID, with the 413 the spec asks for when the size is the reason."""
+
+    status = 413
+
+
+class PaginationNumberInvalid(OciError):
+    """What distribution answers for a bad ``n`` on the tag list and the catalog."""
+
+    code, status = "PAGINATION_NUMBER_INVALID", 400
+
+
+@dataclass(frozen=True, slots=True)
+class Descriptor:
+    media_type: str
+    digest: str
+    size: int
+    urls: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedManifest:
+    media_type: str
+    # The manifest's artifactType, else its config's media type: what the
+    # referrers API reports for it.
+    artifact_type: str | None
+    subject: Descriptor | None
+    blobs: list[Descriptor] = field(default_factory=list)  # config first, then layers
+    manifests: list[Descriptor] = field(default_factory=list)  # an index's children
+    config: Descriptor | None = None
+
+    def references(self) -> list[Reference]:
+        refs = [Reference(d.digest, "layer") for d in self.blobs if d is not self.config]
+        if self.config is not None:
+            refs.insert(0, Reference(self.config.digest, "config"))
+        refs += [Reference(d.digest, "manifest") for d in self.manifests]
+        if self.subject is not None:
+            refs.append(Reference(self.subject.digest, "subject"))
+        return refs
+
+    def required_blobs(self) -> list[Descriptor]:
+        """Blobs that must be in the image name: all but foreign layers that carry
+        ``urls`` (the spec lets those live elsewhere)."""
+        return [d for d in self.blobs if not d.urls]
+
+
+def manifest_digest(raw: bytes, algorithm: str = "sha256") -> Digest:
+    return Digest(algorithm, hashlib.new(algorithm, raw).hexdigest())
+
+
+def parse(raw: bytes, content_type: str | None) -> ParsedManifest:
+    declared = (content_type or "").split(";", 1)[0].strip().lower()
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        raise ManifestInvalid("manifest is not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise ManifestInvalid("manifest is not a JSON object")
+    in_json = doc.get("mediaType")
+    if in_json is not None and not isinstance(in_json, str):
+        raise ManifestInvalid("mediaType must be a string")
+    media_type = in_json if declared in _GENERIC else declared
+    if not media_type:
+        raise ManifestInvalid("no Content-Type and no mediaType: unknown manifest type")
+    if media_type not in MEDIA_TYPES:
+        raise ManifestInvalid(f"unsupported manifest media type {media_type[:100]!r}")
+    if in_json is not None and in_json != media_type:
+        raise ManifestInvalid(
+            f"Content-Type {media_type!r} does not match the manifest's mediaType {in_json!r}"
+        )
+    if media_type == OCI_ARTIFACT:
+        return _artifact(doc)
+    if doc.get("schemaVersion") != 2:
+        raise ManifestInvalid("schemaVersion must be 2")
+    if media_type in INDEX_TYPES:
+        return _index(doc, media_type)
+    return _image(doc, media_type)
+
+
+def _image(doc: dict[str, Any], media_type: str) -> ParsedManifest:
+    if "config" not in doc:
+        raise ManifestInvalid("an image manifest needs a config")
+    config = _descriptor(doc["config"], "config")
+    layers = _descriptors(doc, "layers", required=True)
+    artifact_type = _optional_str(doc, "artifactType") or config.media_type
+    return ParsedManifest(
+        media_type, artifact_type, _subject(doc), [config, *layers], config=config
+    )
+
+
+def _index(doc: dict[str, Any], media_type: str) -> ParsedManifest:
+    children = _descriptors(doc, "manifests", required=True)
+    artifact_type = _optional_str(doc, "artifactType")
+    return ParsedManifest(media_type, artifact_type, _subject(doc), manifests=children)
+
+
+def _artifact(doc: dict[str, Any]) -> ParsedManifest:
+    artifact_type = _optional_str(doc, "artifactType")
+    if not artifact_type:
+        raise ManifestInvalid("an artifact manifest needs an artifactType")
+    blobs = _descriptors(doc, "blobs", required=False)
+    return ParsedManifest(OCI_ARTIFACT, artifact_type, _subject(doc), blobs)
+
+
+def _subject(doc: dict[str, Any]) -> Descriptor | None:
+    return _descriptor(doc["subject"], "subject") if doc.get("subject") is not None else None
+
+
+def _optional_str(doc: dict[str, Any], key: str) -> str | None:
+    value = doc.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ManifestInvalid(f"{key} must be a string")
+    return value
+
+
+def _descriptors(doc: dict[str, Any], key: str, *, required: bool) -> list[Descriptor]:
+    items = doc.get(key)
+    if items is None and not required:
+        return []
+    if not isinstance(items, list):
+        raise ManifestInvalid(f"{key} must be a list of descriptors")
+    return [_descriptor(item, f"{key}[{i}]") for i, item in enumerate(items)]
+
+
+def _descriptor(item: object, where: str) -> Descriptor:
+    if not isinstance(item, dict):
+        raise ManifestInvalid(f"{where} is not a descriptor object")
+    media_type, digest, size = item.get("mediaType"), item.get("digest"), item.get("size")
+    if not isinstance(media_type, str) or not media_type:
+        raise ManifestInvalid(f"{where}.mediaType is missing")
+    if not isinstance(digest, str):
+        raise ManifestInvalid(f"{where}.digest is missing")
+    try:
+        parsed = parse_digest(digest)
+    except InvalidDigest as exc:
+        raise ManifestInvalid(f"{where}.digest: {exc}") from None
+    # bool is an int in Python; JSON true is not a size.
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ManifestInvalid(f"{where}.size must be a non-negative integer")
+    urls = item.get("urls") or []
+    if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+        raise ManifestInvalid(f"{where}.urls must be a list of strings")
+    return Descriptor(media_type, str(parsed), size, tuple(urls))
+
+
+def annotations_of(raw: bytes) -> dict[str, str] | None:
+    """A stored manifest's annotations (it was validated as JSON when pushed)."""
+    value = json.loads(raw).get("annotations")
+    return value if isinstance(value, dict) and value else None
+
+
+def acceptable(accept: str | None) -> bool:
+    """May a manifest be served to a client sending this Accept header?
+
+    Lenient, as distribution is: whatever the list says, the stored manifest is
+    served (clients that list only some types still parse OCI and Docker v2
+    alike, and refusing breaks pulls by digest). The one refusal is a client that
+    accepts nothing but schema1, which cannot read any manifest we store.
+    """
+    if not accept:
+        return True
+    types = {part.split(";", 1)[0].strip().lower() for part in accept.split(",")}
+    types.discard("")
+    return not types or not types <= SCHEMA1

@@ -1,0 +1,715 @@
+"""Registry throughput: artifactapi against the CNCF distribution registry (docker-registry 2.8).
+
+Both registries run as real processes, each on the filesystem and each on the same
+S3 server (``weed mini``), a fresh server and a fresh storage root per case. Per case:
+
+* ``push``         one blob the way docker and skopeo push it: POST, one PATCH carrying
+                   the whole body (chunked, 1 MiB writes), PUT ``?digest=`` with no body;
+* ``pull``         GET of that blob, the body read and discarded;
+* ``skopeo-push``  ``skopeo copy oci:LAYOUT docker://…`` of a single-layer image;
+* ``skopeo-pull``  ``skopeo copy docker://… oci:OUT`` back.
+
+The registry-side client is a streaming aiohttp client in a child process (its CPU is
+reported, to show it is not the bottleneck). While an operation runs, the parent samples
+the server's RSS every 20 ms and reads its CPU time from ``/proc``. Registries alternate
+within each round; the best run counts, RSS is the worst run's peak growth.
+
+Environment: BENCH_REGISTRY_SIZE_MIB (1024), BENCH_REGISTRY_ROUNDS (2),
+BENCH_REGISTRY_STORAGES ("fs,s3"), BENCH_REGISTRY_SERVERS ("artifactapi,distribution";
+"artifactapi-asyncio" serves with the stdlib loop, which lets downloads use sendfile),
+BENCH_REGISTRY_SKOPEO (1; 0 skips the end-to-end cases).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.harness import (
+    RESULTS,
+    ChildFailed,
+    MiB,
+    Source,
+    child_main,
+    env_int,
+    is_child,
+    measured,
+    run_child,
+    warm_page_pool,
+)
+from bench.ingest import s3_server
+from tests.s3server import S3Settings
+
+MODULE = "bench.registry"
+IMAGE = "docker-local/bench"  # the first segment is the artifactapi repository
+TAG = "bench"
+PART_SIZE = 8 * MiB  # S3 multipart part size, the same for both registries
+DISTRIBUTION = "/usr/bin/docker-registry"
+READY_TIMEOUT = 30.0
+RSS_INTERVAL = 0.02
+OPERATIONS = ("push", "pull", "skopeo-push", "skopeo-pull")
+STORAGE_NAMES = {"fs": "filesystem", "s3": "s3"}
+GOAL_PUSH = {"fs": 3.0, "s3": 2.0}
+GOAL_PULL = 1.0
+GOAL_RSS_MIB = 150
+BASELINE = "distribution"
+
+
+# -- child side: the registry-side client --------------------------------------------
+
+
+def _absolute(base: str, location: str) -> str:
+    return location if location.startswith("http") else base + location
+
+
+async def _push(base: str, source: Source, digest: str) -> None:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{base}/v2/{IMAGE}/blobs/uploads/") as response:
+            _expect(response.status, 202, "POST")
+            location = _absolute(base, response.headers["Location"])
+        headers = {"Content-Type": "application/octet-stream"}
+        async with session.patch(location, data=source.stream(), headers=headers) as response:
+            _expect(response.status, 202, "PATCH")
+            location = _absolute(base, response.headers["Location"])
+        separator = "&" if "?" in location else "?"
+        put = f"{location}{separator}digest=sha256:{digest}"
+        async with session.put(put, headers={"Content-Length": "0"}) as response:
+            _expect(response.status, 201, "PUT")
+
+
+async def _pull(base: str, digest: str) -> int:
+    import aiohttp
+
+    received = 0
+    url = f"{base}/v2/{IMAGE}/blobs/sha256:{digest}"
+    async with (
+        aiohttp.ClientSession(read_bufsize=4 * MiB) as session,
+        session.get(url) as response,
+    ):
+        _expect(response.status, 200, "GET")
+        while chunk := await response.content.readany():
+            received += len(chunk)
+    return received
+
+
+def _expect(status: int, wanted: int, what: str) -> None:
+    if status != wanted:
+        raise RuntimeError(f"{what} answered {status}, expected {wanted}")
+
+
+def child(spec: dict[str, Any]) -> dict[str, Any]:
+    import uvloop
+
+    size, base = spec["size"], spec["base"]
+    if spec["operation"] == "push":
+        source = Source(size, MiB, bytes.fromhex(spec["nonce"]))
+        digest = source.sha256()  # untimed
+        with measured() as sample:
+            uvloop.run(_push(base, source, digest))
+    else:
+        digest = spec["digest"]
+        with measured() as sample:
+            received = uvloop.run(_pull(base, digest))
+        if received != size:
+            raise RuntimeError(f"GET returned {received} bytes of {size}")
+    return {"seconds": sample.seconds, "cpu_seconds": sample.cpu_seconds, "digest": digest}
+
+
+# -- the servers ---------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    name: str
+    base: str
+    process: subprocess.Popen[bytes]
+    directory: Path  # config, logs and (on the filesystem) the blobs
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log_tail(self) -> str:
+        logs = [p.read_text(errors="replace") for p in sorted(self.directory.glob("*.log"))]
+        return "".join(logs)[-1500:]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _storage_yaml(storage: str, directory: Path, s3: S3Settings | None, prefix: str) -> Any:
+    if storage == "fs":
+        return {"driver": "filesystem", "root": str(directory / "blobs")}
+    assert s3 is not None
+    return {
+        "driver": "s3", "endpoint": s3.endpoint, "bucket": s3.bucket,
+        "access_key": s3.access_key, "secret_key": s3.secret_key,
+        "prefix": prefix, "part_size": PART_SIZE,
+    }  # fmt: skip
+
+
+def start_artifactapi(
+    storage: str, directory: Path, s3: S3Settings | None, prefix: str, loop: str
+) -> Server:
+    config = {
+        "server": {"host": "127.0.0.1", "port": 0, "workers": 1, "loop": loop},
+        "logging": {"level": "warning"},
+        "database": {"url": f"sqlite:///{directory / 'meta.db'}"},
+        "storage": _storage_yaml(storage, directory, s3, prefix),
+        "cache": {"url": "memory://"},
+        "repositories": [{"name": "docker-local", "format": "oci", "kind": "local"}],
+    }
+    path = directory / "artifactapi.yaml"
+    path.write_text(json.dumps(config))  # JSON is YAML
+    stdout = directory / "stdout.log"
+    command = [sys.executable, "-m", "app", "--config", str(path), "serve"]
+    process = _spawn(command, directory, stdout, dict(os.environ))
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline and process.poll() is None:
+        for line in stdout.read_text(errors="replace").splitlines():
+            if line.startswith("artifactapi listening on "):
+                base = line.split()[3]
+                return Server("artifactapi", base, process, directory)
+        time.sleep(0.05)
+    server = Server("artifactapi", "", process, directory)
+    server.stop()
+    raise RuntimeError(f"artifactapi did not start:\n{server.log_tail()}")
+
+
+def _spawn(
+    command: list[str], directory: Path, stdout: Path, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    with open(stdout, "wb") as out, open(directory / "stderr.log", "wb") as err:
+        return subprocess.Popen(command, stdout=out, stderr=err, cwd=directory, env=env)
+
+
+def _distribution_storage(
+    storage: str, directory: Path, s3: S3Settings | None, prefix: str
+) -> dict[str, Any]:
+    common = {"delete": {"enabled": True}, "maintenance": {"uploadpurging": {"enabled": False}}}
+    if storage == "fs":
+        return {"filesystem": {"rootdirectory": str(directory / "blobs")}, **common}
+    assert s3 is not None
+    return {
+        "s3": {
+            "accesskey": s3.access_key, "secretkey": s3.secret_key, "region": "us-east-1",
+            "regionendpoint": s3.endpoint, "bucket": s3.bucket, "rootdirectory": f"/{prefix}",
+            "secure": False, "v4auth": True, "chunksize": PART_SIZE,
+        },
+        # Serve blobs through the registry, as artifactapi does, not by a redirect to S3.
+        "redirect": {"disable": True},
+        **common,
+    }  # fmt: skip
+
+
+def start_distribution(
+    storage: str, directory: Path, s3: S3Settings | None, prefix: str, loop: str
+) -> Server:
+    port = _free_port()
+    config = {
+        "version": 0.1,
+        "log": {"level": "error", "accesslog": {"disabled": True}},
+        "storage": _distribution_storage(storage, directory, s3, prefix),
+        "http": {"addr": f"127.0.0.1:{port}"},
+    }
+    path = directory / "registry.yml"
+    path.write_text(json.dumps(config))
+    # distribution 2.8.2's S3 driver panics at start when AWS_CA_BUNDLE is set.
+    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+    process = _spawn([DISTRIBUTION, "serve", str(path)], directory, directory / "stdout.log", env)
+    server = Server("distribution", f"http://127.0.0.1:{port}", process, directory)
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline and process.poll() is None:
+        if _answers(f"{server.base}/v2/"):
+            return server
+        time.sleep(0.05)
+    server.stop()
+    raise RuntimeError(f"docker-registry did not start:\n{server.log_tail()}")
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+Starter = Callable[[str, Path, "S3Settings | None", str, str], Server]
+SERVERS: dict[str, tuple[Starter, str]] = {
+    "artifactapi": (start_artifactapi, "uvloop"),
+    "artifactapi-asyncio": (start_artifactapi, "asyncio"),
+    "distribution": (start_distribution, "-"),
+}
+
+
+# -- watching a server ---------------------------------------------------------------
+
+
+def _rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Watch:
+    rss_growth: int = 0
+    cpu_seconds: float = 0.0
+
+
+@contextlib.contextmanager
+def watched(pid: int) -> Iterator[Watch]:
+    """The server's peak RSS above its value at the start, sampled, and its CPU time."""
+    watch, stop = Watch(), threading.Event()
+    baseline, cpu = _rss(pid), _cpu_seconds(pid)
+    peak = [baseline]
+
+    def sample() -> None:
+        while not stop.wait(RSS_INTERVAL):
+            with contextlib.suppress(OSError):
+                peak[0] = max(peak[0], _rss(pid))
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield watch
+    finally:
+        stop.set()
+        thread.join()
+        with contextlib.suppress(OSError):
+            peak[0] = max(peak[0], _rss(pid))
+            watch.cpu_seconds = _cpu_seconds(pid) - cpu
+        watch.rss_growth = peak[0] - baseline
+
+
+# -- skopeo --------------------------------------------------------------------------
+
+
+def build_layout(directory: Path, size: int) -> None:
+    """An OCI image layout with one ``size``-byte layer (random bytes: skopeo never
+    looks inside a layer it copies between an OCI layout and a registry)."""
+    blobs = directory / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    source = Source(size, MiB, os.urandom(16))
+    layer = _write_blob(blobs, source.blocks())
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [f"sha256:{layer[0]}"]},
+            "config": {},
+        }
+    ).encode()
+    config_blob = _write_blob(blobs, iter([config]))
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": _descriptor("application/vnd.oci.image.config.v1+json", config_blob),
+            "layers": [_descriptor("application/vnd.oci.image.layer.v1.tar", layer)],
+        }
+    ).encode()
+    manifest_blob = _write_blob(blobs, iter([manifest]))
+    index = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                **_descriptor("application/vnd.oci.image.manifest.v1+json", manifest_blob),
+                "annotations": {"org.opencontainers.image.ref.name": TAG},
+            }
+        ],
+    }
+    (directory / "index.json").write_text(json.dumps(index))
+    (directory / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+
+
+def _write_blob(blobs: Path, chunks: Iterator[bytes]) -> tuple[str, int]:
+    temporary = blobs / "incoming"
+    digest, size = hashlib.sha256(), 0
+    with open(temporary, "wb") as handle:
+        for chunk in chunks:
+            digest.update(chunk)
+            size += len(chunk)
+            handle.write(chunk)
+    temporary.rename(blobs / digest.hexdigest())
+    return digest.hexdigest(), size
+
+
+def _descriptor(media_type: str, blob: tuple[str, int]) -> dict[str, Any]:
+    return {"mediaType": media_type, "digest": f"sha256:{blob[0]}", "size": blob[1]}
+
+
+def skopeo_copy(source: str, destination: str) -> tuple[float, float]:
+    """Run ``skopeo copy``; return its wall time and CPU time (user + system)."""
+    command = [
+        "skopeo", "copy", "--src-tls-verify=false", "--dest-tls-verify=false",
+        "--retry-times=0", source, destination,
+    ]  # fmt: skip
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise ChildFailed(proc.stderr.strip()[-600:] or f"skopeo exit status {proc.returncode}")
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return seconds, cpu
+
+
+def _docker_ref(server: Server) -> str:
+    return f"docker://{server.base.removeprefix('http://')}/{IMAGE}:{TAG}"
+
+
+# -- parent side: one case = one fresh server on one storage -------------------------
+
+
+@dataclass(frozen=True)
+class Run:
+    mbps: float
+    client_cpu_per_gib: float  # the aiohttp client's (or skopeo's) CPU seconds per GiB
+    server_cpu_per_gib: float  # the registry process's CPU seconds per GiB
+    rss_mib: float  # the registry's peak RSS growth during the operation
+
+    @classmethod
+    def of(cls, size: int, seconds: float, client_cpu: float, watch: Watch) -> Run:
+        per_gib = 1024**3 / size
+        return cls(
+            mbps=size / seconds / 1e6,
+            client_cpu_per_gib=client_cpu * per_gib,
+            server_cpu_per_gib=watch.cpu_seconds * per_gib,
+            rss_mib=watch.rss_growth / MiB,
+        )
+
+
+@dataclass
+class Result:
+    server: str
+    storage: str
+    operation: str
+    runs: list[Run] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def best(self) -> Run | None:
+        return max(self.runs, key=lambda run: run.mbps) if self.runs else None
+
+    @property
+    def peak_rss(self) -> float | None:
+        return max(run.rss_mib for run in self.runs) if self.runs else None
+
+
+Results = dict[tuple[str, str, str], Result]
+
+
+@dataclass
+class Case:
+    server: Server
+    storage: str
+    size: int
+    scratch: Path
+    results: Results
+    layout: Path | None
+    server_label: str
+
+    def record(self, operation: str, run: Run | None, error: str | None = None) -> None:
+        key = (self.server_label, self.storage, operation)
+        result = self.results.setdefault(key, Result(*key))
+        label = f"{self.server_label:<20} {self.storage:<3} {operation:<12}"
+        if run is None:
+            result.errors.append(error or "failed")
+            print(f"  {label} FAILED: {(error or '').strip().splitlines()[-1:]}", file=sys.stderr)
+            return
+        result.runs.append(run)
+        print(
+            f"  {label} {run.mbps:6.0f} MB/s  client {run.client_cpu_per_gib:4.2f} s/GiB"
+            f"  server {run.server_cpu_per_gib:4.2f} s/GiB  RSS +{run.rss_mib:.1f} MiB",
+            file=sys.stderr,
+        )
+
+
+def _client(case: Case, operation: str, digest: str | None) -> str | None:
+    spec = {
+        "operation": operation, "base": case.server.base, "size": case.size,
+        "nonce": os.urandom(16).hex(), "digest": digest,
+    }  # fmt: skip
+    if operation == "push":
+        warm_page_pool(case.size, case.scratch)
+    os.sync()
+    try:
+        with watched(case.server.process.pid) as watch:
+            outcome = run_child(MODULE, spec)
+    except ChildFailed as exc:
+        case.record(operation, None, str(exc))
+        return None
+    case.record(operation, Run.of(case.size, outcome["seconds"], outcome["cpu_seconds"], watch))
+    return str(outcome["digest"])
+
+
+def _skopeo(case: Case, operation: str, source: str, destination: str) -> bool:
+    warm_page_pool(case.size, case.scratch)
+    os.sync()
+    time.sleep(0.5)
+    try:
+        with watched(case.server.process.pid) as watch:
+            seconds, cpu = skopeo_copy(source, destination)
+    except ChildFailed as exc:
+        case.record(operation, None, str(exc))
+        return False
+    case.record(operation, Run.of(case.size, seconds, cpu, watch))
+    return True
+
+
+def run_case(case: Case) -> None:
+    digest = _client(case, "push", None)
+    if digest is not None:
+        _client(case, "pull", digest)
+    if case.layout is None:
+        return
+    ref = _docker_ref(case.server)
+    if _skopeo(case, "skopeo-push", f"oci:{case.layout}:{TAG}", ref):
+        out = case.server.directory / "pulled"
+        _skopeo(case, "skopeo-pull", ref, f"oci:{out}:{TAG}")
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def _delete_prefix(s3: S3Settings, prefix: str) -> None:
+    import botocore.session
+
+    client = botocore.session.get_session().create_client(
+        "s3",
+        endpoint_url=s3.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=s3.access_key,
+        aws_secret_access_key=s3.secret_key,
+    )
+    try:
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=s3.bucket, Prefix=prefix)
+        for page in pages:
+            keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+            if keys:
+                client.delete_objects(Bucket=s3.bucket, Delete={"Objects": keys})
+    finally:
+        client.close()
+
+
+def one_case(
+    label: str, storage: str, size: int, scratch: Path, s3: S3Settings | None, state: dict[str, Any]
+) -> None:
+    starter, loop = SERVERS[label]
+    directory = Path(tempfile.mkdtemp(prefix=f"{label}-{storage}-", dir=scratch))
+    prefix = f"bench-{label}-{uuid.uuid4().hex[:8]}"
+    try:
+        server = starter(storage, directory, s3, prefix, loop)
+    except RuntimeError as exc:
+        print(f"  {label} on {storage}: {exc}", file=sys.stderr)
+        shutil.rmtree(directory, ignore_errors=True)
+        return
+    layout = state["layout"] if state["skopeo"].get(label) is None else None
+    case = Case(server, storage, size, scratch, state["results"], layout, label)
+    try:
+        run_case(case)
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+        if storage == "s3" and s3 is not None:
+            _delete_prefix(s3, prefix)
+
+
+def probe_skopeo(label: str, scratch: Path) -> str | None:
+    """None when skopeo can push a tiny image to ``label`` on the filesystem, else why not."""
+    starter, loop = SERVERS[label]
+    directory = Path(tempfile.mkdtemp(prefix=f"probe-{label}-", dir=scratch))
+    layout = directory / "layout"
+    try:
+        build_layout(layout, 4096)
+        server = starter("fs", directory, None, "probe", loop)
+        try:
+            skopeo_copy(f"oci:{layout}:{TAG}", _docker_ref(server))
+        finally:
+            server.stop()
+    except (ChildFailed, RuntimeError) as exc:
+        return str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else "failed"
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    return None
+
+
+def run_all(
+    size: int, rounds: int, storages: list[str], servers: list[str], skopeo: bool
+) -> tuple[Results, dict[str, str | None]]:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="registry-", dir=RESULTS))
+    state: dict[str, Any] = {"results": {}, "layout": None, "skopeo": {}}
+    try:
+        if skopeo:
+            state["skopeo"] = {label: probe_skopeo(label, scratch) for label in servers}
+            state["layout"] = scratch / "layout"
+            build_layout(state["layout"], size)
+        else:
+            state["skopeo"] = {label: "BENCH_REGISTRY_SKOPEO=0" for label in servers}
+        for label, reason in state["skopeo"].items():
+            if reason is not None:
+                print(f"skopeo cases for {label} skipped: {reason}", file=sys.stderr)
+        with s3_server() if "s3" in storages else contextlib.nullcontext() as s3:
+            for number in range(1, rounds + 1):
+                print(f"round {number}/{rounds}", file=sys.stderr)
+                order = servers if number % 2 else servers[::-1]
+                for storage in storages:
+                    if storage == "s3" and s3 is None:
+                        continue
+                    for label in order:
+                        one_case(label, storage, size, scratch, s3, state)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return state["results"], state["skopeo"]
+
+
+# -- report --------------------------------------------------------------------------
+
+
+def _ratio(results: Results, result: Result) -> float | None:
+    peer = results.get((BASELINE, result.storage, result.operation))
+    if result.server == BASELINE or result.best is None or peer is None or peer.best is None:
+        return None
+    return result.best.mbps / peer.best.mbps
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    width = int(spec.split(".")[0])
+    return f"{'-':>{width}}" if value is None else format(value, spec)
+
+
+def _order(result: Result) -> tuple[int, int, str]:
+    return (
+        list(STORAGE_NAMES).index(result.storage),
+        OPERATIONS.index(result.operation),
+        result.server,
+    )
+
+
+def print_table(results: Results) -> None:
+    header = (
+        f"{'registry':<20} {'storage':<10} {'operation':<12} | {'MB/s':>5} | "
+        f"{'all runs MB/s':<14} | {'ratio':>5} | {'client s/GiB':>12} | "
+        f"{'server s/GiB':>12} | {'RSS +MiB':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    for result in sorted(results.values(), key=_order):
+        best = result.best
+        runs = " ".join(f"{run.mbps:.0f}" for run in result.runs) or "failed"
+        print(
+            f"{result.server:<20} {STORAGE_NAMES[result.storage]:<10} {result.operation:<12} | "
+            f"{_fmt(best.mbps if best else None, '5.0f')} | {runs:<14} | "
+            f"{_fmt(_ratio(results, result), '5.2f')} | "
+            f"{_fmt(best.client_cpu_per_gib if best else None, '12.2f')} | "
+            f"{_fmt(best.server_cpu_per_gib if best else None, '12.2f')} | "
+            f"{_fmt(result.peak_rss, '8.1f')}"
+        )
+    print(
+        "MB/s and CPU: the best run; ratio: this registry / distribution; client: the aiohttp"
+        " client's (or skopeo's) CPU; server: the registry process's CPU; RSS: the registry's"
+        " peak growth during the operation, worst run."
+    )
+
+
+def goal_lines(results: Results, skipped: dict[str, str | None]) -> list[str]:
+    lines = []
+    for result in sorted(results.values(), key=_order):
+        ratio = _ratio(results, result)
+        if ratio is None or result.best is None or result.operation not in ("push", "pull"):
+            continue
+        goal = GOAL_PUSH[result.storage] if result.operation == "push" else GOAL_PULL
+        verdict = "met" if ratio >= goal else "MISSED"
+        line = (
+            f"{result.server} {STORAGE_NAMES[result.storage]} {result.operation}: "
+            f"{result.best.mbps:.0f} MB/s = {ratio:.2f} x distribution, goal >= {goal}: {verdict}"
+        )
+        if result.operation == "push" and result.peak_rss is not None:
+            memory = "met" if result.peak_rss < GOAL_RSS_MIB else "MISSED"
+            line += f"; peak RSS +{result.peak_rss:.1f} MiB, goal < {GOAL_RSS_MIB} MiB: {memory}"
+        lines.append(line)
+    for label, reason in skipped.items():
+        if reason is not None:
+            lines.append(f"{label} skopeo end to end: skipped: {reason}")
+    return lines
+
+
+def write_json(
+    results: Results, config: dict[str, Any], lines: list[str], skipped: dict[str, str | None]
+) -> Path:
+    path = RESULTS / "registry.json"
+    rows = [
+        {**asdict(result), "ratio": _ratio(results, result), "peak_rss_mib": result.peak_rss}
+        for result in sorted(results.values(), key=_order)
+    ]
+    payload = {"config": config, "results": rows, "goals": lines, "skopeo_skipped": skipped}
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
+
+
+def main() -> None:
+    size = env_int("BENCH_REGISTRY_SIZE_MIB", 1024) * MiB
+    rounds = env_int("BENCH_REGISTRY_ROUNDS", 2)
+    storages = os.environ.get("BENCH_REGISTRY_STORAGES", "fs,s3").split(",")
+    servers = os.environ.get("BENCH_REGISTRY_SERVERS", "artifactapi,distribution").split(",")
+    skopeo = env_int("BENCH_REGISTRY_SKOPEO", 1) != 0 and shutil.which("skopeo") is not None
+    if not Path(DISTRIBUTION).exists():
+        servers = [s for s in servers if s != BASELINE]
+        print(f"{DISTRIBUTION} not found: no baseline", file=sys.stderr)
+    print(
+        f"registry: {size // MiB} MiB blob, {rounds} rounds, {storages}, {servers}",
+        file=sys.stderr,
+    )
+    results, skipped = run_all(size, rounds, storages, servers, skopeo)
+    print()
+    print_table(results)
+    lines = goal_lines(results, skipped)
+    print()
+    print("\n".join(lines))
+    config = {"size": size, "rounds": rounds, "storages": storages, "servers": servers,
+              "part_size": PART_SIZE, "cpus": os.cpu_count()}  # fmt: skip
+    print(f"\nwrote {write_json(results, config, lines, skipped)}")
+
+
+if __name__ == "__main__":
+    if is_child():
+        child_main(child)
+    else:
+        main()
