@@ -160,12 +160,15 @@ async def delete_manifest(request: web.Request) -> web.StreamResponse:
 
 
 def _page(request: web.Request) -> tuple[int, str]:
-    text = request.query.get("n")
+    text, last = request.query.get("n"), request.query.get("last", "")
+    if "\x00" in last:  # PostgreSQL text cannot hold NUL: a 400, not a driver error
+        raise PaginationNumberInvalid("last must not contain NUL")
     if text is None:
-        return PAGE, request.query.get("last", "")
-    if not text.isdigit():
+        return PAGE, last
+    # isascii: str.isdigit also accepts digits such as "²" that int() refuses.
+    if not (text.isascii() and text.isdigit()):
         raise PaginationNumberInvalid(f"n must be a non-negative integer, not {text[:20]!r}")
-    return min(int(text), PAGE), request.query.get("last", "")
+    return min(int(text), PAGE), last
 
 
 def _paged(
@@ -200,7 +203,11 @@ async def referrers(request: web.Request) -> web.StreamResponse:
     t = context.target(request)
     subject = str(blob_digest(request.match_info["digest"]))
     artifact_type = request.query.get("artifactType")
-    found = await context.records(request).referrers(t.repo.id, t.image, subject, artifact_type)
+    records = context.records(request)
+    found: list[Manifest] = []
+    # A filter that is no media type matches nothing (and never reaches the database).
+    if artifact_type is None or manifests.MEDIA_TYPE.match(artifact_type):
+        found = await records.referrers(t.repo.id, t.image, subject, artifact_type)
     cas = context.cas(request)
     descriptors = []
     for m in found:

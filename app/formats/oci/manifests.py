@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,10 @@ SCHEMA1 = frozenset(
 IMAGE_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
 INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
 MEDIA_TYPES = IMAGE_TYPES | INDEX_TYPES | {OCI_ARTIFACT}
+# RFC 6838, which the image spec requires of media types; it also keeps control
+# characters (NUL, which PostgreSQL text refuses) out of what we store.
+_NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+MEDIA_TYPE = re.compile(rf"^{_NAME}/{_NAME}$")
 # Content-Types that say nothing about the manifest: the JSON's mediaType decides.
 _GENERIC = frozenset({"", "application/json", "application/octet-stream"})
 
@@ -92,7 +97,7 @@ def parse(raw: bytes, content_type: str | None) -> ParsedManifest:
     declared = (content_type or "").split(";", 1)[0].strip().lower()
     try:
         doc = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: deep nesting
         raise ManifestInvalid("manifest is not valid JSON") from None
     if not isinstance(doc, dict):
         raise ManifestInvalid("manifest is not a JSON object")
@@ -122,7 +127,7 @@ def _image(doc: dict[str, Any], media_type: str) -> ParsedManifest:
         raise ManifestInvalid("an image manifest needs a config")
     config = _descriptor(doc["config"], "config")
     layers = _descriptors(doc, "layers", required=True)
-    artifact_type = _optional_str(doc, "artifactType") or config.media_type
+    artifact_type = _artifact_type(doc) or _checked_type(config.media_type, "config.mediaType")
     return ParsedManifest(
         media_type, artifact_type, _subject(doc), [config, *layers], config=config
     )
@@ -130,12 +135,12 @@ def _image(doc: dict[str, Any], media_type: str) -> ParsedManifest:
 
 def _index(doc: dict[str, Any], media_type: str) -> ParsedManifest:
     children = _descriptors(doc, "manifests", required=True)
-    artifact_type = _optional_str(doc, "artifactType")
+    artifact_type = _artifact_type(doc)
     return ParsedManifest(media_type, artifact_type, _subject(doc), manifests=children)
 
 
 def _artifact(doc: dict[str, Any]) -> ParsedManifest:
-    artifact_type = _optional_str(doc, "artifactType")
+    artifact_type = _artifact_type(doc)
     if not artifact_type:
         raise ManifestInvalid("an artifact manifest needs an artifactType")
     blobs = _descriptors(doc, "blobs", required=False)
@@ -144,6 +149,17 @@ def _artifact(doc: dict[str, Any]) -> ParsedManifest:
 
 def _subject(doc: dict[str, Any]) -> Descriptor | None:
     return _descriptor(doc["subject"], "subject") if doc.get("subject") is not None else None
+
+
+def _artifact_type(doc: dict[str, Any]) -> str | None:
+    value = _optional_str(doc, "artifactType")
+    return _checked_type(value, "artifactType") if value is not None else None
+
+
+def _checked_type(value: str, where: str) -> str:
+    if not MEDIA_TYPE.match(value):
+        raise ManifestInvalid(f"{where} {value[:100]!r} is not a media type")
+    return value
 
 
 def _optional_str(doc: dict[str, Any], key: str) -> str | None:
