@@ -44,4 +44,4 @@ async def app_client(aiohttp_client: Any, config: Config) -> TestClient:
 
 @pytest.fixture
 def app(app_client: TestClient) -> web.Application:
-    return app_client.server.app  # type: ignore[return-value]
+    return app_client.app  # type: ignore[return-value]

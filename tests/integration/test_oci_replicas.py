@@ -87,3 +87,44 @@ async def test_cancel_on_one_replica_is_seen_by_the_other(
     gone = await a.patch(location, data=b"more")
     assert gone.status == 404
     assert (await gone.json())["errors"][0]["code"] == "BLOB_UPLOAD_UNKNOWN"
+
+
+async def test_config_and_manifest_pushes_split_across_replicas(
+    replicas: tuple[TestClient, TestClient],
+) -> None:
+    import json
+
+    a, b = replicas
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {}}).encode()
+    layer = os.urandom(300_000)
+    for blob, (first, second) in ((config, (a, b)), (layer, (b, a))):
+        location = (await first.post(f"/v2/{NAME}/blobs/uploads/")).headers["Location"]
+        assert (await second.patch(location, data=blob)).status == 202
+        assert (await first.put(f"{location}?digest={digest_of(blob)}")).status == 201
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": digest_of(config),
+                "size": len(config),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": digest_of(layer),
+                    "size": len(layer),
+                }
+            ],
+        }
+    ).encode()
+    headers = {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}
+    assert (await a.put(f"/v2/{NAME}/manifests/1.0", data=manifest, headers=headers)).status == 201
+    assert (await b.put(f"/v2/{NAME}/manifests/2.0", data=manifest, headers=headers)).status == 201
+    for replica in (a, b):
+        pulled = await replica.get(f"/v2/{NAME}/manifests/1.0")
+        assert await pulled.read() == manifest
+        assert pulled.headers["Docker-Content-Digest"] == digest_of(manifest)
+        tags = await (await replica.get(f"/v2/{NAME}/tags/list")).json()
+        assert tags == {"name": NAME, "tags": ["1.0", "2.0"]}
