@@ -237,3 +237,17 @@ async def test_a_client_dropping_mid_patch_leaves_a_resumable_session(
     data = first + rest
     assert (await registry.put(f"{location}?digest={digest_of(data)}")).status == 201
     await assert_blob(registry, digest_of(data), data)
+
+
+async def test_sha512_digests_are_accepted(registry: TestClient) -> None:
+    data = os.urandom(70_000)
+    digest = "sha512:" + hashlib.sha512(data).hexdigest()
+    location = await start(registry)
+    await registry.patch(location, data=data)
+    done = await registry.put(f"{location}?digest={digest}")
+    assert done.status == 201, await done.text()
+    await assert_blob(registry, digest, data)
+    wrong = "sha512:" + hashlib.sha512(b"other").hexdigest()
+    again = await start(registry)
+    await registry.patch(again, data=data)
+    assert (await registry.put(f"{again}?digest={wrong}")).status == 400
