@@ -92,7 +92,7 @@ class Sample:
     rss_growth: int = 0  # bytes above the RSS at the start of the measurement
 
 
-def _machine_busy_seconds() -> float:
+def machine_busy_seconds() -> float:
     """CPU time all CPUs spent in user, system, irq and softirq since boot (/proc/stat)."""
     fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
     user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[1:8])
@@ -114,11 +114,11 @@ def measured() -> Iterator[Sample]:
         reset = True
     except OSError:
         reset = False
-    start, cpu, machine = time.perf_counter(), time.process_time(), _machine_busy_seconds()
+    start, cpu, machine = time.perf_counter(), time.process_time(), machine_busy_seconds()
     yield sample
     sample.seconds = time.perf_counter() - start
     sample.cpu_seconds = time.process_time() - cpu
-    others = _machine_busy_seconds() - machine - sample.cpu_seconds
+    others = machine_busy_seconds() - machine - sample.cpu_seconds
     sample.others_cpu_seconds = max(0.0, others)
     if reset:
         peak = _status_bytes("VmHWM")

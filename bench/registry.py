@@ -5,14 +5,16 @@ S3 server (``weed mini``), a fresh server and a fresh storage root per case. Per
 
 * ``push``         one blob the way docker and skopeo push it: POST, one PATCH carrying
                    the whole body (chunked, 1 MiB writes), PUT ``?digest=`` with no body;
-* ``pull``         GET of that blob, the body read and discarded;
+* ``pull``         GET of that blob with curl, the body discarded;
 * ``skopeo-push``  ``skopeo copy oci:LAYOUT docker://…`` of a single-layer image;
 * ``skopeo-pull``  ``skopeo copy docker://… oci:OUT`` back.
 
-The registry-side client is a streaming aiohttp client in a child process (its CPU is
-reported, to show it is not the bottleneck). While an operation runs, the parent samples
-the server's RSS every 20 ms and reads its CPU time from ``/proc``. Registries alternate
-within each round; the best run counts, RSS is the worst run's peak growth.
+The push client is a streaming aiohttp client in a child process, the pull client curl
+(their CPU is reported, to show they are not the bottleneck). While an operation runs,
+the parent samples the server's RSS every 20 ms and reads its CPU time from ``/proc``.
+Registries alternate within each round; the best run counts, RSS is the worst run's
+peak growth. Two vCPUs are shared by client, registry, S3 server and kernel, so the
+``others`` column (CPU busy elsewhere) matters when reading the figures.
 
 Environment: BENCH_REGISTRY_SIZE_MIB (1024), BENCH_REGISTRY_ROUNDS (2),
 BENCH_REGISTRY_STORAGES ("fs,s3"), BENCH_REGISTRY_SERVERS ("artifactapi,distribution";
@@ -43,6 +45,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from bench.harness import (
     RESULTS,
     ChildFailed,
@@ -51,6 +55,7 @@ from bench.harness import (
     child_main,
     env_int,
     is_child,
+    machine_busy_seconds,
     measured,
     run_child,
     warm_page_pool,
@@ -80,9 +85,8 @@ def _absolute(base: str, location: str) -> str:
     return location if location.startswith("http") else base + location
 
 
-async def _push(base: str, source: Source, digest: str) -> None:
-    import aiohttp
-
+async def _push(base: str, source: Source, digest: str) -> float:
+    """Push the blob; return how long the PUT (the registry's finalisation) took."""
     async with aiohttp.ClientSession() as session:
         async with session.post(f"{base}/v2/{IMAGE}/blobs/uploads/") as response:
             _expect(response.status, 202, "POST")
@@ -93,23 +97,27 @@ async def _push(base: str, source: Source, digest: str) -> None:
             location = _absolute(base, response.headers["Location"])
         separator = "&" if "?" in location else "?"
         put = f"{location}{separator}digest=sha256:{digest}"
+        start = time.perf_counter()
         async with session.put(put, headers={"Content-Length": "0"}) as response:
             _expect(response.status, 201, "PUT")
+        return time.perf_counter() - start
 
 
-async def _pull(base: str, digest: str) -> int:
-    import aiohttp
+def _pull(base: str, digest: str) -> tuple[int, float]:
+    """GET the blob with curl, the body discarded; return the bytes received and curl's CPU.
 
-    received = 0
+    curl, not aiohttp: an aiohttp client reading into Python needs 0.6 to 1.4 s of CPU
+    per GiB, enough to cap a pull near 1 GB/s on two cores; curl needs about 0.2 s.
+    """
     url = f"{base}/v2/{IMAGE}/blobs/sha256:{digest}"
-    async with (
-        aiohttp.ClientSession(read_bufsize=4 * MiB) as session,
-        session.get(url) as response,
-    ):
-        _expect(response.status, 200, "GET")
-        while chunk := await response.content.readany():
-            received += len(chunk)
-    return received
+    command = ["curl", "-sS", "--fail", "-o", "/dev/null", "-w", "%{size_download}", url]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.run(command, capture_output=True, text=True, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise RuntimeError(f"curl GET failed: {proc.stderr.strip()}")
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return int(proc.stdout.strip()), cpu
 
 
 def _expect(status: int, wanted: int, what: str) -> None:
@@ -120,19 +128,24 @@ def _expect(status: int, wanted: int, what: str) -> None:
 def child(spec: dict[str, Any]) -> dict[str, Any]:
     import uvloop
 
-    size, base = spec["size"], spec["base"]
+    size, base, finish, curl_cpu = spec["size"], spec["base"], 0.0, 0.0
     if spec["operation"] == "push":
         source = Source(size, MiB, bytes.fromhex(spec["nonce"]))
         digest = source.sha256()  # untimed
         with measured() as sample:
-            uvloop.run(_push(base, source, digest))
+            finish = uvloop.run(_push(base, source, digest))
     else:
         digest = spec["digest"]
         with measured() as sample:
-            received = uvloop.run(_pull(base, digest))
+            received, curl_cpu = _pull(base, digest)
         if received != size:
             raise RuntimeError(f"GET returned {received} bytes of {size}")
-    return {"seconds": sample.seconds, "cpu_seconds": sample.cpu_seconds, "digest": digest}
+    return {
+        "seconds": sample.seconds, "cpu_seconds": sample.cpu_seconds + curl_cpu,
+        "digest": digest, "finish_seconds": finish,
+        # Busy CPU outside this process and curl during the timed part, the server's included.
+        "elsewhere_cpu_seconds": sample.others_cpu_seconds - curl_cpu,
+    }  # fmt: skip
 
 
 # -- the servers ---------------------------------------------------------------------
@@ -291,13 +304,14 @@ def _cpu_seconds(pid: int) -> float:
 class Watch:
     rss_growth: int = 0
     cpu_seconds: float = 0.0
+    machine_cpu_seconds: float = 0.0  # every process's, the server's included
 
 
 @contextlib.contextmanager
 def watched(pid: int) -> Iterator[Watch]:
     """The server's peak RSS above its value at the start, sampled, and its CPU time."""
     watch, stop = Watch(), threading.Event()
-    baseline, cpu = _rss(pid), _cpu_seconds(pid)
+    baseline, cpu, machine = _rss(pid), _cpu_seconds(pid), machine_busy_seconds()
     peak = [baseline]
 
     def sample() -> None:
@@ -310,6 +324,7 @@ def watched(pid: int) -> Iterator[Watch]:
     try:
         yield watch
     finally:
+        watch.machine_cpu_seconds = machine_busy_seconds() - machine
         stop.set()
         thread.join()
         with contextlib.suppress(OSError):
@@ -402,18 +417,25 @@ def _docker_ref(server: Server) -> str:
 @dataclass(frozen=True)
 class Run:
     mbps: float
-    client_cpu_per_gib: float  # the aiohttp client's (or skopeo's) CPU seconds per GiB
+    client_cpu_per_gib: float  # the client's (aiohttp, curl or skopeo) CPU seconds per GiB
     server_cpu_per_gib: float  # the registry process's CPU seconds per GiB
     rss_mib: float  # the registry's peak RSS growth during the operation
+    finish_seconds: float  # push: the PUT ?digest= alone (the registry's finalisation)
+    others_cores: float  # CPUs busy outside registry and client: S3 server, kernel, neighbours
 
     @classmethod
-    def of(cls, size: int, seconds: float, client_cpu: float, watch: Watch) -> Run:
+    def of(
+        cls, size: int, seconds: float, client_cpu: float, watch: Watch, *, others_cpu: float,
+        finish: float = 0.0,
+    ) -> Run:  # fmt: skip
         per_gib = 1024**3 / size
         return cls(
             mbps=size / seconds / 1e6,
             client_cpu_per_gib=client_cpu * per_gib,
             server_cpu_per_gib=watch.cpu_seconds * per_gib,
             rss_mib=watch.rss_growth / MiB,
+            finish_seconds=finish,
+            others_cores=max(0.0, others_cpu) / seconds,
         )
 
 
@@ -458,7 +480,9 @@ class Case:
         result.runs.append(run)
         print(
             f"  {label} {run.mbps:6.0f} MB/s  client {run.client_cpu_per_gib:4.2f} s/GiB"
-            f"  server {run.server_cpu_per_gib:4.2f} s/GiB  RSS +{run.rss_mib:.1f} MiB",
+            f"  server {run.server_cpu_per_gib:4.2f} s/GiB  RSS +{run.rss_mib:.1f} MiB"
+            f"  others {run.others_cores:4.2f} cores"
+            + (f"  PUT {run.finish_seconds:.2f} s" if operation == "push" else ""),
             file=sys.stderr,
         )
 
@@ -477,7 +501,10 @@ def _client(case: Case, operation: str, digest: str | None) -> str | None:
     except ChildFailed as exc:
         case.record(operation, None, str(exc))
         return None
-    case.record(operation, Run.of(case.size, outcome["seconds"], outcome["cpu_seconds"], watch))
+    seconds, cpu, finish = outcome["seconds"], outcome["cpu_seconds"], outcome["finish_seconds"]
+    # The watch also spans the child's start and its untimed sha256: others come from the child.
+    others = outcome["elsewhere_cpu_seconds"] - watch.cpu_seconds
+    case.record(operation, Run.of(case.size, seconds, cpu, watch, others_cpu=others, finish=finish))
     return str(outcome["digest"])
 
 
@@ -491,7 +518,8 @@ def _skopeo(case: Case, operation: str, source: str, destination: str) -> bool:
     except ChildFailed as exc:
         case.record(operation, None, str(exc))
         return False
-    case.record(operation, Run.of(case.size, seconds, cpu, watch))
+    others = watch.machine_cpu_seconds - watch.cpu_seconds - cpu
+    case.record(operation, Run.of(case.size, seconds, cpu, watch, others_cpu=others))
     return True
 
 
@@ -623,11 +651,16 @@ def _order(result: Result) -> tuple[int, int, str]:
     )
 
 
+def _finish(result: Result) -> float | None:
+    best = result.best
+    return best.finish_seconds if best is not None and result.operation == "push" else None
+
+
 def print_table(results: Results) -> None:
     header = (
         f"{'registry':<20} {'storage':<10} {'operation':<12} | {'MB/s':>5} | "
         f"{'all runs MB/s':<14} | {'ratio':>5} | {'client s/GiB':>12} | "
-        f"{'server s/GiB':>12} | {'RSS +MiB':>8}"
+        f"{'server s/GiB':>12} | {'others':>6} | {'RSS +MiB':>8} | {'PUT s':>5}"
     )
     print(header)
     print("-" * len(header))
@@ -640,12 +673,14 @@ def print_table(results: Results) -> None:
             f"{_fmt(_ratio(results, result), '5.2f')} | "
             f"{_fmt(best.client_cpu_per_gib if best else None, '12.2f')} | "
             f"{_fmt(best.server_cpu_per_gib if best else None, '12.2f')} | "
-            f"{_fmt(result.peak_rss, '8.1f')}"
+            f"{_fmt(best.others_cores if best else None, '6.2f')} | "
+            f"{_fmt(result.peak_rss, '8.1f')} | {_fmt(_finish(result), '5.2f')}"
         )
     print(
-        "MB/s and CPU: the best run; ratio: this registry / distribution; client: the aiohttp"
-        " client's (or skopeo's) CPU; server: the registry process's CPU; RSS: the registry's"
-        " peak growth during the operation, worst run."
+        "MB/s and CPU: the best run; ratio: this registry / distribution; client: the CPU of"
+        " the push's aiohttp client, of curl or of skopeo; server: the registry process's CPU;"
+        " others: CPUs busy elsewhere (S3 server, kernel writeback, neighbours); RSS: the"
+        " registry's peak growth during the operation, worst run; PUT s: the PUT ?digest= alone."
     )
 
 
