@@ -15,6 +15,23 @@ from app.errors import RangeNotSatisfiable
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
+async def request_body(request: web.Request) -> AsyncIterator[bytes]:
+    """The request body as it arrives, one received buffer at a time.
+
+    ``readchunk`` hands over each buffer as is; ``iter_any`` joins whatever is
+    buffered into a new bytes object, one more copy of every byte. The end is
+    ``at_eof()``, not an empty read: aiohttp's shared empty-body reader answers
+    every read after the first with an empty chunk forever.
+    """
+    content = request.content
+    while True:
+        data, _ = await content.readchunk()
+        if data:
+            yield data
+        elif content.at_eof():
+            return
+
+
 @dataclass(frozen=True, slots=True)
 class ByteRange:
     start: int

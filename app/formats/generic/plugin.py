@@ -13,7 +13,7 @@ from app.errors import BadRequest, LengthRequired, MethodNotAllowed, NotFound, P
 from app.formats.base import Format
 from app.formats.generic.local import LocalFiles, LocalOptions
 from app.formats.generic.paths import file_path, folder_path
-from app.http import BlobBody, send_blob
+from app.http import BlobBody, request_body, send_blob
 from app.repositories import Repository
 from pipelines import Digest, InvalidDigest, parse_digest
 
@@ -68,7 +68,7 @@ async def _upload(
     stored = await files.put(
         repo,
         path,
-        request.content.iter_any(),
+        request_body(request),
         content_type=request.headers.get("Content-Type"),
         expected=_expected_digest(request),
         max_size=max_size,

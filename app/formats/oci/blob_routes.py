@@ -13,7 +13,7 @@ from app.formats.oci.context import API_VERSION, Target
 from app.formats.oci.errors import BlobUnknown, DigestInvalid, NameInvalid
 from app.formats.oci.names import blob_digest, parse_name
 from app.formats.oci.uploads import Uploads, parse_content_range, range_header
-from app.http import BlobBody, send_blob
+from app.http import BlobBody, request_body, send_blob
 
 Routes = list[tuple[str, str, object]]
 
@@ -56,7 +56,7 @@ def _blob_created(t: Target, digest: str) -> web.Response:
 
 
 def _body(request: web.Request) -> AsyncIterable[bytes] | None:
-    return request.content.iter_any() if request.body_exists else None
+    return request_body(request) if request.body_exists else None
 
 
 async def start_upload(request: web.Request) -> web.StreamResponse:
@@ -110,7 +110,7 @@ async def append_chunk(request: web.Request) -> web.StreamResponse:
     header = request.headers.get("Content-Range")
     content_range = parse_content_range(header) if header else None
     size = await uploads.append(
-        upload, request.content.iter_any(), content_range, context.max_body(request)
+        upload, request_body(request), content_range, context.max_body(request)
     )
     return web.Response(status=202, headers=_session_headers(t, upload.id, size))
 
