@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
 from aiohttp import web
 
 from app.errors import RangeNotSatisfiable
+
+log = structlog.get_logger(__name__)
+
+# Request key: body bytes sent by sendfile, which aiohttp's response does not count.
+SENDFILE_BYTES = "artifactapi.sendfile_bytes"
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
@@ -118,30 +125,88 @@ async def send_blob(
     if request.method == "HEAD" or count == 0:
         await response.write_eof()
         return response
-    if body.local_path is not None and await _sendfile(request, body.local_path, offset, count):
-        await response.write_eof()
+    try:
+        if body.local_path is None or not await _sendfile(request, body.local_path, offset, count):
+            async for chunk in body.open(offset, count):
+                await response.write(chunk)
+    except ConnectionError as exc:
+        # The client left, or the body cannot be completed: the connection cannot
+        # carry another response, so close it; aiohttp then finishes quietly.
+        level = log.warning if isinstance(exc, ConnectionAbortedError) else log.info
+        level("response body cut short", error=repr(exc))
+        if request.transport is not None:
+            request.transport.close()
         return response
-    async for chunk in body.open(offset, count):
-        await response.write(chunk)
     await response.write_eof()
     return response
 
 
 async def _sendfile(request: web.Request, path: Path, offset: int, count: int) -> bool:
-    """Let the kernel copy the file to the socket; False where the loop cannot.
+    """Let the kernel copy the file to the socket; False where it cannot (TLS).
 
-    The stdlib event loop implements ``loop.sendfile``; uvloop does not, and the
-    caller then streams the object itself.
+    Neither uvloop (no ``loop.sendfile``) nor the transport's own buffer is used: the
+    headers are flushed, then ``os.sendfile`` writes straight to a duplicate of the
+    socket's descriptor, waiting for room on that duplicate, so the event loop's
+    registration of the original is never touched. The stdlib loop's
+    ``sock_sendfile`` works the same way.
     """
     transport = request.transport
-    if transport is None:
+    if transport is None or transport.is_closing():
         raise ConnectionResetError("connection lost")
-    loop = asyncio.get_running_loop()
-    handle = await asyncio.to_thread(open, path, "rb")
-    try:
-        await loop.sendfile(transport, handle, offset, count, fallback=False)
-    except (NotImplementedError, RuntimeError):
+    sock = transport.get_extra_info("socket")
+    if sock is None or transport.get_extra_info("sslcontext") is not None:
         return False
+    try:
+        handle = await asyncio.to_thread(open, path, "rb")
+    except OSError as exc:  # the headers are out: all we can do is cut the response
+        raise ConnectionAbortedError(f"stored file unreadable: {exc}") from exc
+    try:
+        await _flushed(transport)
+        try:
+            out = os.dup(sock.fileno())
+        except OSError as exc:  # closed while the headers went out
+            raise ConnectionResetError("connection lost") from exc
+        try:
+            await _copy_file(out, handle.fileno(), offset, count)
+        finally:
+            os.close(out)
     finally:
         handle.close()
+    request[SENDFILE_BYTES] = count
     return True
+
+
+async def _flushed(transport: asyncio.Transport) -> None:
+    """Wait until the transport has sent what it buffered (the response headers)."""
+    while transport.get_write_buffer_size() > 0:
+        if transport.is_closing():
+            raise ConnectionResetError("connection lost")
+        await asyncio.sleep(0.001)
+
+
+async def _copy_file(out: int, source: int, offset: int, count: int) -> None:
+    loop = asyncio.get_running_loop()
+    while count > 0:
+        try:
+            sent = os.sendfile(out, source, offset, count)
+        except BlockingIOError:
+            await _writable(loop, out)
+            continue
+        if sent == 0:
+            raise ConnectionAbortedError(f"file ended {count} bytes short of its recorded size")
+        offset += sent
+        count -= sent
+
+
+async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    ready: asyncio.Future[None] = loop.create_future()
+    loop.add_writer(fd, _resolve, ready)
+    try:
+        await ready
+    finally:
+        loop.remove_writer(fd)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -31,6 +31,7 @@ from app.errors import (
     error_for_status,
 )
 from app.formats.base import Format
+from app.http import SENDFILE_BYTES
 from pipelines import DigestMismatch as StreamDigestMismatch
 from pipelines import InvalidDigest, TooLarge
 
@@ -78,7 +79,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         metrics.requests.labels(route, request.method, str(status)).inc()
         metrics.latency.labels(route, request.method).observe(elapsed)
         metrics.bytes_in.labels(route).inc(request.content.total_bytes)
-        sent = _bytes_sent(response)
+        sent = _bytes_sent(response) + request.get(SENDFILE_BYTES, 0)
         metrics.bytes_out.labels(route).inc(sent)
         log.info(
             "request",

@@ -121,6 +121,51 @@ async def test_in_flight_upload_finishes_during_graceful_shutdown(tmp_path: Path
     assert body == b"first half second half"
 
 
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+async def test_downloads_are_exact_and_survive_clients_that_leave(
+    tmp_path: Path, loop: str
+) -> None:
+    """Blob bodies go out by sendfile under either loop: whole, ranged, kept alive."""
+    write_config(tmp_path, server={**CONFIG["server"], "loop": loop})  # type: ignore[dict-item]
+    data = os.urandom(24 * 2**20 + 123)
+    with running(tmp_path) as (process, base):
+        url = f"{base}/repository/files/big.bin"
+        async with aiohttp.ClientSession() as client:  # one kept-alive connection
+            assert (await client.put(url, data=data)).status == 201
+            ranged = await client.get(url, headers={"Range": "bytes=1000-2999999"})
+            assert ranged.status == 206
+            assert await ranged.read() == data[1000:3000000]
+            whole = await (await client.get(url)).read()
+            assert hashlib.sha256(whole).digest() == hashlib.sha256(data).digest()
+            tail = await client.get(url, headers={"Range": "bytes=-10"})
+            assert await tail.read() == data[-10:]
+            metrics = await (await client.get(f"{base}/metrics")).text()
+        sent = sum(
+            float(line.split()[-1])
+            for line in metrics.splitlines()
+            if line.startswith("artifactapi_http_response_bytes_total{")
+        )
+        assert sent >= len(data) + 2999000 + 10  # bodies sent by sendfile are counted
+        for _ in range(3):  # clients that hang up after the first bytes
+            reader, writer = await asyncio.open_connection(*base.removeprefix("http://").split(":"))
+            writer.write(b"GET /repository/files/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert (await reader.readexactly(12)).startswith(b"HTTP/1.1 200")
+            writer.close()
+        # A stored file shorter than its record: the body is cut and the connection
+        # closed, never padded or followed by another response on the same socket.
+        [stored] = [p for p in (tmp_path / "data" / "blobs").rglob("*") if p.is_file()]
+        os.truncate(stored, 1000)
+        async with session() as client:
+            response = await client.get(url)
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await response.read()
+            assert (await client.get(f"{base}/healthz")).status == 200
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        assert process.stderr is not None
+        assert "Traceback" not in process.stderr.read()
+
+
 async def test_workers_share_one_port_and_one_store(tmp_path: Path) -> None:
     write_config(tmp_path)
     with running(tmp_path, "--workers", "2") as (process, base):
