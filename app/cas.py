@@ -124,3 +124,6 @@ class ContentStore:
 
     def local_path(self, digest: str) -> Path | None:
         return self.storage.local_path(blob_key(digest))
+
+    async def download_url(self, digest: str, content_type: str) -> str | None:
+        return await self.storage.download_url(blob_key(digest), content_type)

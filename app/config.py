@@ -109,6 +109,12 @@ class S3StorageConfig(_Section):
     # every blob's digest, TLS protects bodies on https, and signing costs about
     # 1 s of CPU per GiB. Turn on for plain http across an untrusted network.
     sign_payload: bool = False
+    # Answer blob downloads with a 307 to a presigned URL, so clients fetch the
+    # bytes from S3 and no replica carries them. Only where clients can reach S3:
+    # at public_endpoint if given (a CDN or the bucket's public name), else endpoint.
+    redirect_downloads: bool = False
+    public_endpoint: str | None = None
+    redirect_expiry: int = Field(default=900, ge=60, le=7 * 24 * 3600)  # seconds
 
     @field_validator("part_size")
     @classmethod

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 from aiohttp import web
 
+from app.cas import ContentStore
 from app.errors import RangeNotSatisfiable
 
 log = structlog.get_logger(__name__)
@@ -98,6 +99,32 @@ class BlobBody:
     content_type: str
     open: Callable[[int, int], AsyncIterator[bytes]]  # (offset, length) -> chunks
     local_path: Path | None = None
+    redirect: Callable[[], Awaitable[str | None]] | None = None  # where clients may fetch it
+
+    @classmethod
+    def stored(
+        cls,
+        cas: ContentStore,
+        digest: str,
+        size: int,
+        content_type: str,
+        *,
+        etag: str | None = None,
+        redirect: bool = True,
+    ) -> BlobBody:
+        """A CAS blob; ``redirect`` lets the storage send clients to fetch it directly.
+
+        ``etag`` defaults to the CAS digest; formats that name content by another
+        digest (an OCI sha512 reference) pass that one.
+        """
+        return cls(
+            size=size,
+            etag=etag or digest,
+            content_type=content_type,
+            open=lambda offset, length: cas.open(digest, offset, length),
+            local_path=cas.local_path(digest),
+            redirect=(lambda: cas.download_url(digest, content_type)) if redirect else None,
+        )
 
 
 async def send_blob(
@@ -112,6 +139,11 @@ async def send_blob(
     }
     if etag_matches(request.headers.get("If-None-Match"), body.etag):
         return web.Response(status=304, headers=out)
+    if request.method == "GET" and body.redirect is not None:
+        # The client repeats its Range and conditions at the new location.
+        location = await body.redirect()
+        if location is not None:
+            return web.Response(status=307, headers={**out, "Location": location})
     if_range = request.headers.get("If-Range")
     honour_range = if_range is None or if_range.strip() == f'"{body.etag}"'
     selected = parse_range(request.headers.get("Range"), body.size) if honour_range else None

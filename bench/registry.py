@@ -16,9 +16,11 @@ peak growth. Two vCPUs are shared by client, registry, S3 server and kernel, so 
 ``others`` column (CPU busy elsewhere) matters when reading the figures.
 
 Environment: BENCH_REGISTRY_SIZE_MIB (1024), BENCH_REGISTRY_ROUNDS (2),
-BENCH_REGISTRY_STORAGES ("fs,s3"), BENCH_REGISTRY_SERVERS ("artifactapi,distribution";
-"artifactapi-asyncio" serves with the stdlib loop, which lets downloads use sendfile),
-BENCH_REGISTRY_SKOPEO (1; 0 skips the end-to-end cases).
+BENCH_REGISTRY_STORAGES ("fs,s3"), BENCH_REGISTRY_SERVERS
+("artifactapi,artifactapi-redirect,distribution"; "artifactapi-redirect" runs on S3
+only and answers downloads with a 307 to a presigned URL, the option distribution
+has on by default and this bench turns off), BENCH_REGISTRY_SKOPEO (1; 0 skips the
+end-to-end cases).
 """
 
 from __future__ import annotations
@@ -133,7 +135,7 @@ def _pull(base: str, digest: str) -> tuple[int, float]:
     per GiB, enough to cap a pull near 1 GB/s on two cores; curl needs about 0.2 s.
     """
     url = f"{base}/v2/{IMAGE}/blobs/sha256:{digest}"
-    command = ["curl", "-sS", "--fail", "-o", "/dev/null", "-w", "%{size_download}", url]
+    command = ["curl", "-sSL", "--fail", "-o", "/dev/null", "-w", "%{size_download}", url]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(command, capture_output=True, text=True, check=False)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -209,13 +211,16 @@ def _storage_yaml(storage: str, directory: Path, s3: S3Settings | None, prefix: 
 
 
 def start_artifactapi(
-    storage: str, directory: Path, s3: S3Settings | None, prefix: str, loop: str
+    storage: str, directory: Path, s3: S3Settings | None, prefix: str, options: dict[str, Any]
 ) -> Server:
+    storage_config = _storage_yaml(storage, directory, s3, prefix)
+    if storage == "s3":
+        storage_config.update(options)
     config = {
-        "server": {"host": "127.0.0.1", "port": 0, "workers": 1, "loop": loop},
+        "server": {"host": "127.0.0.1", "port": 0, "workers": 1},
         "logging": {"level": "warning"},
         "database": {"url": f"sqlite:///{directory / 'meta.db'}"},
-        "storage": _storage_yaml(storage, directory, s3, prefix),
+        "storage": storage_config,
         "cache": {"url": "memory://"},
         "repositories": [{"name": "docker-local", "format": "oci", "kind": "local"}],
     }
@@ -263,7 +268,7 @@ def _distribution_storage(
 
 
 def start_distribution(
-    storage: str, directory: Path, s3: S3Settings | None, prefix: str, loop: str
+    storage: str, directory: Path, s3: S3Settings | None, prefix: str, options: dict[str, Any]
 ) -> Server:
     port = _free_port()
     config = {
@@ -295,11 +300,13 @@ def _answers(url: str) -> bool:
         return False
 
 
-Starter = Callable[[str, Path, "S3Settings | None", str, str], Server]
-SERVERS: dict[str, tuple[Starter, str]] = {
-    "artifactapi": (start_artifactapi, "uvloop"),
-    "artifactapi-asyncio": (start_artifactapi, "asyncio"),
-    "distribution": (start_distribution, "-"),
+Starter = Callable[[str, Path, "S3Settings | None", str, dict[str, Any]], Server]
+# label: (starter, storage settings on S3, the storages it runs on)
+SERVERS: dict[str, tuple[Starter, dict[str, Any], tuple[str, ...]]] = {
+    "artifactapi": (start_artifactapi, {}, ("fs", "s3")),
+    # Downloads answered with a 307 to a presigned S3 URL (curl follows it).
+    "artifactapi-redirect": (start_artifactapi, {"redirect_downloads": True}, ("s3",)),
+    "distribution": (start_distribution, {}, ("fs", "s3")),
 }
 
 
@@ -580,11 +587,13 @@ def _delete_prefix(s3: S3Settings, prefix: str) -> None:
 def one_case(
     label: str, storage: str, size: int, scratch: Path, s3: S3Settings | None, state: dict[str, Any]
 ) -> None:
-    starter, loop = SERVERS[label]
+    starter, options, storages = SERVERS[label]
+    if storage not in storages:
+        return
     directory = Path(tempfile.mkdtemp(prefix=f"{label}-{storage}-", dir=scratch))
     prefix = f"bench-{label}-{uuid.uuid4().hex[:8]}"
     try:
-        server = starter(storage, directory, s3, prefix, loop)
+        server = starter(storage, directory, s3, prefix, options)
     except RuntimeError as exc:
         print(f"  {label} on {storage}: {exc}", file=sys.stderr)
         shutil.rmtree(directory, ignore_errors=True)
@@ -602,12 +611,12 @@ def one_case(
 
 def probe_skopeo(label: str, scratch: Path) -> str | None:
     """None when skopeo can push a tiny image to ``label`` on the filesystem, else why not."""
-    starter, loop = SERVERS[label]
+    starter, _, _ = SERVERS[label]
     directory = Path(tempfile.mkdtemp(prefix=f"probe-{label}-", dir=scratch))
     layout = directory / "layout"
     try:
         build_layout(layout, 4096)
-        server = starter("fs", directory, None, "probe", loop)
+        server = starter("fs", directory, None, "probe", {})
         try:
             skopeo_copy(f"oci:{layout}:{TAG}", _docker_ref(server))
         finally:
@@ -744,7 +753,8 @@ def main() -> None:
     size = env_int("BENCH_REGISTRY_SIZE_MIB", 1024) * MiB
     rounds = env_int("BENCH_REGISTRY_ROUNDS", 2)
     storages = os.environ.get("BENCH_REGISTRY_STORAGES", "fs,s3").split(",")
-    servers = os.environ.get("BENCH_REGISTRY_SERVERS", "artifactapi,distribution").split(",")
+    default = "artifactapi,artifactapi-redirect,distribution"
+    servers = os.environ.get("BENCH_REGISTRY_SERVERS", default).split(",")
     skopeo = env_int("BENCH_REGISTRY_SKOPEO", 1) != 0 and shutil.which("skopeo") is not None
     if not Path(DISTRIBUTION).exists():
         servers = [s for s in servers if s != BASELINE]

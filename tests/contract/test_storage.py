@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
+import aiohttp
 import pytest
 
 from app.backends.storage.base import (
@@ -589,3 +590,40 @@ async def test_s3_payload_signing_is_configurable(
         await store.close()
     expected = hashlib.sha256(b"body").hexdigest() if sign else "UNSIGNED-PAYLOAD"
     assert sent == [expected]
+
+
+async def test_downloads_are_served_by_us_unless_redirects_are_configured(
+    storage: BlobStorage,
+) -> None:
+    await storage.put("a/b", chunked(b"bytes"))
+    assert await storage.download_url("a/b", "application/octet-stream") is None
+    with pytest.raises(InvalidKey):
+        await storage.download_url("../escape", "application/octet-stream")
+
+
+@pytest.mark.parametrize("public", [False, True], ids=["endpoint", "public-endpoint"])
+async def test_s3_redirect_urls_are_presigned_and_fetchable(
+    s3_server: S3Settings, s3_prefix: str, public: bool
+) -> None:
+    # A public endpoint is another name for the same server, as a CDN or DNS alias is.
+    alias = s3_server.endpoint.replace("127.0.0.1", "localhost") if public else None
+    config = s3_config(s3_server, s3_prefix, redirect_downloads=True, public_endpoint=alias)
+    store = await S3Storage(config).open()
+    data = payload(2 * MiB + 11)
+    try:
+        await store.put("blobs/x", chunked(data))
+        url = await store.download_url("blobs/x", "text/plain")
+        assert url is not None and "X-Amz-Signature=" in url and "X-Amz-Expires=900" in url
+        assert url.startswith((alias or s3_server.endpoint) + "/")
+        async with aiohttp.ClientSession() as client:
+            async with client.get(url) as response:
+                assert response.status == 200
+                assert response.headers["Content-Type"] == "text/plain"
+                assert await response.read() == data
+            async with client.get(url, headers={"Range": "bytes=5-9"}) as response:
+                assert response.status == 206 and await response.read() == data[5:10]
+            tampered = url.replace("blobs/x", "blobs/y")  # the signature covers the key
+            async with client.get(tampered) as response:
+                assert response.status == 403
+    finally:
+        await store.close()

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
 from app.server import create_app
+from tests import shapes
 from tests.integration.conftest import ConfigFactory
+from tests.services import S3Settings
 
 REPOS = [
     {"name": "docker-local", "format": "oci", "kind": "local"},
@@ -251,3 +255,84 @@ async def test_sha512_digests_are_accepted(registry: TestClient) -> None:
     again = await start(registry)
     await registry.patch(again, data=data)
     assert (await registry.put(f"{again}?digest={wrong}")).status == 400
+
+
+async def test_s3_redirects_blob_downloads_but_not_heads_or_manifests(
+    aiohttp_client,  # type: ignore[no-untyped-def]
+    postgres_dsn: str,
+    redis_server: str,
+    s3_server: S3Settings,
+    s3_prefix: str,
+) -> None:
+    storage = shapes.s3_storage(s3_server, s3_prefix, redirect_downloads=True)
+    config = shapes.scale_out(
+        postgres_dsn, redis_server, s3_server, s3_prefix, repositories=REPOS, storage=storage
+    )
+    registry = await aiohttp_client(create_app(config))
+    data = os.urandom(1024 * 1024 + 3)
+    digest = digest_of(data)
+    assert (
+        await registry.post(f"/v2/{NAME}/blobs/uploads/?digest={digest}", data=data)
+    ).status == 201
+
+    response = await registry.get(f"/v2/{NAME}/blobs/{digest}", allow_redirects=False)
+    assert response.status == 307
+    assert response.headers["Docker-Content-Digest"] == digest
+    location = response.headers["Location"]
+    assert location.startswith(s3_server.endpoint) and "X-Amz-Signature=" in location
+    async with aiohttp.ClientSession() as direct:  # the client fetches from S3 itself
+        async with direct.get(location, headers={"Range": "bytes=10-19"}) as fetched:
+            assert fetched.status == 206 and await fetched.read() == data[10:20]
+        async with direct.get(location) as fetched:
+            assert await fetched.read() == data
+
+    head = await registry.head(f"/v2/{NAME}/blobs/{digest}", allow_redirects=False)
+    assert head.status == 200 and head.headers["Content-Length"] == str(len(data))
+    cached = await registry.get(
+        f"/v2/{NAME}/blobs/{digest}", headers={"If-None-Match": f'"{digest}"'}
+    )
+    assert cached.status == 304
+    # Only blobs this repository links are redirected: no URL leaks for others.
+    assert (
+        await registry.get(f"/v2/other/app/blobs/{digest}", allow_redirects=False)
+    ).status == 404
+
+    config_blob = b"{}"
+    await registry.post(
+        f"/v2/{NAME}/blobs/uploads/?digest={digest_of(config_blob)}", data=config_blob
+    )
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": digest_of(config_blob),
+                "size": len(config_blob),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": digest,
+                    "size": len(data),
+                }
+            ],
+        }
+    ).encode()
+    headers = {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}
+    assert (
+        await registry.put(f"/v2/{NAME}/manifests/v1", data=manifest, headers=headers)
+    ).status == 201
+    served = await registry.get(f"/v2/{NAME}/manifests/v1", allow_redirects=False)
+    assert served.status == 200 and await served.read() == manifest
+
+    # Generic files redirect too, and S3 answers with the file's own content type.
+    put = await registry.put(
+        "/repository/files/notes.txt", data=b"plain text", headers={"Content-Type": "text/plain"}
+    )
+    assert put.status == 201
+    moved = await registry.get("/repository/files/notes.txt", allow_redirects=False)
+    assert moved.status == 307
+    async with aiohttp.ClientSession() as direct, direct.get(moved.headers["Location"]) as fetched:
+        assert fetched.headers["Content-Type"] == "text/plain"
+        assert await fetched.read() == b"plain text"

@@ -111,6 +111,10 @@ class BlobStorage(Protocol):
         """The object's file on local disk if the backend has one (for sendfile)."""
         ...
 
+    async def download_url(self, key: str, content_type: str) -> str | None:
+        """A URL a client may fetch the object from itself, or None to be served by us."""
+        ...
+
     async def ping(self) -> None:
         """Raise :class:`StorageError` unless the backend answers."""
         ...

@@ -94,6 +94,7 @@ class S3Storage:
         self._prefix = config.prefix.strip("/")
         self._stack = AsyncExitStack()
         self._client: Any = None
+        self._presigner: Any = None
 
     async def open(self) -> S3Storage:
         cfg = self.config
@@ -113,16 +114,25 @@ class S3Storage:
             retries={"max_attempts": 3, "mode": "standard"},
             max_pool_connections=max(10, cfg.concurrency * 2),
         )
-        client = AioSession().create_client(
-            "s3",
-            endpoint_url=cfg.endpoint,
-            region_name=cfg.region,
-            aws_access_key_id=cfg.access_key,
-            aws_secret_access_key=cfg.secret_key,
-            config=boto_config,
-        )
+        session = AioSession()
+
+        def client(endpoint: str | None) -> Any:
+            return session.create_client(
+                "s3",
+                endpoint_url=endpoint,
+                region_name=cfg.region,
+                aws_access_key_id=cfg.access_key,
+                aws_secret_access_key=cfg.secret_key,
+                config=boto_config,
+            )
+
         try:
-            self._client = await self._stack.enter_async_context(client)
+            self._client = await self._stack.enter_async_context(client(cfg.endpoint))
+            # Presigned URLs carry the endpoint clients use, which may not be ours.
+            self._presigner = self._client
+            if cfg.public_endpoint:
+                public = client(cfg.public_endpoint)
+                self._presigner = await self._stack.enter_async_context(public)
             if cfg.create_bucket:
                 await self._ensure_bucket()
         except BaseException:
@@ -293,6 +303,17 @@ class S3Storage:
     def local_path(self, key: str) -> Path | None:
         check_key(key)
         return None
+
+    async def download_url(self, key: str, content_type: str) -> str | None:
+        name = self._name(key)
+        if not self.config.redirect_downloads:
+            return None
+        params = {"Bucket": self.bucket, "Key": name, "ResponseContentType": content_type}
+        with _errors(key):  # signing is local: no request is made
+            url: str = await self._presigner.generate_presigned_url(
+                "get_object", Params=params, ExpiresIn=self.config.redirect_expiry
+            )
+        return url
 
     async def ping(self) -> None:
         with _errors():

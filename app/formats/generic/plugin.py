@@ -95,13 +95,7 @@ async def _download(
     digest = row.blob_digest
     return await send_blob(
         request,
-        BlobBody(
-            size=row.size,
-            etag=digest,
-            content_type=row.content_type,
-            open=lambda offset, length: cas.open(digest, offset, length),
-            local_path=cas.local_path(digest),
-        ),
+        BlobBody.stored(cas, digest, row.size, row.content_type),
         headers={
             "X-Checksum-Sha256": digest.removeprefix("sha256:"),
             "Last-Modified": _http_date(row.updated_at),

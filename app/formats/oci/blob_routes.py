@@ -144,13 +144,7 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
         raise BlobUnknown(f"blob {digest} unknown to {t.name}", detail={"digest": digest})
     return await send_blob(
         request,
-        BlobBody(
-            size=blob.size,
-            etag=digest,
-            content_type="application/octet-stream",
-            open=lambda offset, length: cas.open(blob.digest, offset, length),
-            local_path=cas.local_path(blob.digest),
-        ),
+        BlobBody.stored(cas, blob.digest, blob.size, "application/octet-stream", etag=digest),
         headers={**API_VERSION, "Docker-Content-Digest": digest},
     )
 

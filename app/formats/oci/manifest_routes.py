@@ -132,12 +132,9 @@ async def get_manifest(request: web.Request) -> web.StreamResponse:
     cas = context.cas(request)
     return await send_blob(
         request,
-        BlobBody(
-            size=found.size,
-            etag=found.digest,
-            content_type=found.media_type,
-            open=lambda offset, length: cas.open(found.blob_digest, offset, length),
-            local_path=cas.local_path(found.blob_digest),
+        # Never redirected: clients expect a manifest's own media type and digest here.
+        BlobBody.stored(
+            cas, found.blob_digest, found.size, found.media_type, etag=found.digest, redirect=False
         ),
         headers={**API_VERSION, "Docker-Content-Digest": found.digest},
     )
