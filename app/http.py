@@ -18,7 +18,7 @@ from app.errors import RangeNotSatisfiable
 log = structlog.get_logger(__name__)
 
 # Request key: body bytes sent by sendfile, which aiohttp's response does not count.
-SENDFILE_BYTES = "artifactapi.sendfile_bytes"
+SENDFILE_BYTES: web.RequestKey[int] = web.RequestKey("sendfile_bytes")
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 

@@ -221,6 +221,43 @@ async def test_missing_blob_is_manifest_blob_unknown(registry: TestClient) -> No
     assert (await put(registry, "v1", encode({**doc, "layers": [foreign]}))).status == 201
 
 
+async def test_descriptor_sizes_must_match_what_is_stored(registry: TestClient) -> None:
+    """A wrong size is refused at push, not left for every pull to fail on."""
+    body = await image(registry)
+    doc = json.loads(body)
+    doc["layers"][0]["size"] += 1
+    response = await put(registry, "v1", encode(doc))
+    assert response.status == 400 and await error_code(response) == "MANIFEST_INVALID"
+    detail = (await response.json())["errors"][0]["detail"]
+    assert detail == {
+        "digest": doc["layers"][0]["digest"],
+        "size": doc["layers"][0]["size"],
+        "stored_size": doc["layers"][0]["size"] - 1,
+    }
+    assert (await registry.get(f"/v2/{NAME}/manifests/v1")).status == 404
+    await put(registry, digest_of(body), body)
+    child = descriptor(OCI_MANIFEST, body)
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [{**child, "size": 1}]}
+    response = await put(registry, "multi", encode(index), OCI_INDEX)
+    assert response.status == 400 and await error_code(response) == "MANIFEST_INVALID"
+    index["manifests"] = [child]
+    assert (await put(registry, "multi", encode(index), OCI_INDEX)).status == 201
+
+
+async def test_manifests_can_be_fetched_as_blobs(registry: TestClient) -> None:
+    """Distribution serves a manifest's bytes from /blobs/ too; some clients rely on it."""
+    body = await image(registry)
+    await put(registry, "v1", body)
+    got = await registry.get(f"/v2/{NAME}/blobs/{digest_of(body)}")
+    assert got.status == 200 and await got.read() == body
+    assert got.headers["Docker-Content-Digest"] == digest_of(body)
+    head = await registry.head(f"/v2/{NAME}/blobs/{digest_of(body)}")
+    assert head.status == 200 and head.headers["Content-Length"] == str(len(body))
+    # Only in the image name that holds the manifest.
+    elsewhere = await registry.get(f"/v2/docker-local/other/blobs/{digest_of(body)}")
+    assert elsewhere.status == 404 and await error_code(elsewhere) == "BLOB_UNKNOWN"
+
+
 @pytest.mark.parametrize(
     ("body", "content_type"),
     [

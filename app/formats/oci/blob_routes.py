@@ -137,8 +137,11 @@ async def cancel_upload(request: web.Request) -> web.StreamResponse:
 async def get_blob(request: web.Request) -> web.StreamResponse:
     t = context.target(request)
     digest = str(blob_digest(request.match_info["digest"]))
-    cas = context.cas(request)
-    stored = await context.records(request).linked_blob(t.repo.id, t.image, digest)
+    cas, records = context.cas(request), context.records(request)
+    stored = await records.linked_blob(t.repo.id, t.image, digest)
+    if stored is None:  # a manifest's bytes are a blob too, as in distribution
+        manifest = await records.get_manifest(t.repo.id, t.image, digest)
+        stored = manifest.blob_digest if manifest else None
     blob = await cas.stat(stored) if stored else None
     if stored is None or blob is None:
         raise BlobUnknown(f"blob {digest} unknown to {t.name}", detail={"digest": digest})

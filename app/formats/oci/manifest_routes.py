@@ -11,7 +11,13 @@ from aiohttp import web
 from app import keys
 from app.formats.oci import context, manifests
 from app.formats.oci.context import API_VERSION, Target
-from app.formats.oci.errors import DigestInvalid, ManifestBlobUnknown, ManifestUnknown, NameUnknown
+from app.formats.oci.errors import (
+    DigestInvalid,
+    ManifestBlobUnknown,
+    ManifestInvalid,
+    ManifestUnknown,
+    NameUnknown,
+)
 from app.formats.oci.manifests import ManifestTooLarge, PaginationNumberInvalid
 from app.formats.oci.names import blob_digest, parse_reference
 from app.formats.oci.records import Manifest
@@ -91,19 +97,38 @@ async def put_manifest(request: web.Request) -> web.StreamResponse:
 async def _check_references(
     request: web.Request, t: Target, parsed: manifests.ParsedManifest
 ) -> None:
-    """Blobs must be in this image name; so must an index's children. The subject
-    need not exist: the spec lets referrers be pushed before what they refer to."""
-    records = context.records(request)
+    """Blobs must be in this image name, and so must an index's children, each with
+    the size its descriptor claims (a wrong size would fail every pull instead).
+    The subject need not exist: the spec lets referrers be pushed first."""
+    records, cas = context.records(request), context.cas(request)
     for blob in parsed.required_blobs():
-        if await records.linked_blob(t.repo.id, t.image, blob.digest) is None:
+        stored = await records.linked_blob(t.repo.id, t.image, blob.digest)
+        found = await cas.stat(stored) if stored else None
+        if found is None:
             raise ManifestBlobUnknown(
                 f"blob {blob.digest} unknown to {t.name}", detail={"digest": blob.digest}
             )
+        _check_size(blob, found.size)
     for child in parsed.manifests:
-        if await records.get_manifest(t.repo.id, t.image, child.digest) is None:
+        manifest = await records.get_manifest(t.repo.id, t.image, child.digest)
+        if manifest is None:
             raise ManifestBlobUnknown(
                 f"manifest {child.digest} unknown to {t.name}", detail={"digest": child.digest}
             )
+        _check_size(child, manifest.size)
+
+
+def _check_size(descriptor: manifests.Descriptor, stored_size: int) -> None:
+    if descriptor.size != stored_size:
+        raise ManifestInvalid(
+            f"descriptor of {descriptor.digest} says {descriptor.size} bytes,"
+            f" the registry holds {stored_size}",
+            detail={
+                "digest": descriptor.digest,
+                "size": descriptor.size,
+                "stored_size": stored_size,
+            },
+        )
 
 
 async def _resolve(request: web.Request, t: Target) -> Manifest:
