@@ -7,19 +7,31 @@ Storage layout::
 
 A blob is written to storage before its row is added, so a row never points at
 a missing object; an object without a row is garbage once older than the
-collector's grace period.
+collector's grace period. Every use of a stored blob touches its row, which keeps
+the collector off it for the grace period; a blob the collector has marked
+"deleting" is waited for and written anew (see ``collector``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.backends.metadata import MetadataStore
-from app.backends.storage import BlobStorage
+from app.backends.metadata.store import BlobRow
+from app.backends.storage import BlobStorage, StorageError
 from pipelines import Digest, Digests, drain, hashed, limited, verified
+
+# A collector acts on a blob it marked "deleting" only this soon after marking it; an
+# ingest that finds a mark older than twice that takes the blob back (the collector
+# died). In between, the ingest polls until the collector has finished.
+COLLECTOR_DEADLINE = 150.0
+TAKEOVER_AFTER = 2 * COLLECTOR_DEADLINE
+DELETION_POLL = 0.1
 
 
 def blob_key(digest: Digest | str) -> str:
@@ -90,22 +102,52 @@ class ContentStore:
             raise ValueError("only a sha256 digest names a blob")
         if not await self._present(str(digest)):
             await self.storage.move(key, blob_key(digest))
-            await self.metadata.add_blob(str(digest), size)
+            await self._add(str(digest), size)
         else:
             await self.storage.delete(key)
         return Blob(str(digest), size, {"sha256": str(digest)})
 
     async def _present(self, digest: str) -> bool:
-        # The row alone is not enough: an object lost underneath its row is
-        # healed by writing it again.
-        if await self.metadata.get_blob(digest) is None:
+        """True if the blob is stored, and now safe from collection for a grace period;
+        False if it must be written: absent, lost underneath its row (healed by writing
+        it again), or deleted by a collector this waited for."""
+        row = await self._claimed(digest)
+        if row is None:
             return False
         return await self.storage.stat(blob_key(digest)) is not None
 
+    async def claim(self, digest: str) -> Blob | None:
+        """The blob, safe from collection for a grace period, before a new reference
+        to it is written (a mount, a manifest naming it); None if it is not stored."""
+        row = await self._claimed(digest)
+        return Blob(row.digest, row.size) if row is not None else None
+
+    async def _claimed(self, digest: str) -> BlobRow | None:
+        row = await self.metadata.touch_blob(digest)
+        while row is not None and row.state == "deleting":
+            row = await self._outlast_collection(row)
+        return row
+
+    async def _outlast_collection(self, row: BlobRow) -> BlobRow | None:
+        """Wait for the collector that marked ``row`` to finish deleting it; take the
+        row back if the mark is older than any collector may act on (it died)."""
+        marked_at = row.marked_at or 0.0
+        if time.time() - marked_at > TAKEOVER_AFTER:
+            await self.metadata.reclaim_blob(row.digest, marked_at)
+        else:
+            await asyncio.sleep(DELETION_POLL)
+        return await self.metadata.touch_blob(row.digest)
+
     async def _record(self, digests: Digests) -> Blob:
         blob = self._blob(digests)
-        await self.metadata.add_blob(blob.digest, blob.size)
+        await self._add(blob.digest, blob.size)
         return blob
+
+    async def _add(self, digest: str, size: int) -> None:
+        if not await self.metadata.add_blob(digest, size):
+            # Marked between our check and now: only possible with a grace shorter
+            # than this ingest. The client's retry writes it anew.
+            raise StorageError(f"blob {digest} was being collected; try again")
 
     @staticmethod
     def _blob(digests: Digests) -> Blob:
@@ -116,8 +158,9 @@ class ContentStore:
         )
 
     async def stat(self, digest: str) -> Blob | None:
+        """The blob if stored; one a collector is deleting is already gone."""
         row = await self.metadata.get_blob(digest)
-        return Blob(row.digest, row.size) if row else None
+        return Blob(row.digest, row.size) if row and row.state == "live" else None
 
     def open(self, digest: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
         return self.storage.get(blob_key(digest), offset, length)

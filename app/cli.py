@@ -1,4 +1,4 @@
-"""Command line: ``artifactapi serve | config check FILE | migrate``."""
+"""Command line: ``artifactapi serve | gc [--dry-run] | config check FILE | migrate``."""
 
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     check_cmd = check.add_parser("check", help="validate a configuration file and exit")
     check_cmd.add_argument("file")
     commands.add_parser("migrate", help="apply database migrations and exit")
+    gc = commands.add_parser("gc", help="collect garbage once and exit")
+    gc.add_argument("--dry-run", action="store_true", help="report what would go, delete nothing")
     return parser
 
 
@@ -58,6 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             applied = asyncio.run(migrate_once(config))
             print(f"applied migrations: {applied or 'none (up to date)'}")
             return 0
+        if command == "gc":
+            from collector.standalone import collect_once
+
+            report = asyncio.run(collect_once(config, dry_run=args.dry_run))
+            print("\n".join(report.lines()))
+            return 1 if report.error_count else 0
         overrides = {
             k: v for k in ("host", "port", "workers") if (v := getattr(args, k)) is not None
         }

@@ -139,10 +139,13 @@ class CacheConfig(_Section):
 
 
 class GcConfig(_Section):
-    enabled: bool = False
+    enabled: bool = False  # collect in the background (one replica at a time)
     interval: Seconds = 3600.0
+    # A blob unused for this long, and referenced by nothing, is deleted. Longer than
+    # any push takes between its first upload and its manifest.
     blob_grace: Seconds = 3600.0
-    upload_max_age: Seconds = 86400.0
+    upload_max_age: Seconds = 86400.0  # upload sessions idle this long are abandoned
+    batch: int = Field(default=1000, ge=1, le=100_000)  # blobs per database round trip
 
 
 _REPO_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from app.config import Config
     from app.metrics import Metrics
     from app.repositories import Repositories
+    from collector import Collector
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")
 STORAGE: web.AppKey[BlobStorage] = web.AppKey("storage")
@@ -22,3 +23,4 @@ CACHE: web.AppKey[Cache] = web.AppKey("cache")
 CAS: web.AppKey[ContentStore] = web.AppKey("cas")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 REPOSITORIES: web.AppKey[Repositories] = web.AppKey("repositories")
+COLLECTOR: web.AppKey[Collector] = web.AppKey("collector")

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from collector.report import Report as CollectionReport
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -49,6 +54,47 @@ class Metrics:
             "Bytes in the content-addressed store.",
             registry=self.registry,
         )
+
+        self.gc_runs = Counter(
+            "artifactapi_gc_runs_total",
+            "Collections, by outcome (ok, errors, skipped, dry_run).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.gc_freed_objects = Counter(
+            "artifactapi_gc_freed_objects_total",
+            "Objects and rows the collector deleted, by kind.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.gc_freed_bytes = Counter(
+            "artifactapi_gc_freed_bytes_total",
+            "Bytes the collector freed, by kind.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.gc_errors = Counter(
+            "artifactapi_gc_errors_total", "Collection errors.", registry=self.registry
+        )
+        self.gc_last_seconds = Gauge(
+            "artifactapi_gc_last_run_seconds",
+            "How long the last collection took.",
+            registry=self.registry,
+        )
+
+    def record_collection(self, report: CollectionReport) -> None:
+        if report.skipped:
+            self.gc_runs.labels("skipped").inc()
+            return
+        if report.dry_run:
+            self.gc_runs.labels("dry_run").inc()
+            return
+        self.gc_runs.labels("errors" if report.error_count else "ok").inc()
+        self.gc_errors.inc(report.error_count)
+        self.gc_last_seconds.set(report.seconds)
+        for kind, freed in report.freed.items():
+            self.gc_freed_objects.labels(kind).inc(freed.objects)
+            self.gc_freed_bytes.labels(kind).inc(freed.bytes)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
 import structlog
 from aiohttp import web
 
-from app import health, keys
+from app import gc_routes, health, keys
 from app.backends.cache import open_cache
 from app.backends.metadata import open_metadata
 from app.backends.storage import open_storage
@@ -20,6 +21,8 @@ from app.formats import Format, available_formats, validate_repositories
 from app.metrics import Metrics
 from app.middleware import FORMAT, FORMATS, add_request_id, errors, observe
 from app.repositories import Repositories
+from collector import Collector
+from collector.scheduler import every
 
 log = structlog.get_logger("artifactapi")
 
@@ -61,6 +64,12 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
             app[keys.CACHE] = cache
             app[keys.CAS] = ContentStore(storage, metadata)
             app[keys.REPOSITORIES] = await Repositories.sync(metadata, config.repositories, options)
+            app[keys.COLLECTOR] = Collector(
+                config.gc, metadata, storage, formats, app[keys.REPOSITORIES], app[keys.METRICS]
+            )
+            if config.gc.enabled:
+                scheduled = asyncio.create_task(every(app[keys.COLLECTOR], config.gc.interval))
+                stack.push_async_callback(_cancelled, scheduled)
             yield
 
     app.cleanup_ctx.append(backends)
@@ -68,6 +77,7 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)
+    gc_routes.setup(app)
     app.router.add_route(
         "*", "/repository/{repository}/{path:.*}", dispatch, expect_handler=expect_continue
     )
@@ -75,6 +85,12 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
     for fmt in formats.values():
         fmt.setup(app)
     return app
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def expect_continue(request: web.Request) -> web.StreamResponse | None:

@@ -7,18 +7,42 @@ plugs into the service through this one class:
 - :meth:`Format.options` validates a repository's ``options`` at start-up;
 - :meth:`Format.setup` adds routes of the format's own (``/v2/`` for OCI);
 - :meth:`Format.handle` answers ``/repository/<name>/<path>`` for its repositories;
-- :meth:`Format.render_error` shapes errors the way the format's clients expect.
+- :meth:`Format.render_error` shapes errors the way the format's clients expect;
+- :attr:`Format.blob_references`, :attr:`Format.blob_names` and :meth:`Format.collect`
+  tell the collector what the format's rows keep alive and what garbage it makes.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
+from app.backends.metadata import MetadataStore
+from app.backends.storage import BlobStorage
 from app.errors import ApiError
 from app.repositories import Repository
+
+
+class Sweep(Protocol):
+    """What the collector hands a format's :meth:`Format.collect` for one run."""
+
+    metadata: MetadataStore
+    storage: BlobStorage
+    repositories: list[Repository]  # those of the format being asked
+    grace_cutoff: float  # epoch seconds: rows untouched since are old enough to go
+    upload_cutoff: float  # epoch seconds: upload sessions idle since are abandoned
+
+    @property
+    def dry_run(self) -> bool:
+        """Count what would go, delete nothing."""
+
+    def freed(self, kind: str, objects: int, size: int) -> None:
+        """Count what was (or, in a dry run, would be) deleted."""
+
+    def failed(self, kind: str, error: BaseException) -> None:
+        """Record an error; the run goes on with other work."""
 
 
 class NoOptions(BaseModel):
@@ -32,6 +56,12 @@ class Format:
     # A URL prefix the format owns outright (``/v2/`` for OCI): errors there take its
     # shape even when no route matched.
     path_prefix: ClassVar[str | None] = None
+    # SQL conditions over the blob aliased ``b``, each true when one of this format's
+    # rows references it: the collector keeps such blobs.
+    blob_references: ClassVar[tuple[str, ...]] = ()
+    # Statements (the blob's digest as ``$1``) deleting rows that only name a blob,
+    # run when the collector removes it.
+    blob_names: ClassVar[tuple[str, ...]] = ()
 
     def options(self, kind: str) -> type[BaseModel]:
         """The pydantic model for a repository's ``options`` of this kind."""
@@ -42,6 +72,10 @@ class Format:
 
     async def handle(self, request: web.Request, repo: Repository, path: str) -> web.StreamResponse:
         raise ApiError(f"format {self.name} serves no /repository/ paths")
+
+    async def collect(self, sweep: Sweep) -> None:
+        """Delete the format's own garbage (sessions, unreachable metadata) before the
+        collector looks for orphaned blobs."""
 
     def render_error(self, request: web.Request, error: ApiError, request_id: str) -> web.Response:
         body = {"code": error.code, "message": error.message, "request_id": request_id}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -130,13 +131,93 @@ async def test_sync_repositories_inserts_then_updates_keeping_ids(store: Metadat
 async def test_blobs_are_recorded_once(store: MetadataStore) -> None:
     assert await store.blob_totals() == (0, 0)
     assert await store.add_blob(BLOB, 10) is True
-    assert await store.add_blob(BLOB, 10) is False
+    assert await store.add_blob(BLOB, 10) is True  # recorded already: touched
     assert await store.add_blob(OTHER_BLOB, 5) is True
 
     blob = await store.get_blob(BLOB)
     assert blob is not None and (blob.digest, blob.size) == (BLOB, 10)
     assert await store.get_blob(MISSING_BLOB) is None
     assert await store.blob_totals() == (2, 15)
+
+
+async def test_blob_lifecycle_marks_only_untouched_unreferenced_blobs(
+    store: MetadataStore,
+) -> None:
+    """The collector's conditional mark, against touches and references."""
+    repo = await make_repo(store)
+    old, kept, referenced = BLOB, OTHER_BLOB, "sha256:" + "c" * 64
+    for digest in (old, kept, referenced):
+        await store.add_blob(digest, 4)
+    await store.put_file(repo, "f", referenced, 4, "text/plain")
+    cutoff = time.time() + 1  # everything so far is "old"
+    orphans = await store.orphaned_blobs(cutoff, ())
+    assert [b.digest for b in orphans] == [old, kept]
+    touched = await store.touch_blob(kept)
+    assert touched is not None and touched.state == "live"
+    await store.db.execute("UPDATE blobs SET touched_at = $2 WHERE digest = $1", kept, cutoff + 5)
+
+    marked, upper = await store.mark_orphans(cutoff, (), "", 1000, now=123.0)
+    assert [(b.digest, b.state, b.marked_at) for b in marked] == [(old, "deleting", 123.0)]
+    assert upper is None  # fewer than a batch: the end
+    # A marked blob is no writer's: touching or adding reports it, changes nothing.
+    row = await store.touch_blob(old)
+    assert row is not None and row.state == "deleting"
+    assert await store.add_blob(old, 4) is False
+    assert await store.orphaned_blobs(cutoff, ()) == []  # marked ones are not candidates
+
+    [again] = await store.remark_blobs("", 10, now=456.0)
+    assert again.marked_at == 456.0
+    assert await store.drop_blobs([marked[0]]) == 0  # marked as another run left it: kept
+    assert await store.drop_blobs([again]) == 1
+    assert await store.get_blob(old) is None
+    assert await store.get_blob(referenced) is not None
+
+
+async def test_mark_orphans_pages_by_digest(store: MetadataStore) -> None:
+    digests = [f"sha256:{i:064x}" for i in range(7)]
+    for digest in digests:
+        await store.add_blob(digest, 1)
+    cutoff = time.time() + 1
+    seen, after = [], ""
+    while True:
+        marked, upper = await store.mark_orphans(cutoff, (), after, 3, now=1.0)
+        seen += [b.digest for b in marked]
+        if upper is None:
+            break
+        assert len(marked) == 3 and upper == marked[-1].digest
+        after = upper
+    assert seen == digests
+
+
+async def test_a_takeover_reclaims_only_the_mark_it_saw(store: MetadataStore) -> None:
+    await store.add_blob(BLOB, 1)
+    await store.mark_orphans(time.time() + 1, (), "", 10, now=10.0)
+    assert await store.reclaim_blob(BLOB, 9.0) is False
+    assert await store.reclaim_blob(BLOB, 10.0) is True
+    row = await store.get_blob(BLOB)
+    assert row is not None and (row.state, row.marked_at) == ("live", None)
+
+
+async def test_leases_have_one_holder_until_they_expire(store: MetadataStore) -> None:
+    assert await store.acquire_lease("gc", "a", ttl=60) is True
+    assert await store.acquire_lease("gc", "b", ttl=60) is False
+    assert await store.acquire_lease("gc", "a", ttl=60) is True  # renewal
+    assert await store.lease_holder("gc") == "a"
+    await store.release_lease("gc", "b")  # not b's to release
+    assert await store.lease_holder("gc") == "a"
+    await store.release_lease("gc", "a")
+    assert await store.lease_holder("gc") is None
+    assert await store.acquire_lease("gc", "b", ttl=-1) is True  # already expired
+    assert await store.lease_holder("gc") is None
+    assert await store.acquire_lease("gc", "a", ttl=60) is True
+
+
+async def test_gc_reports_keep_the_last_hundred(store: MetadataStore) -> None:
+    assert await store.last_gc_run() is None
+    for i in range(103):
+        await store.save_gc_run(i, i + 1, False, {"run": i})
+    assert await store.last_gc_run() == {"run": 102}
+    assert await store.db.fetchval("SELECT COUNT(*) FROM gc_runs") == 100
 
 
 # -- files ---------------------------------------------------------------------

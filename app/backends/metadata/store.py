@@ -29,6 +29,15 @@ class BlobRow:
     digest: str
     size: int
     created_at: float
+    state: str = "live"  # or "deleting": the collector has marked it
+    marked_at: float | None = None
+
+
+# SQL conditions, over the blob aliased ``b``, true when something the core keeps
+# references the blob; formats add their own (Format.blob_references).
+CORE_BLOB_REFERENCES = ("EXISTS (SELECT 1 FROM files f WHERE f.blob_digest = b.digest)",)
+# Sorts after every digest ("sha256:…", "sha512:…") under any collation.
+_LAST_DIGEST = "zzzzzzzz"
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,20 +133,165 @@ class MetadataStore:
 
     async def get_blob(self, digest: str) -> BlobRow | None:
         row = await self.db.fetchrow(
-            "SELECT digest, size, created_at FROM blobs WHERE digest = $1", digest
+            "SELECT digest, size, created_at, state, marked_at FROM blobs WHERE digest = $1",
+            digest,
         )
-        return BlobRow(row["digest"], row["size"], row["created_at"]) if row else None
+        return BlobRow(**row) if row else None
 
     async def add_blob(self, digest: str, size: int) -> bool:
-        """Record a stored blob; False if it was already recorded."""
+        """Record a stored blob, or touch it if already recorded; False only if the
+        collector has marked it meanwhile (the caller waits for it and writes again)."""
+        now = time.time()
         count = await self.db.execute(
-            "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3)"
-            " ON CONFLICT (digest) DO NOTHING",
+            "INSERT INTO blobs (digest, size, created_at, touched_at, state)"
+            " VALUES ($1, $2, $3, $3, 'live')"
+            " ON CONFLICT (digest) DO UPDATE SET touched_at = excluded.touched_at"
+            " WHERE blobs.state = 'live'",
             digest,
             size,
+            now,
+        )
+        return count > 0
+
+    async def touch_blob(self, digest: str) -> BlobRow | None:
+        """Note that a writer is about to reference the blob, so no collector marks it
+        for a grace period; return its row (state "deleting" if one already has)."""
+        await self.db.execute(
+            "UPDATE blobs SET touched_at = $2 WHERE digest = $1 AND state = 'live'",
+            digest,
+            time.time(),
+        )
+        return await self.get_blob(digest)
+
+    async def reclaim_blob(self, digest: str, marked_at: float) -> bool:
+        """Take back a blob whose collector stopped half-way (marked long ago)."""
+        count = await self.db.execute(
+            "UPDATE blobs SET state = 'live', touched_at = $3, marked_at = NULL"
+            " WHERE digest = $1 AND state = 'deleting' AND marked_at = $2",
+            digest,
+            marked_at,
             time.time(),
         )
         return count > 0
+
+    # -- collection -------------------------------------------------------------
+
+    @staticmethod
+    def _orphan_condition(references: Iterable[str]) -> str:
+        unreferenced = "".join(f" AND NOT {ref}" for ref in (*CORE_BLOB_REFERENCES, *references))
+        return f"b.state = 'live' AND b.touched_at < $1{unreferenced}"
+
+    async def orphaned_blobs(
+        self, cutoff: float, references: Iterable[str], after: str = "", limit: int = 1000
+    ) -> list[BlobRow]:
+        """Live blobs untouched since ``cutoff`` that nothing references, in digest
+        order after ``after``: read only (a dry run, or to show what a run would do)."""
+        rows = await self.db.fetch(
+            "SELECT b.digest, b.size, b.created_at, b.state, b.marked_at FROM blobs b"
+            f" WHERE {self._orphan_condition(references)} AND b.digest > $2"
+            " ORDER BY b.digest LIMIT $3",
+            cutoff,
+            after,
+            limit,
+        )
+        return [BlobRow(**r) for r in rows]
+
+    async def mark_orphans(
+        self, cutoff: float, references: Iterable[str], after: str, limit: int, now: float
+    ) -> tuple[list[BlobRow], str | None]:
+        """Mark "deleting" the orphans among the next ``limit`` blobs after ``after``,
+        in one conditional update: a blob touched or referenced meanwhile is skipped.
+        Return the marked blobs and where the next batch starts (None at the end)."""
+        upper = await self.db.fetchval(
+            "SELECT digest FROM blobs WHERE digest > $1 ORDER BY digest LIMIT 1 OFFSET $2",
+            after,
+            limit - 1,
+        )
+        rows = await self.db.fetch(
+            "UPDATE blobs AS b SET state = 'deleting', marked_at = $4"
+            f" WHERE {self._orphan_condition(references)} AND b.digest > $2 AND b.digest <= $3"
+            " RETURNING digest, size, created_at, state, marked_at",
+            cutoff,
+            after,
+            upper if upper is not None else _LAST_DIGEST,
+            now,
+        )
+        return [BlobRow(**r) for r in rows], upper
+
+    async def remark_blobs(self, after: str, limit: int, now: float) -> list[BlobRow]:
+        """Mark again, at ``now``, blobs an earlier run left "deleting", so this run may
+        finish them within its deadline (an ingest waiting on one sees the new mark)."""
+        rows = await self.db.fetch(
+            "UPDATE blobs SET marked_at = $3 WHERE state = 'deleting' AND digest IN"
+            " (SELECT digest FROM blobs WHERE state = 'deleting' AND digest > $1"
+            " ORDER BY digest LIMIT $2)"
+            " RETURNING digest, size, created_at, state, marked_at",
+            after,
+            limit,
+            now,
+        )
+        return sorted((BlobRow(**r) for r in rows), key=lambda b: b.digest)
+
+    async def drop_blobs(self, blobs: Iterable[BlobRow], unlink: Iterable[str] = ()) -> int:
+        """Delete the rows of blobs whose objects are gone, if still marked as they
+        were; ``unlink`` statements first remove rows that only name the blob (``$1``)."""
+        dropped = 0
+        statements = tuple(unlink)
+        async with self.db.transaction() as tx:
+            for blob in blobs:
+                for statement in statements:
+                    await tx.execute(statement, blob.digest)
+                dropped += await tx.execute(
+                    "DELETE FROM blobs WHERE digest = $1 AND state = 'deleting' AND marked_at = $2",
+                    blob.digest,
+                    blob.marked_at,
+                )
+        return dropped
+
+    # -- leases and reports -------------------------------------------------------
+
+    async def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
+        """Take or renew the lease ``name`` unless another holder has it unexpired."""
+        now = time.time()
+        count = await self.db.execute(
+            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3)"
+            " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,"
+            " expires_at = excluded.expires_at"
+            " WHERE leases.holder = excluded.holder OR leases.expires_at < $4",
+            name,
+            holder,
+            now + ttl,
+            now,
+        )
+        return count > 0
+
+    async def lease_holder(self, name: str) -> str | None:
+        """Who holds ``name`` now, if anyone."""
+        value = await self.db.fetchval(
+            "SELECT holder FROM leases WHERE name = $1 AND expires_at >= $2", name, time.time()
+        )
+        return str(value) if value is not None else None
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        await self.db.execute("DELETE FROM leases WHERE name = $1 AND holder = $2", name, holder)
+
+    async def save_gc_run(
+        self, started_at: float, finished_at: float, dry_run: bool, report: dict[str, Any]
+    ) -> None:
+        await self.db.execute(
+            "INSERT INTO gc_runs (started_at, finished_at, dry_run, report) VALUES ($1, $2, $3, $4)",
+            started_at,
+            finished_at,
+            dry_run,
+            json.dumps(report),
+        )
+        await self.db.execute(  # keep the last hundred
+            "DELETE FROM gc_runs WHERE id <= (SELECT MAX(id) - 100 FROM gc_runs)"
+        )
+
+    async def last_gc_run(self) -> dict[str, Any] | None:
+        value = await self.db.fetchval("SELECT report FROM gc_runs ORDER BY id DESC LIMIT 1")
+        return json.loads(value) if value is not None else None
 
     async def blob_totals(self) -> tuple[int, int]:
         row = await self.db.fetchrow(

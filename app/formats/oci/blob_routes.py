@@ -85,10 +85,12 @@ async def _mount(request: web.Request, t: Target, digest: str, source: str) -> b
     except (NameInvalid, NotFound):
         return False
     records = context.records(request)
-    blob = await records.linked_blob(from_repo.id, from_name.image, digest)
+    stored = await records.linked_blob(from_repo.id, from_name.image, digest)
+    # Claimed, so no collection takes it between the check and the new link.
+    blob = await context.cas(request).claim(stored) if stored else None
     if blob is None:
         return False
-    await records.link_blob(t.repo.id, t.image, digest, blob)
+    await records.link_blob(t.repo.id, t.image, digest, blob.digest)
     return True
 
 

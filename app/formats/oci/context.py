@@ -22,6 +22,8 @@ class LocalOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     # May blobs and manifests be deleted (DELETE, skopeo delete)?
     delete: bool = True
+    # Does the collector delete manifests no tag, index or subject reaches?
+    gc_untagged: bool = False
 
 
 @dataclass(frozen=True, slots=True)

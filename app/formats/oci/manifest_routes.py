@@ -103,14 +103,15 @@ async def _check_references(
     records, cas = context.records(request), context.cas(request)
     for blob in parsed.required_blobs():
         stored = await records.linked_blob(t.repo.id, t.image, blob.digest)
-        found = await cas.stat(stored) if stored else None
+        # Claimed: safe from collection until the manifest's references are written.
+        found = await cas.claim(stored) if stored else None
         if found is None:
             raise ManifestBlobUnknown(
                 f"blob {blob.digest} unknown to {t.name}", detail={"digest": blob.digest}
             )
         _check_size(blob, found.size)
     for child in parsed.manifests:
-        manifest = await records.get_manifest(t.repo.id, t.image, child.digest)
+        manifest = await records.touch_manifest(t.repo.id, t.image, child.digest)
         if manifest is None:
             raise ManifestBlobUnknown(
                 f"manifest {child.digest} unknown to {t.name}", detail={"digest": child.digest}

@@ -8,8 +8,8 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from app.errors import ApiError
-from app.formats.base import Format
-from app.formats.oci import blob_routes, errors, manifest_routes
+from app.formats.base import Format, Sweep
+from app.formats.oci import blob_routes, collection, errors, manifest_routes
 from app.formats.oci.context import API_VERSION, LocalOptions
 
 
@@ -21,6 +21,8 @@ async def api_root(request: web.Request) -> web.Response:
 class OciFormat(Format):
     name = "oci"
     path_prefix: ClassVar[str | None] = "/v2/"
+    blob_references = collection.BLOB_REFERENCES
+    blob_names = collection.BLOB_NAMES
 
     def options(self, kind: str) -> type[BaseModel]:
         return LocalOptions
@@ -29,6 +31,9 @@ class OciFormat(Format):
         app.router.add_get("/v2/", api_root)
         for method, path, handler in [*manifest_routes.routes(), *blob_routes.routes()]:
             app.router.add_route(method, path, handler)  # type: ignore[arg-type]
+
+    async def collect(self, sweep: Sweep) -> None:
+        await collection.collect(sweep)
 
     def render_error(self, request: web.Request, error: ApiError, request_id: str) -> web.Response:
         return errors.render(error, request_id)

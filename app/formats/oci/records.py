@@ -152,8 +152,9 @@ class OciRecords:
         now = time.time()
         async with self.db.transaction() as tx:
             inserted = await tx.execute(
-                f"INSERT INTO oci_manifests (repository_id, name, {_MANIFEST_COLUMNS}, created_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                "INSERT INTO oci_manifests"
+                f" (repository_id, name, {_MANIFEST_COLUMNS}, created_at, touched_at)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)"
                 " ON CONFLICT (repository_id, name, digest) DO NOTHING",
                 repository_id,
                 name,
@@ -165,7 +166,16 @@ class OciRecords:
                 manifest.size,
                 now,
             )
-            if inserted:
+            if not inserted:  # pushed again: as good as new for the collector
+                await tx.execute(
+                    "UPDATE oci_manifests SET touched_at = $4"
+                    " WHERE repository_id = $1 AND name = $2 AND digest = $3",
+                    repository_id,
+                    name,
+                    manifest.digest,
+                    now,
+                )
+            else:
                 for ref in references:
                     await tx.execute(
                         "INSERT INTO oci_manifest_refs"
@@ -199,6 +209,19 @@ class OciRecords:
             digest,
         )
         return Manifest(**row) if row else None
+
+    async def touch_manifest(self, repository_id: int, name: str, digest: str) -> Manifest | None:
+        """The manifest, safe from untagged collection for a grace period (an index
+        is about to name it)."""
+        await self.db.execute(
+            "UPDATE oci_manifests SET touched_at = $4"
+            " WHERE repository_id = $1 AND name = $2 AND digest = $3",
+            repository_id,
+            name,
+            digest,
+            time.time(),
+        )
+        return await self.get_manifest(repository_id, name, digest)
 
     async def resolve_tag(self, repository_id: int, name: str, tag: str) -> str | None:
         value = await self.db.fetchval(
