@@ -53,12 +53,13 @@ class S3Server:
     bucket: str
     process: subprocess.Popen[bytes]
     directory: Path
+    args: list[str]
 
     @property
     def settings(self) -> S3Settings:
         return S3Settings(self.endpoint, self.access_key, self.secret_key, self.bucket)
 
-    def stop(self) -> None:
+    def stop(self, keep_data: bool = False) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -66,7 +67,13 @@ class S3Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        if not keep_data:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def restart(self, timeout: float = 60.0) -> None:
+        """Start again on the same ports and data, after ``stop(keep_data=True)``."""
+        self.process = _launch(self.args, self.directory)
+        _wait_ready(self, timeout)
 
 
 def weed_binary() -> str | None:
@@ -125,22 +132,30 @@ def start(timeout: float = 60.0) -> S3Server:
         "-s3.port.iceberg=0", "-s3.port.lance=0", f"-bucket={BUCKET}", "-webdav=false",
         "-admin.ui=false", f"-admin.port={port + 4}",
     ]  # fmt: skip
-    env = dict(os.environ, GOMEMLIMIT="512MiB")
-    with open(directory / "weed.log", "wb") as log:  # the child keeps its own descriptor
-        process = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=directory
-        )
     endpoint = f"http://127.0.0.1:{port}"
-    server = S3Server(endpoint, ACCESS_KEY, SECRET_KEY, BUCKET, process, directory)
+    server = S3Server(
+        endpoint, ACCESS_KEY, SECRET_KEY, BUCKET, _launch(args, directory), directory, args
+    )
+    _wait_ready(server, timeout)
+    return server
+
+
+def _launch(args: list[str], directory: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, GOMEMLIMIT="512MiB")
+    with open(directory / "weed.log", "ab") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=directory)
+
+
+def _wait_ready(server: S3Server, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.poll() is not None:
+        if server.process.poll() is not None:
             server.stop()
-            raise RuntimeError(f"weed mini exited with {process.returncode}")
-        if _bucket_ready(endpoint):
-            return server
+            raise RuntimeError(f"weed mini exited with {server.process.returncode}")
+        if _bucket_ready(server.endpoint):
+            return
         time.sleep(0.2)
-    tail = (directory / "weed.log").read_text(errors="replace")[-2000:]
+    tail = (server.directory / "weed.log").read_text(errors="replace")[-2000:]
     server.stop()
     raise RuntimeError(f"weed mini did not become ready in {timeout}s:\n{tail}")
 
