@@ -61,8 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"applied migrations: {applied or 'none (up to date)'}")
             return 0
         if command == "gc":
+            from app.logs import configure_logging
             from collector.standalone import collect_once
 
+            configure_logging(config.logging)  # to stderr: stdout is the report
             report = asyncio.run(collect_once(config, dry_run=args.dry_run))
             print("\n".join(report.lines()))
             return 1 if report.error_count else 0

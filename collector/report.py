@@ -27,6 +27,8 @@ class Report:
     errors: list[dict[str, str]] = field(default_factory=list)
 
     def add(self, kind: str, objects: int, size: int) -> None:
+        if not objects:
+            return
         entry = self.freed.setdefault(kind, Freed())
         entry.objects += objects
         entry.bytes += size
@@ -60,7 +62,7 @@ class Report:
         lines = [
             f"{kind:<10} {verb} {entry.objects} objects, {entry.bytes} bytes"
             for kind, entry in sorted(self.freed.items())
-        ] or [f"nothing {verb.split()[-1]}d" if not self.dry_run else "nothing to delete"]
+        ] or ["nothing deleted" if not self.dry_run else "nothing to delete"]
         lines.append(f"took {self.seconds:.2f} s, {self.error_count} errors")
         lines += [f"  {e['kind']}: {e['error']}" for e in self.errors]
         return lines

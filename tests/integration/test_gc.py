@@ -21,6 +21,7 @@ from app.formats.oci.records import OciRecords
 from app.middleware import FORMATS
 from app.server import create_app
 from collector import Collector, Report
+from tests import s3server, shapes
 from tests.integration.conftest import ConfigFactory
 
 REPOS = [
@@ -354,3 +355,43 @@ async def test_the_server_collects_on_its_own_when_enabled(
 
 async def _once(data: bytes):  # type: ignore[no-untyped-def]
     yield data
+
+
+# -- failures ----------------------------------------------------------------------------
+
+
+async def test_a_storage_outage_is_reported_and_the_next_run_finishes(
+    aiohttp_client,  # type: ignore[no-untyped-def]
+    postgres_dsn: str,
+    redis_server: str,
+) -> None:
+    """The S3 server stops before a run: every delete fails and is reported, nothing
+    live changes, the orphans stay marked; once it is back the next run finishes."""
+    server = s3server.start()
+    try:
+        config = shapes.scale_out(
+            postgres_dsn, redis_server, server.settings, "gc-outage", repositories=REPOS
+        )
+        client = await aiohttp_client(create_app(config))
+        app = client.app
+        live = os.urandom(3000)
+        await put_file(client, "live.bin", live)
+        orphans = [await app[keys.CAS].ingest(_once(os.urandom(1000 + i))) for i in range(5)]
+
+        server.stop(keep_data=True)
+        failed = await collector(app).run()
+        assert failed.error_count >= len(orphans) and freed(failed, "blobs") == (0, 0)
+        assert {e["kind"] for e in failed.errors} >= {"blobs"}
+        for blob in orphans:
+            assert await state(app, blob.digest) == "deleting"  # invisible, kept for later
+        assert await state(app, digest_of(live)) == "live"
+
+        server.restart()
+        report = await collector(app).run()
+        assert report.error_count == 0
+        assert freed(report, "blobs") == (len(orphans), sum(b.size for b in orphans))
+        for blob in orphans:
+            assert await state(app, blob.digest) is None and not await stored(app, blob.digest)
+        assert await (await client.get("/repository/files/live.bin")).read() == live
+    finally:
+        server.stop()

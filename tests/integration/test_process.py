@@ -277,3 +277,40 @@ async def test_pushes_split_across_worker_processes(tmp_path: Path) -> None:
             for digest, data in pushed.items():
                 response = await client.get(f"{base}/v2/{name}/blobs/{digest}")
                 assert await response.read() == data
+
+
+async def test_gc_command_reports_then_collects(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``artifactapi gc --dry-run`` counts and deletes nothing; ``gc`` deletes;
+    ``python -m collector`` is the same command."""
+    write_config(tmp_path, gc={"blob_grace": 0})
+    with running(tmp_path) as (process, base):
+        async with session() as client:
+            data = os.urandom(4321)
+            assert (await client.put(f"{base}/repository/files/a.bin", data=data)).status == 201
+            assert (await client.delete(f"{base}/repository/files/a.bin")).status == 204
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    monkeypatch.chdir(tmp_path)  # the configuration's paths are relative
+    config = str(tmp_path / "artifactapi.yaml")
+    blobs = [p for p in (tmp_path / "data" / "blobs").rglob("*") if p.is_file()]
+    assert len(blobs) == 1
+
+    assert await asyncio.to_thread(main, ["--config", config, "gc", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "blobs      would delete 1 objects, 4321 bytes" in out
+    assert blobs[0].exists()
+
+    assert await asyncio.to_thread(main, ["--config", config, "gc"]) == 0
+    assert "blobs      deleted 1 objects, 4321 bytes" in capsys.readouterr().out
+    assert not blobs[0].exists()
+
+    again = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "collector", "--config", config, "--dry-run"],
+        capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert "nothing to delete" in again.stdout
