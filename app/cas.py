@@ -17,14 +17,14 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.backends.metadata import MetadataStore
 from app.backends.metadata.store import BlobRow
 from app.backends.storage import BlobStorage, StorageError
-from pipelines import Digest, Digests, drain, hashed, limited, verified
+from pipelines import Digest, Digests, drain, hashed, limited, teed, verified
 
 # A collector acts on a blob it marked "deleting" only this soon after marking it; an
 # ingest that finds a mark older than twice that takes the blob back (the collector
@@ -59,13 +59,15 @@ class ContentStore:
         *,
         max_size: int | None = None,
         algorithms: tuple[str, ...] = (),
+        tap: Callable[[bytes], Awaitable[None]] | None = None,
     ) -> Blob:
         """Store a stream once, by its sha256, and return the blob.
 
         With ``expected``, a mismatch raises :class:`pipelines.DigestMismatch` and
         nothing becomes visible; with ``max_size``, an oversized stream raises
         :class:`pipelines.TooLarge` likewise. Content already stored is verified
-        and dropped, never written twice.
+        and dropped, never written twice. ``tap`` sees every verified chunk as it
+        goes by; if it fails (its client left), the blob is stored all the same.
         """
         extra = (expected.algorithm,) if expected is not None else ()
         digests = Digests(*extra, *algorithms)
@@ -73,6 +75,8 @@ class ContentStore:
         if max_size is not None:
             body = limited(body, max_size)
         body = verified(hashed(body, digests), digests, expected)
+        if tap is not None:  # a client served while the blob is stored (a cache fill)
+            body = teed(body, tap)
 
         if expected is not None and expected.algorithm == "sha256":
             if await self._present(str(expected)):

@@ -66,6 +66,16 @@ class Unavailable(ApiError):
     code = "UNAVAILABLE"
 
 
+class BadGateway(ApiError):
+    status = 502
+    code = "BAD_GATEWAY"
+
+
+class GatewayTimeout(ApiError):
+    status = 504
+    code = "GATEWAY_TIMEOUT"
+
+
 def error_for_status(status: int, message: str, headers: dict[str, str] | None = None) -> ApiError:
     """An error of the class that owns ``status`` (for aiohttp's own HTTP exceptions)."""
     for cls in (BadRequest, NotFound, MethodNotAllowed, Conflict, LengthRequired,

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from app.cas import ContentStore
     from app.config import Config
     from app.metrics import Metrics
+    from app.proxy.engine import RemoteEngine
+    from app.proxy.upstream import Upstream
     from app.repositories import Repositories
     from collector import Collector
 
@@ -24,3 +26,5 @@ CAS: web.AppKey[ContentStore] = web.AppKey("cas")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 REPOSITORIES: web.AppKey[Repositories] = web.AppKey("repositories")
 COLLECTOR: web.AppKey[Collector] = web.AppKey("collector")
+PROXY: web.AppKey[RemoteEngine] = web.AppKey("proxy")
+UPSTREAMS: web.AppKey[dict[str, Upstream]] = web.AppKey("upstreams")

@@ -55,6 +55,25 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.proxy_requests = Counter(
+            "artifactapi_proxy_requests_total",
+            "Requests to remote repositories, by repository and cache outcome (HIT, MISS, STALE).",
+            ["repository", "cache"],
+            registry=self.registry,
+        )
+        self.upstream_bytes = Counter(
+            "artifactapi_upstream_bytes_total",
+            "Body bytes received from upstreams, by repository.",
+            ["repository"],
+            registry=self.registry,
+        )
+        self.upstream_seconds = Histogram(
+            "artifactapi_upstream_request_duration_seconds",
+            "Time spent on an upstream fetch (to the end of the body), by repository.",
+            ["repository"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+            registry=self.registry,
+        )
         self.gc_runs = Counter(
             "artifactapi_gc_runs_total",
             "Collections, by outcome (ok, errors, skipped, dry_run).",

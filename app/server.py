@@ -20,6 +20,9 @@ from app.errors import NotFound, PayloadTooLarge
 from app.formats import Format, available_formats, validate_repositories
 from app.metrics import Metrics
 from app.middleware import FORMAT, FORMATS, add_request_id, errors, observe
+from app.proxy.engine import RemoteEngine
+from app.proxy.singleflight import CacheLeases, DatabaseLeases
+from app.proxy.upstream import Upstream
 from app.repositories import Repositories
 from collector import Collector
 from collector.scheduler import every
@@ -64,6 +67,23 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
             app[keys.CACHE] = cache
             app[keys.CAS] = ContentStore(storage, metadata)
             app[keys.REPOSITORIES] = await Repositories.sync(metadata, config.repositories, options)
+            leases = (
+                DatabaseLeases(metadata)
+                if config.cache.url.startswith("memory://")  # workers share the database only
+                else CacheLeases(cache)
+            )
+            app[keys.PROXY] = engine = RemoteEngine(
+                app[keys.CAS], metadata, leases, app[keys.METRICS]
+            )
+            app[keys.UPSTREAMS] = upstreams = {
+                repo.name: Upstream(repo.name, repo.options)
+                for repo in app[keys.REPOSITORIES]
+                if repo.kind == "remote"
+            }
+            for upstream in upstreams.values():
+                stack.push_async_callback(upstream.close)
+            stack.push_async_callback(engine.flush_quietly)
+            stack.push_async_callback(_cancelled, asyncio.create_task(engine.flush_every()))
             app[keys.COLLECTOR] = Collector(
                 config.gc, metadata, storage, formats, app[keys.REPOSITORIES], app[keys.METRICS]
             )

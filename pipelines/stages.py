@@ -35,16 +35,21 @@ async def verified(
 ) -> AsyncIterator[bytes]:
     """Raise :class:`DigestMismatch` at the end of the stream if ``expected`` is wrong.
 
-    ``digests`` must be fed upstream of this stage (by :func:`hashed`). The check
-    raises before the consumer sees the end of the stream, so a sink that commits
-    only on a clean end commits nothing.
+    ``digests`` must be fed upstream of this stage (by :func:`hashed`). The last chunk
+    is held back until the check passes, so neither a sink that commits only on a
+    clean end nor a client teed downstream ever gets a whole wrong body.
     """
+    held: bytes | None = None
     async for chunk in source:
-        yield chunk
+        if held is not None:
+            yield held
+        held = chunk
     if expected is not None:
         actual = digests.digest(expected.algorithm)
         if actual != expected:
             raise DigestMismatch(str(expected), str(actual))
+    if held is not None:
+        yield held
 
 
 async def teed(

@@ -46,15 +46,24 @@ async def test_hashed_matches_hashlib(size: int) -> None:
     assert digests.hexdigest("md5") == hashlib.md5(data).hexdigest()
 
 
-async def test_verified_raises_at_the_end_on_mismatch() -> None:
+async def test_verified_raises_at_the_end_on_mismatch_holding_back_the_last_chunk() -> None:
     digests = Digests()
     wrong = Digest("sha256", "0" * 64)
-    stream = verified(hashed(source(b"abc"), digests), digests, wrong)
+    stream = verified(hashed(source(b"abc", b"def"), digests), digests, wrong)
     seen = []
     with pytest.raises(DigestMismatch) as info:
         async for chunk in stream:
             seen.append(chunk)
-    assert seen == [b"abc"]
+    assert seen == [b"abc"]  # never the whole body
+    assert info.value.actual == "sha256:" + hashlib.sha256(b"abcdef").hexdigest()
+    right = Digest("sha256", hashlib.sha256(b"abcdef").hexdigest())
+    digests = Digests()
+    stream = verified(hashed(source(b"abc", b"def"), digests), digests, right)
+    assert [chunk async for chunk in stream] == [b"abc", b"def"]
+    digests = Digests()
+    stream = verified(hashed(source(b"abc"), digests), digests, wrong)
+    with pytest.raises(DigestMismatch) as info:
+        assert [chunk async for chunk in stream] == []
     assert info.value.actual == "sha256:" + hashlib.sha256(b"abc").hexdigest()
     assert info.value.expected == str(wrong)
 

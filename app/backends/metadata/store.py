@@ -35,7 +35,10 @@ class BlobRow:
 
 # SQL conditions, over the blob aliased ``b``, true when something the core keeps
 # references the blob; formats add their own (Format.blob_references).
-CORE_BLOB_REFERENCES = ("EXISTS (SELECT 1 FROM files f WHERE f.blob_digest = b.digest)",)
+CORE_BLOB_REFERENCES = (
+    "EXISTS (SELECT 1 FROM files f WHERE f.blob_digest = b.digest)",
+    "EXISTS (SELECT 1 FROM remote_entries e WHERE e.blob_digest = b.digest)",
+)
 # Sorts after every digest ("sha256:…", "sha512:…") under any collation.
 _LAST_DIGEST = "zzzzzzzz"
 

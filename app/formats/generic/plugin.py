@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from app import keys
 from app.errors import BadRequest, LengthRequired, MethodNotAllowed, NotFound, PayloadTooLarge
 from app.formats.base import Format
+from app.formats.generic import remote
 from app.formats.generic.local import LocalFiles, LocalOptions
 from app.formats.generic.paths import file_path, folder_path
 from app.http import BlobBody, request_body, send_blob
@@ -23,11 +24,14 @@ LIST_LIMIT_MAX = 10000
 
 class GenericFormat(Format):
     name = "generic"
+    kinds = frozenset({"local", "remote"})
 
     def options(self, kind: str) -> type[BaseModel]:
-        return LocalOptions
+        return remote.RemoteGenericOptions if kind == "remote" else LocalOptions
 
     async def handle(self, request: web.Request, repo: Repository, path: str) -> web.StreamResponse:
+        if repo.kind == "remote":
+            return await remote.serve(request, repo, path)
         files = LocalFiles(request.app[keys.CAS], request.app[keys.METADATA])
         if request.method in ("GET", "HEAD"):
             if not path or path.endswith("/"):

@@ -1,0 +1,101 @@
+"""``remote_entries``: one row per path a remote repository has fetched."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+from app.backends.metadata.base import Row, SqlDriver
+
+_COLUMNS = (
+    "path, status, blob_digest, size, content_type, etag, last_modified, headers,"
+    " fetched_at, expires_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    path: str
+    status: int  # 200, or 404 for a remembered upstream 404
+    blob_digest: str | None
+    size: int
+    content_type: str
+    etag: str | None = None  # the upstream's validators, for revalidation
+    last_modified: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # replayed to clients
+    fetched_at: float = 0.0
+    expires_at: float | None = None  # None: immutable, never revalidated
+
+    def fresh(self, now: float) -> bool:
+        return self.expires_at is None or now < self.expires_at
+
+
+def _entry(row: Row) -> Entry:
+    return Entry(**{**row, "headers": json.loads(row["headers"])})
+
+
+class Entries:
+    def __init__(self, db: SqlDriver) -> None:
+        self.db = db
+
+    async def get(self, repository_id: int, path: str) -> Entry | None:
+        row = await self.db.fetchrow(
+            f"SELECT {_COLUMNS} FROM remote_entries WHERE repository_id = $1 AND path = $2",
+            repository_id,
+            path,
+        )
+        return _entry(row) if row else None
+
+    async def put(self, repository_id: int, entry: Entry) -> None:
+        now = time.time()
+        await self.db.execute(
+            "INSERT INTO remote_entries (repository_id, path, status, blob_digest, size,"
+            " content_type, etag, last_modified, headers, fetched_at, expires_at,"
+            " last_requested_at, request_count)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $10, 1)"
+            " ON CONFLICT (repository_id, path) DO UPDATE SET status = excluded.status,"
+            " blob_digest = excluded.blob_digest, size = excluded.size,"
+            " content_type = excluded.content_type, etag = excluded.etag,"
+            " last_modified = excluded.last_modified, headers = excluded.headers,"
+            " fetched_at = excluded.fetched_at, expires_at = excluded.expires_at,"
+            " last_requested_at = excluded.last_requested_at,"
+            " request_count = remote_entries.request_count + 1",
+            repository_id,
+            entry.path,
+            entry.status,
+            entry.blob_digest,
+            entry.size,
+            entry.content_type,
+            entry.etag,
+            entry.last_modified,
+            json.dumps(entry.headers),
+            now,
+            entry.expires_at,
+        )
+
+    async def revalidated(self, repository_id: int, path: str, expires_at: float) -> None:
+        """The upstream answered 304: the cached copy is good until ``expires_at``."""
+        await self.db.execute(
+            "UPDATE remote_entries SET fetched_at = $3, expires_at = $4"
+            " WHERE repository_id = $1 AND path = $2",
+            repository_id,
+            path,
+            time.time(),
+            expires_at,
+        )
+
+    async def requested(self, hits: dict[tuple[int, str], tuple[float, int]]) -> None:
+        """Record when entries were last asked for and how often (flushed in batches,
+        so a cache hit costs no write)."""
+        async with self.db.transaction() as tx:
+            for (repository_id, path), (at, count) in hits.items():
+                await tx.execute(
+                    "UPDATE remote_entries SET last_requested_at = $3,"
+                    " request_count = request_count + $4"
+                    " WHERE repository_id = $1 AND path = $2",
+                    repository_id,
+                    path,
+                    at,
+                    count,
+                )
