@@ -17,7 +17,6 @@ is already invisible to readers.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
@@ -26,9 +25,6 @@ from app.backends.metadata.store import BlobRow
 from app.backends.storage import BlobStorage
 from app.cas import COLLECTOR_DEADLINE, blob_key
 from collector.report import Report
-
-# Object deletes in flight at once (S3 round trips dominate).
-DELETE_CONCURRENCY = 16
 
 Renew = Callable[[], Awaitable[None]]
 
@@ -90,20 +86,11 @@ class BlobSweep:
     ) -> None:
         if not marked:
             return
-        limit = asyncio.Semaphore(DELETE_CONCURRENCY)
-
-        async def delete(blob: BlobRow) -> BlobRow | None:
-            async with limit:
-                if time.time() - marked_at > COLLECTOR_DEADLINE:
-                    return None  # too late to be sure no ingest took it back
-                try:
-                    await self.storage.delete(blob_key(blob.digest))
-                except Exception as exc:
-                    self.report.error("blobs", exc)
-                    return None
-                return blob
-
-        deleted = [b for b in await asyncio.gather(*map(delete, marked)) if b is not None]
-        if deleted:
-            await self.metadata.drop_blobs(deleted, unlink)
-            self.report.add("blobs", len(deleted), sum(b.size for b in deleted))
+        if time.time() - marked_at > COLLECTOR_DEADLINE:
+            return  # too late to be sure no ingest took them back: the next run re-marks
+        failed = await self.storage.delete_many([blob_key(b.digest) for b in marked])
+        for error in failed.values():
+            self.report.error("blobs", error)
+        deleted = [b for b in marked if blob_key(b.digest) not in failed]
+        await self.metadata.drop_blobs(deleted, unlink)
+        self.report.add("blobs", len(deleted), sum(b.size for b in deleted))

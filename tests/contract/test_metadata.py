@@ -167,8 +167,9 @@ async def test_blob_lifecycle_marks_only_untouched_unreferenced_blobs(
 
     [again] = await store.remark_blobs("", 10, now=456.0)
     assert again.marked_at == 456.0
-    assert await store.drop_blobs([marked[0]]) == 0  # marked as another run left it: kept
-    assert await store.drop_blobs([again]) == 1
+    await store.drop_blobs([marked[0]])  # marked as another run left it: kept
+    assert await store.get_blob(old) is not None
+    await store.drop_blobs([again])
     assert await store.get_blob(old) is None
     assert await store.get_blob(referenced) is not None
 
@@ -196,6 +197,24 @@ async def test_a_takeover_reclaims_only_the_mark_it_saw(store: MetadataStore) ->
     assert await store.reclaim_blob(BLOB, 10.0) is True
     row = await store.get_blob(BLOB)
     assert row is not None and (row.state, row.marked_at) == ("live", None)
+
+
+async def test_executemany_runs_each_row_and_joins_transactions(store: MetadataStore) -> None:
+    digests = [f"sha256:{i:064x}" for i in range(5)]
+    await store.db.executemany(
+        "INSERT INTO blobs (digest, size, created_at, touched_at) VALUES ($1, $2, 0, 0)",
+        [(d, i) for i, d in enumerate(digests)],
+    )
+    assert await store.blob_totals() == (5, 10)
+    with pytest.raises(Boom):
+        async with store.db.transaction() as tx:
+            await tx.executemany("DELETE FROM blobs WHERE digest = $1", [(d,) for d in digests])
+            raise Boom
+    assert await store.blob_totals() == (5, 10)  # rolled back with the transaction
+    with pytest.raises(Conflict):
+        await store.db.executemany(
+            "INSERT INTO blobs (digest, size, created_at) VALUES ($1, 1, 0)", [(digests[0],)]
+        )
 
 
 async def test_leases_have_one_holder_until_they_expire(store: MetadataStore) -> None:

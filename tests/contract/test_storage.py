@@ -592,6 +592,21 @@ async def test_s3_payload_signing_is_configurable(
     assert sent == [expected]
 
 
+async def test_delete_many_deletes_in_batches_and_ignores_absent_keys(
+    storage: BlobStorage,
+) -> None:
+    keys = [f"blobs/sha256/{i:02x}/{i:064x}" for i in range(25)]
+    for key in keys[:20]:
+        await storage.put(key, chunked(key.encode()))
+    await storage.put("kept", chunked(b"kept"))
+    assert await storage.delete_many(keys) == {}  # five of them never existed
+    for key in keys:
+        assert await storage.stat(key) is None
+    assert await read(storage, "kept") == b"kept"
+    with pytest.raises(InvalidKey):
+        await storage.delete_many(["../escape"])
+
+
 async def test_downloads_are_served_by_us_unless_redirects_are_configured(
     storage: BlobStorage,
 ) -> None:

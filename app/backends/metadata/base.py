@@ -7,7 +7,7 @@ them on its database; the SQLite driver rewrites ``$n`` to ``?n``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -29,6 +29,10 @@ class SqlDriver(Protocol):
 
     async def execute(self, sql: str, *args: Any) -> int:
         """Run a statement and return the number of rows it changed."""
+        ...
+
+    async def executemany(self, sql: str, args: Sequence[Sequence[Any]]) -> None:
+        """Run one statement for each argument tuple, in one round trip where possible."""
         ...
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]: ...

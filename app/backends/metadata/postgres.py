@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -62,6 +62,13 @@ class PostgresDriver:
                 raise _translate(exc) from exc
         tail = status.rsplit(" ", 1)[-1]
         return int(tail) if tail.isdigit() else 0
+
+    async def executemany(self, sql: str, args: Sequence[Sequence[Any]]) -> None:
+        async with self._connection() as conn:
+            try:
+                await conn.executemany(sql, args)
+            except _ERRORS as exc:
+                raise _translate(exc) from exc
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         async with self._connection() as conn:

@@ -101,6 +101,15 @@ class SqliteDriver:
             await cursor.close()
             return count
 
+    async def executemany(self, sql: str, args: Sequence[Sequence[Any]]) -> None:
+        async with self._statement():
+            try:
+                await self.conn.executemany(_sql(sql), args)
+            except sqlite3.IntegrityError as exc:
+                raise Conflict(str(exc)) from exc
+            except sqlite3.Error as exc:
+                raise MetadataError(str(exc)) from exc
+
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         async with self._statement():
             cursor = await self._run(sql, args)

@@ -235,21 +235,19 @@ class MetadataStore:
         )
         return sorted((BlobRow(**r) for r in rows), key=lambda b: b.digest)
 
-    async def drop_blobs(self, blobs: Iterable[BlobRow], unlink: Iterable[str] = ()) -> int:
+    async def drop_blobs(self, blobs: Iterable[BlobRow], unlink: Iterable[str] = ()) -> None:
         """Delete the rows of blobs whose objects are gone, if still marked as they
         were; ``unlink`` statements first remove rows that only name the blob (``$1``)."""
-        dropped = 0
-        statements = tuple(unlink)
+        rows = list(blobs)
+        if not rows:
+            return
         async with self.db.transaction() as tx:
-            for blob in blobs:
-                for statement in statements:
-                    await tx.execute(statement, blob.digest)
-                dropped += await tx.execute(
-                    "DELETE FROM blobs WHERE digest = $1 AND state = 'deleting' AND marked_at = $2",
-                    blob.digest,
-                    blob.marked_at,
-                )
-        return dropped
+            for statement in unlink:
+                await tx.executemany(statement, [(blob.digest,) for blob in rows])
+            await tx.executemany(
+                "DELETE FROM blobs WHERE digest = $1 AND state = 'deleting' AND marked_at = $2",
+                [(blob.digest, blob.marked_at) for blob in rows],
+            )
 
     # -- leases and reports -------------------------------------------------------
 

@@ -11,7 +11,7 @@ chunk iterator raises leaves nothing behind at ``key``.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -93,6 +93,11 @@ class BlobStorage(Protocol):
 
     async def delete(self, key: str) -> bool:
         """Delete ``key``; return whether it existed. Deleting nothing is not an error."""
+        ...
+
+    async def delete_many(self, keys: Sequence[str]) -> dict[str, StorageError]:
+        """Delete every key (absent ones are fine) in as few round trips as the backend
+        allows; return the keys that could not be deleted, with why."""
         ...
 
     def list_stale(self, prefix: str, older_than: timedelta) -> AsyncIterator[ObjectInfo]:

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import io
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,6 +36,7 @@ from app.config import S3StorageConfig
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 1024 * 1024
+DELETE_BATCH = 1000  # S3's limit per DeleteObjects
 _NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
 _BUCKET_EXISTS = frozenset({"BucketAlreadyOwnedByYou", "BucketAlreadyExists"})
 _PART_CHECKSUMS = ("ChecksumCRC32", "ChecksumCRC32C", "ChecksumCRC64NVME", "ChecksumSHA1")
@@ -260,6 +261,25 @@ class S3Storage:
         with _errors():
             await self._client.delete_object(Bucket=self.bucket, Key=name)
         return True
+
+    async def delete_many(self, keys: Sequence[str]) -> dict[str, StorageError]:
+        names = {self._name(key): key for key in keys}
+        failed: dict[str, StorageError] = {}
+        batch = list(names)
+        for start in range(0, len(batch), DELETE_BATCH):
+            chunk = batch[start : start + DELETE_BATCH]
+            objects = {"Objects": [{"Key": n} for n in chunk], "Quiet": True}
+            try:
+                with _errors():
+                    answer = await self._client.delete_objects(Bucket=self.bucket, Delete=objects)
+            except StorageError as exc:
+                failed.update((names[n], exc) for n in chunk)
+                continue
+            for error in answer.get("Errors", []):
+                if error.get("Code") not in _NOT_FOUND:
+                    message = f"S3 refused to delete: {error.get('Code')} {error.get('Message')}"
+                    failed[names[error["Key"]]] = StorageError(message)
+        return failed
 
     async def list_stale(self, prefix: str, older_than: timedelta) -> AsyncIterator[ObjectInfo]:
         prefix = check_prefix(prefix)
