@@ -23,6 +23,7 @@ from app.formats.base import Format
 from app.metrics import Metrics
 from app.repositories import Repositories, Repository
 from collector.blobs import BlobSweep
+from collector.remote import evict
 from collector.report import Report
 
 log = structlog.get_logger("artifactapi.collector")
@@ -106,6 +107,9 @@ class Collector:
             )
             await fmt.collect(sweep)
             await self._renew()
+        remotes = [(r.id, r.options) for r in self.repositories if r.kind == "remote"]
+        sweep = FormatSweep(self.metadata, self.storage, report, grace_cutoff, upload_cutoff)
+        await evict(sweep, remotes)  # before the blob sweep, which frees what this drops
         references = tuple(ref for fmt in self.formats.values() for ref in fmt.blob_references)
         unlink = tuple(stmt for fmt in self.formats.values() for stmt in fmt.blob_names)
         blobs = BlobSweep(self.metadata, self.storage, report, self._renew, self.config.batch)

@@ -99,3 +99,97 @@ class Entries:
                     at,
                     count,
                 )
+
+    # -- eviction (the collector) ---------------------------------------------------
+
+    async def evict_idle(
+        self, repository_id: int, cutoff: float, dry_run: bool = False
+    ) -> tuple[int, int]:
+        """Drop entries nobody asked for since ``cutoff``; return (entries, bytes)."""
+        if dry_run:
+            row = await self.db.fetchrow(
+                "SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes FROM remote_entries"
+                " WHERE repository_id = $1 AND last_requested_at < $2",
+                repository_id,
+                cutoff,
+            )
+            assert row is not None
+            return int(row["n"]), int(row["bytes"])
+        rows = await self.db.fetch(
+            "DELETE FROM remote_entries WHERE repository_id = $1 AND last_requested_at < $2"
+            " RETURNING size",
+            repository_id,
+            cutoff,
+        )
+        return len(rows), sum(r["size"] for r in rows)
+
+    async def evict_expired_misses(self, now: float) -> int:
+        """Remembered upstream 404s past their time: only clutter."""
+        return await self.db.execute(
+            "DELETE FROM remote_entries WHERE status = 404 AND expires_at < $1", now
+        )
+
+    async def evict_beyond(
+        self,
+        repository_id: int,
+        max_bytes: int,
+        batch: int = 1000,
+        dry_run: bool = False,
+        idle_cutoff: float = 0.0,
+    ) -> tuple[int, int]:
+        """Drop the least recently asked-for entries until the repository holds at most
+        ``max_bytes``; return (entries, bytes). A dry run leaves out the entries an
+        idle eviction before it (``idle_cutoff``) would already have dropped."""
+        if dry_run:
+            return await self._would_evict_beyond(repository_id, max_bytes, idle_cutoff)
+        total = int(
+            await self.db.fetchval(
+                "SELECT COALESCE(SUM(size), 0) FROM remote_entries WHERE repository_id = $1",
+                repository_id,
+            )
+        )
+        count = freed = 0
+        while total - freed > max_bytes:
+            rows = await self.db.fetch(
+                "SELECT path, size FROM remote_entries WHERE repository_id = $1"
+                " ORDER BY last_requested_at, path LIMIT $2",
+                repository_id,
+                batch,
+            )
+            if not rows:
+                break
+            victims = []
+            for row in rows:
+                if total - freed <= max_bytes:
+                    break
+                victims.append((repository_id, row["path"]))
+                freed += row["size"]
+            await self.db.executemany(
+                "DELETE FROM remote_entries WHERE repository_id = $1 AND path = $2", victims
+            )
+            count += len(victims)
+        return count, freed
+
+    async def _would_evict_beyond(
+        self, repository_id: int, max_bytes: int, idle_cutoff: float
+    ) -> tuple[int, int]:
+        total = int(
+            await self.db.fetchval(
+                "SELECT COALESCE(SUM(size), 0) FROM remote_entries"
+                " WHERE repository_id = $1 AND last_requested_at >= $2",
+                repository_id,
+                idle_cutoff,
+            )
+        )
+        count = freed = 0
+        rows = self.db.iterate(
+            "SELECT size FROM remote_entries WHERE repository_id = $1"
+            " AND last_requested_at >= $2 ORDER BY last_requested_at, path",
+            repository_id,
+            idle_cutoff,
+        )
+        async for row in rows:
+            if total - freed <= max_bytes:
+                break
+            count, freed = count + 1, freed + row["size"]
+        return count, freed

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator
 
 from app.config import Seconds
+
+
+class CacheLimits(BaseModel):
+    """How much of the upstream a remote repository keeps (the collector evicts)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_idle: Seconds | None = None  # drop what nobody asked for in this long (e.g. 30d)
+    max_bytes: ByteSize | None = None  # beyond this, drop the least recently used first
 
 
 class RemoteOptions(BaseModel):
@@ -21,6 +30,7 @@ class RemoteOptions(BaseModel):
     token: str | None = None  # a bearer token sent as is
     proxy: str | None = None  # an http(s) proxy for upstream requests
     max_metadata_size: int = Field(default=64 * 1024**2, ge=1024)  # bytes
+    cache: CacheLimits = CacheLimits()
 
     @field_validator("upstream", "proxy")
     @classmethod

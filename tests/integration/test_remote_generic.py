@@ -291,3 +291,39 @@ def test_an_upstream_that_is_not_http_is_a_configuration_error(url: str) -> None
     )
     with pytest.raises(ConfigError, match="upstream"):
         validate_repositories(config, available_formats())
+
+
+async def test_the_collector_evicts_idle_and_least_recently_used_entries(
+    service: Remote, tree: FileTree
+) -> None:
+    from app.config import GcConfig
+    from app.middleware import FORMATS
+    from collector import Collector
+
+    for name, size in (("a.bin", 100), ("b.bin", 200), ("c.bin", 300), ("d.bin", 50)):
+        tree.files[name] = File(os.urandom(size))
+    client = await service(cache={"max_bytes": 350, "max_idle": "30d"}, negative_ttl=0)
+    app = client.app
+    for name in ("a.bin", "b.bin", "c.bin", "d.bin"):
+        assert (await client.get(f"/repository/mirror/{name}")).status == 200
+        await asyncio.sleep(0.01)
+    assert (await client.get("/repository/mirror/missing.bin")).status == 404
+    db = app[keys.METADATA].db
+    # d was fetched last but nobody asked for it in 40 days; a, b, c in order.
+    await db.execute("UPDATE remote_entries SET last_requested_at = 1 WHERE path = 'd.bin'")
+    await app[keys.PROXY].flush_hits()
+    collector = Collector(
+        GcConfig(blob_grace=0), app[keys.METADATA], app[keys.STORAGE], app[FORMATS],
+        app[keys.REPOSITORIES],
+    )  # fmt: skip
+    dry = await collector.run(dry_run=True)
+    assert dry.freed["cache"].objects == 3  # d idle; then a and b until 350 bytes remain
+    report = await collector.run()
+    assert (report.freed["cache"].objects, report.freed["cache"].bytes) == (3, 350)
+    assert report.freed["blobs"].objects == 3  # their blobs, referenced by nothing else
+    paths = {r["path"] for r in await db.fetch("SELECT path FROM remote_entries")}
+    assert paths == {"c.bin"}  # the expired 404 went too
+    again = await client.get("/repository/mirror/a.bin")
+    assert again.headers["X-Cache"] == "MISS" and await again.read() == tree.files["a.bin"].body
+    hit = await client.get("/repository/mirror/c.bin")
+    assert hit.headers["X-Cache"] == "HIT" and await hit.read() == tree.files["c.bin"].body
