@@ -71,9 +71,15 @@ class S3Server:
             shutil.rmtree(self.directory, ignore_errors=True)
 
     def restart(self, timeout: float = 60.0) -> None:
-        """Start again on the same ports and data, after ``stop(keep_data=True)``."""
+        """Start again on the same ports and data, after ``stop(keep_data=True)``;
+        return once stored objects can be read again (the volume server is back)."""
         self.process = _launch(self.args, self.directory)
         _wait_ready(self, timeout)
+        deadline = time.monotonic() + timeout
+        while not _objects_readable(self.endpoint):
+            if time.monotonic() > deadline:
+                raise RuntimeError("weed mini restarted but serves no objects")
+            time.sleep(0.2)
 
 
 def weed_binary() -> str | None:
@@ -160,14 +166,27 @@ def _wait_ready(server: S3Server, timeout: float) -> None:
     raise RuntimeError(f"weed mini did not become ready in {timeout}s:\n{tail}")
 
 
-def _bucket_ready(endpoint: str) -> bool:
-    """A signed HeadBucket succeeds (the gateway answers anonymous requests, and even
-    signed HeadBucket with 404, for a moment after the bucket is first reported)."""
-    import botocore.session
-    from botocore.config import Config
+def _objects_readable(endpoint: str) -> bool:
+    """Every object listed in the bucket can be read (tests keep a handful there)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    client = botocore.session.get_session().create_client(
+    client = _client(endpoint)
+    try:
+        listed = client.list_objects_v2(Bucket=BUCKET, MaxKeys=1000)
+        for item in listed.get("Contents", []):
+            client.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read()
+    except (BotoCoreError, ClientError):
+        return False
+    finally:
+        client.close()
+    return True
+
+
+def _client(endpoint: str):  # type: ignore[no-untyped-def]
+    import botocore.session
+    from botocore.config import Config
+
+    return botocore.session.get_session().create_client(
         "s3",
         endpoint_url=endpoint,
         region_name="us-east-1",
@@ -180,6 +199,14 @@ def _bucket_ready(endpoint: str) -> bool:
             retries={"max_attempts": 1},
         ),
     )
+
+
+def _bucket_ready(endpoint: str) -> bool:
+    """A signed HeadBucket succeeds (the gateway answers anonymous requests, and even
+    signed HeadBucket with 404, for a moment after the bucket is first reported)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    client = _client(endpoint)
     try:
         client.head_bucket(Bucket=BUCKET)
     except (BotoCoreError, ClientError):
