@@ -188,7 +188,7 @@ def test_config_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     good = write_config(tmp_path)
     assert main(["config", "check", str(good)]) == 0
     bad = tmp_path / "bad.yaml"
-    bad.write_text("repositories:\n  - {name: files, format: generic, kind: remote}\n")
+    bad.write_text("repositories:\n  - {name: files, format: generic, kind: virtual}\n")
     assert main(["config", "check", str(bad)]) == 2
     assert "repositories[0].kind" in capsys.readouterr().err
     unknown = tmp_path / "unknown.yaml"
@@ -279,9 +279,7 @@ async def test_pushes_split_across_worker_processes(tmp_path: Path) -> None:
                 assert await response.read() == data
 
 
-async def test_gc_command_reports_then_collects(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_gc_command_reports_then_collects(tmp_path: Path) -> None:
     """``artifactapi gc --dry-run`` counts and deletes nothing; ``gc`` deletes;
     ``python -m collector`` is the same command."""
     write_config(tmp_path, gc={"blob_grace": 0})
@@ -292,25 +290,30 @@ async def test_gc_command_reports_then_collects(
             assert (await client.delete(f"{base}/repository/files/a.bin")).status == 204
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
-    monkeypatch.chdir(tmp_path)  # the configuration's paths are relative
     config = str(tmp_path / "artifactapi.yaml")
     blobs = [p for p in (tmp_path / "data" / "blobs").rglob("*") if p.is_file()]
     assert len(blobs) == 1
 
-    assert await asyncio.to_thread(main, ["--config", config, "gc", "--dry-run"]) == 0
-    out = capsys.readouterr().out
-    assert "blobs      would delete 1 objects, 4321 bytes" in out
+    dry = await _cli(tmp_path, "--config", config, "gc", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "blobs      would delete 1 objects, 4321 bytes" in dry.stdout
     assert blobs[0].exists()
 
-    assert await asyncio.to_thread(main, ["--config", config, "gc"]) == 0
-    assert "blobs      deleted 1 objects, 4321 bytes" in capsys.readouterr().out
+    real = await _cli(tmp_path, "--config", config, "gc")
+    assert real.returncode == 0, real.stderr
+    assert "blobs      deleted 1 objects, 4321 bytes" in real.stdout
+    assert "collection finished" in real.stderr  # logs go to stderr, the report to stdout
     assert not blobs[0].exists()
 
-    again = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "collector", "--config", config, "--dry-run"],
-        capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
-    )  # fmt: skip
+    again = await _cli(tmp_path, "--config", config, "--dry-run", module="collector")
     assert again.returncode == 0, again.stderr
     assert "nothing to delete" in again.stdout
+
+
+async def _cli(cwd: Path, *args: str, module: str = "app") -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", module, *args],
+        capture_output=True, text=True, timeout=60, check=False, cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )  # fmt: skip
