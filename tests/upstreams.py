@@ -4,9 +4,13 @@ count what they are asked and misbehave on demand."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import json
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aiohttp import web
 
@@ -74,3 +78,86 @@ class FileTree:
                 await asyncio.sleep(self.delay)
         await response.write_eof()
         return response
+
+
+@dataclass
+class Registry:
+    """A distribution-API registry serving one OCI image layout as ``name:tag``, with
+    the token flow docker and skopeo meet at Docker Hub: ``/v2/…`` answers 401 with a
+    Bearer challenge; ``/token`` (basic auth) hands out a token for the scope."""
+
+    layout: Path
+    name: str
+    tag: str
+    username: str = "reader"
+    password: str = "s3cret"
+    corrupt: set[str] = field(default_factory=set)  # blob digests served wrong
+    requests: Counter[str] = field(default_factory=Counter)
+    tokens: set[str] = field(default_factory=set)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/token", self.token)
+        app.router.add_route("*", "/v2/{path:.*}", self.handle)
+        return app
+
+    async def token(self, request: web.Request) -> web.Response:
+        expected = "Basic " + base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+        if request.headers.get("Authorization") != expected:
+            return web.Response(status=401)
+        if request.query.get("scope") != f"repository:{self.name}:pull":
+            return web.Response(status=403)
+        token = uuid.uuid4().hex
+        self.tokens.add(token)
+        return web.json_response({"token": token, "expires_in": 300})
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.match_info["path"]
+        self.requests[path] += 1
+        auth = request.headers.get("Authorization", "")
+        if auth.removeprefix("Bearer ") not in self.tokens:
+            realm = f"http://{request.host}/token"
+            scope = f"repository:{self.name}:pull"
+            challenge = f'Bearer realm="{realm}",service="fake",scope="{scope}"'
+            return web.json_response(
+                {"errors": [{"code": "UNAUTHORIZED"}]}, status=401,
+                headers={"WWW-Authenticate": challenge},
+            )  # fmt: skip
+        prefix = f"{self.name}/"
+        if not path.startswith(prefix):
+            return web.json_response({"errors": [{"code": "NAME_UNKNOWN"}]}, status=404)
+        kind, _, reference = path[len(prefix) :].partition("/")
+        if kind == "manifests":
+            digest = self._manifest_digest(reference)
+            if digest is None:
+                return web.json_response({"errors": [{"code": "MANIFEST_UNKNOWN"}]}, status=404)
+            body = self._blob(digest)
+            media_type = json.loads(body)["mediaType"]
+            headers = {"Content-Type": media_type, "Docker-Content-Digest": digest}
+            return web.Response(body=body, headers=headers)
+        if kind == "tags" and reference == "list":
+            return web.json_response({"name": self.name, "tags": [self.tag]})
+        if kind == "blobs":
+            try:
+                body = self._blob(reference)
+            except (FileNotFoundError, ValueError):
+                return web.json_response({"errors": [{"code": "BLOB_UNKNOWN"}]}, status=404)
+            if reference in self.corrupt:
+                body = body[:-1] + bytes([body[-1] ^ 1])
+            return web.Response(body=body, content_type="application/octet-stream")
+        return web.json_response({"errors": [{"code": "UNSUPPORTED"}]}, status=404)
+
+    def _manifest_digest(self, reference: str) -> str | None:
+        if reference.startswith("sha256:"):
+            return reference
+        index = json.loads((self.layout / "index.json").read_text())
+        for entry in index["manifests"]:
+            if entry.get("annotations", {}).get("org.opencontainers.image.ref.name") == reference:
+                return str(entry["digest"])
+        return None
+
+    def _blob(self, digest: str) -> bytes:
+        hexpart = digest.removeprefix("sha256:")
+        if len(hexpart) != 64 or not all(c in "0123456789abcdef" for c in hexpart):
+            raise ValueError(digest)
+        return (self.layout / "blobs" / "sha256" / hexpart).read_bytes()

@@ -55,6 +55,7 @@ class Fetch:
     accept: str | None = None  # the Accept header to send upstream
     keep_headers: tuple[str, ...] = ()  # upstream headers to remember and replay
     content_type: str | None = None  # instead of the upstream's
+    headers: tuple[tuple[str, str], ...] = ()  # sent with every answer (a format's own)
 
 
 class _Unavailable(Exception):
@@ -212,6 +213,7 @@ class RemoteEngine:
             fetch.content_type or response.headers.get("Content-Type") or "application/octet-stream"
         )
         kept = {h: response.headers[h] for h in fetch.keep_headers if h in response.headers}
+        kept.update(fetch.headers)  # what the format knows beats what the upstream says
         client: web.StreamResponse | None = None
         if request.method == "GET":
             client = web.StreamResponse(

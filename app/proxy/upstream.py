@@ -11,6 +11,7 @@ published and their checksums hold.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import random
 import re
@@ -104,17 +105,16 @@ class Upstream:
 
     async def _send(self, method: str, url: URL, headers: dict[str, str]) -> aiohttp.ClientResponse:
         options = self.options
-        auth = None
         if options.token:
             headers.setdefault("Authorization", f"Bearer {options.token}")
-        elif options.username is not None and options.password is not None:
-            auth = aiohttp.BasicAuth(options.username, options.password)
+        elif (basic := self._basic()) is not None:
+            headers.setdefault("Authorization", basic)
         scope_token = self._tokens.get(str(url.path))
         if scope_token and scope_token[1] > time.monotonic():
             headers["Authorization"] = f"Bearer {scope_token[0]}"
-            auth = None
+        # aiohttp drops Authorization on a redirect to another host (a CDN).
         response = await self.session.request(
-            method, url, headers=headers, auth=auth, proxy=options.proxy, allow_redirects=True
+            method, url, headers=headers, proxy=options.proxy, allow_redirects=True
         )
         challenge = response.headers.get("WWW-Authenticate", "")
         if response.status != 401 or not challenge.lower().startswith("bearer "):
@@ -128,16 +128,23 @@ class Upstream:
             method, url, headers=headers, proxy=options.proxy, allow_redirects=True
         )
 
+    def _basic(self) -> str | None:
+        username, password = self.options.username, self.options.password
+        if username is None or password is None:
+            return None
+        return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
     async def _token(self, challenge: str) -> tuple[str, float]:
         params = dict(_CHALLENGE.findall(challenge))
         realm = params.pop("realm", "")
         if not realm.startswith(("http://", "https://")):
             raise UpstreamError(f"{self.name}: unusable token realm {realm[:100]!r}")
-        auth = None
-        if self.options.username is not None and self.options.password is not None:
-            auth = aiohttp.BasicAuth(self.options.username, self.options.password)
+        basic = self._basic()
+        headers = {"Authorization": basic} if basic else {}
         query = {k: v for k, v in params.items() if k in ("service", "scope")}
-        async with self.session.get(realm, params=query, auth=auth, proxy=self.options.proxy) as r:
+        async with self.session.get(
+            realm, params=query, headers=headers, proxy=self.options.proxy
+        ) as r:
             if r.status != 200:
                 raise UpstreamError(f"{self.name}: token service answered {r.status}")
             body = await r.content.read(TOKEN_MAX_SIZE)

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from app import keys
 from app.errors import NotFound
-from app.formats.oci import context
+from app.formats.oci import context, remote
 from app.formats.oci.context import API_VERSION, Target
 from app.formats.oci.errors import BlobUnknown, DigestInvalid, NameInvalid
 from app.formats.oci.names import blob_digest, parse_name
@@ -137,7 +137,9 @@ async def cancel_upload(request: web.Request) -> web.StreamResponse:
 
 
 async def get_blob(request: web.Request) -> web.StreamResponse:
-    t = context.target(request)
+    t = context.lookup(request)
+    if t.repo.kind == "remote":
+        return await remote.get_blob(request, t, blob_digest(request.match_info["digest"]))
     digest = str(blob_digest(request.match_info["digest"]))
     cas, records = context.cas(request), context.records(request)
     stored = await records.linked_blob(t.repo.id, t.image, digest)

@@ -37,15 +37,22 @@ class Target:
         return f"{self.repo.name}/{self.image}"
 
 
-def target(request: web.Request) -> Target:
+def lookup(request: web.Request) -> Target:
+    """The repository and image a request names, whatever the repository's kind."""
     name: ImageName = parse_name(request.match_info["name"])
     try:
         repo = request.app[keys.REPOSITORIES].get(name.repository, format="oci")
     except NotFound:
         raise NameUnknown(f"repository {name.repository!r} not known to this registry") from None
-    if repo.kind != "local":
-        raise Unsupported(f"repository {repo.name} is {repo.kind}; only local ones take pushes yet")
     return Target(repo, name.image)
+
+
+def target(request: web.Request) -> Target:
+    """A local repository's image: the only kind that takes pushes and deletes."""
+    t = lookup(request)
+    if t.repo.kind != "local":
+        raise Unsupported(f"repository {t.repo.name} is {t.repo.kind}: it takes no pushes")
+    return t
 
 
 def records(request: web.Request) -> OciRecords:

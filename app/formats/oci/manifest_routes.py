@@ -9,7 +9,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from app import keys
-from app.formats.oci import context, manifests
+from app.formats.oci import context, manifests, remote
 from app.formats.oci.context import API_VERSION, Target
 from app.formats.oci.errors import (
     DigestInvalid,
@@ -148,7 +148,11 @@ async def _resolve(request: web.Request, t: Target) -> Manifest:
 
 
 async def get_manifest(request: web.Request) -> web.StreamResponse:
-    t = context.target(request)
+    t = context.lookup(request)
+    if t.repo.kind == "remote":
+        return await remote.get_manifest(
+            request, t, parse_reference(request.match_info["reference"])
+        )
     found = await _resolve(request, t)
     if not manifests.acceptable(request.headers.get("Accept")):
         raise ManifestUnknown(
@@ -206,8 +210,11 @@ def _paged(
 
 
 async def list_tags(request: web.Request) -> web.StreamResponse:
-    t = context.target(request)
+    t = context.lookup(request)
     limit, last = _page(request)
+    if t.repo.kind == "remote":
+        asked = request.query.get("n")
+        return await remote.list_tags(request, t, limit if asked is not None else None, last)
     records = context.records(request)
     if not await records.has_name(t.repo.id, t.image):
         raise NameUnknown(f"{t.name} holds no manifests", detail={"name": t.name})

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from app.errors import ApiError
 from app.formats.base import Format, Sweep
-from app.formats.oci import blob_routes, collection, errors, manifest_routes
+from app.formats.oci import blob_routes, collection, errors, manifest_routes, remote
 from app.formats.oci.context import API_VERSION, LocalOptions
 
 
@@ -20,12 +20,13 @@ async def api_root(request: web.Request) -> web.Response:
 
 class OciFormat(Format):
     name = "oci"
+    kinds = frozenset({"local", "remote"})
     path_prefix: ClassVar[str | None] = "/v2/"
     blob_references = collection.BLOB_REFERENCES
     blob_names = collection.BLOB_NAMES
 
     def options(self, kind: str) -> type[BaseModel]:
-        return LocalOptions
+        return remote.RemoteOciOptions if kind == "remote" else LocalOptions
 
     def setup(self, app: web.Application) -> None:
         app.router.add_get("/v2/", api_root)
