@@ -193,3 +193,36 @@ class Entries:
                 break
             count, freed = count + 1, freed + row["size"]
         return count, freed
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A file an upstream index page named: its real URL and published checksum."""
+
+    path: str
+    url: str
+    digest: str | None = None  # "sha256:…" / "sha512:…" / "sha1:…" as the index gave it
+
+
+class Links:
+    def __init__(self, db: SqlDriver) -> None:
+        self.db = db
+
+    async def put_many(self, repository_id: int, links: list[Link]) -> None:
+        if not links:
+            return
+        now = time.time()
+        await self.db.executemany(
+            "INSERT INTO remote_links (repository_id, path, url, digest, updated_at)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (repository_id, path) DO UPDATE"
+            " SET url = excluded.url, digest = excluded.digest, updated_at = excluded.updated_at",
+            [(repository_id, link.path, link.url, link.digest, now) for link in links],
+        )
+
+    async def get(self, repository_id: int, path: str) -> Link | None:
+        row = await self.db.fetchrow(
+            "SELECT path, url, digest FROM remote_links WHERE repository_id = $1 AND path = $2",
+            repository_id,
+            path,
+        )
+        return Link(row["path"], row["url"], row["digest"]) if row else None

@@ -69,7 +69,10 @@ class Upstream:
             await self._session.close()
 
     def url(self, path: str) -> URL:
-        """``path`` is already safe and percent-encoded by the format."""
+        """``path`` is already safe and percent-encoded by the format; an absolute
+        http(s) URL (a file an upstream page linked to, on a CDN) is taken as is."""
+        if path.startswith(("http://", "https://")):
+            return URL(path, encoded=True)
         return URL(f"{self.base}/{path.lstrip('/')}", encoded=True)
 
     @asynccontextmanager
