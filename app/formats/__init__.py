@@ -9,11 +9,13 @@ from pydantic import ValidationError
 from app.config import Config, ConfigError
 from app.formats.base import Format
 from app.formats.generic import GenericFormat
+from app.formats.npm import NpmFormat
 from app.formats.oci import OciFormat
+from app.formats.pypi import PypiFormat
 
 
 def available_formats() -> dict[str, Format]:
-    formats: list[Format] = [GenericFormat(), OciFormat()]
+    formats: list[Format] = [GenericFormat(), OciFormat(), PypiFormat(), NpmFormat()]
     return {f.name: f for f in formats}
 
 

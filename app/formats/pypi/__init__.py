@@ -1,0 +1,5 @@
+"""The pypi format."""
+
+from app.formats.pypi.plugin import PypiFormat
+
+__all__ = ["PypiFormat"]
