@@ -14,6 +14,7 @@ from aiohttp import web
 
 from app.cas import ContentStore
 from app.errors import RangeNotSatisfiable
+from pipelines.sources import received
 
 log = structlog.get_logger(__name__)
 
@@ -23,21 +24,9 @@ SENDFILE_BYTES: web.RequestKey[int] = web.RequestKey("sendfile_bytes")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
-async def request_body(request: web.Request) -> AsyncIterator[bytes]:
-    """The request body as it arrives, one received buffer at a time.
-
-    ``readchunk`` hands over each buffer as is; ``iter_any`` joins whatever is
-    buffered into a new bytes object, one more copy of every byte. The end is
-    ``at_eof()``, not an empty read: aiohttp's shared empty-body reader answers
-    every read after the first with an empty chunk forever.
-    """
-    content = request.content
-    while True:
-        data, _ = await content.readchunk()
-        if data:
-            yield data
-        elif content.at_eof():
-            return
+def request_body(request: web.Request) -> AsyncIterator[bytes]:
+    """The request body as it arrives, one received buffer at a time."""
+    return received(request.content)
 
 
 @dataclass(frozen=True, slots=True)

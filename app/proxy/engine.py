@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 import aiohttp
 import structlog
@@ -32,16 +32,22 @@ from app.errors import ApiError, BadGateway, GatewayTimeout, NotFound
 from app.http import BlobBody, send_blob
 from app.metrics import Metrics
 from app.proxy.entries import Entries, Entry
+from app.proxy.options import RemoteOptions
 from app.proxy.singleflight import FlightFailed, Leases, SingleFlight
 from app.proxy.upstream import Upstream, UpstreamError, UpstreamTimeout
 from app.repositories import Repository
 from pipelines import Digest, DigestMismatch, TooLarge
+from pipelines.sources import received
 
 log = structlog.get_logger("artifactapi.proxy")
 
 Kind = Literal["artifact", "metadata"]
 HIT_FLUSH_INTERVAL = 10.0
 ATTEMPTS = 3
+CLIENT_STALL = 30.0
+STALE_WARNING = '110 - "Response is Stale"'
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,57 +85,69 @@ class RemoteEngine:
     async def serve(
         self, request: web.Request, repo: Repository, upstream: Upstream, fetch: Fetch
     ) -> web.StreamResponse:
+        """Answer ``fetch`` as the upstream published it (streamed through on a miss)."""
+        return await self._run(
+            repo, upstream, fetch, _Streamed(self, request, repo, upstream, fetch)
+        )
+
+    async def document(
+        self,
+        repo: Repository,
+        upstream: Upstream,
+        fetch: Fetch,
+        accept: Callable[[bytes], Awaitable[None]],
+    ) -> Document:
+        """A metadata document a format rewrites before anyone sees it (a PyPI page, an
+        npm packument), whole, with the same caching rules. ``accept`` checks a newly
+        fetched body (raising :class:`BadGateway` keeps it out of the cache) and may
+        record what it names."""
+        return await self._run(
+            repo, upstream, fetch, _Buffered(self, repo, upstream, fetch, accept)
+        )
+
+    async def _run(self, repo: Repository, upstream: Upstream, fetch: Fetch, reply: _Reply[T]) -> T:
         key = f"{repo.id}:{fetch.path}"
         for _ in range(ATTEMPTS):
             entry = await self.entries.get(repo.id, fetch.path)
             if entry is not None and entry.fresh(time.time()):
-                cached = await self._from_cache(request, repo, entry, "HIT")
+                cached = await reply.cached(entry, "HIT")
                 if cached is not None:
                     return cached
-                entry = None  # its blob was collected: fetch it again
             # Shielded: aiohttp cancels a handler whose client hangs up, and the fill
             # (and the lease other requests wait on) must outlive that.
-            turn = asyncio.ensure_future(self._turn(request, repo, upstream, fetch, key))
+            turn = asyncio.ensure_future(self._turn(repo, upstream, fetch, key, reply))
             turn.add_done_callback(_retrieve)
             try:
-                response = await asyncio.shield(turn)
+                outcome = await asyncio.shield(turn)
             except FlightFailed as exc:
                 raise BadGateway(f"fetching {fetch.path} from upstream failed: {exc}") from None
-            if response is not None:
-                return response
+            if isinstance(outcome, ApiError):
+                raise outcome
+            if outcome is not None:
+                return outcome
         raise BadGateway(f"{fetch.path} could not be fetched from upstream; try again")
 
     async def _turn(
-        self, request: web.Request, repo: Repository, upstream: Upstream, fetch: Fetch, key: str
-    ) -> web.StreamResponse | None:
-        """Fetch if this request leads for ``key``; None once another request has."""
+        self, repo: Repository, upstream: Upstream, fetch: Fetch, key: str, reply: _Reply[T]
+    ) -> T | ApiError | None:
+        """Fetch if this request leads for ``key``; None once another request has. The
+        leader's error is returned, not raised: the requests that waited then look in
+        the cache again (a remembered 404) instead of failing with it."""
         async with self.flight.turn(key) as leading:
             if leading:
-                return await self._fetch(request, repo, upstream, fetch)
+                try:
+                    return await self._fetch(repo, upstream, fetch, reply)
+                except ApiError as error:
+                    return error
         return None
 
-    async def _from_cache(
-        self, request: web.Request, repo: Repository, entry: Entry, how: str
-    ) -> web.StreamResponse | None:
-        self._count(repo, entry.path, how)
-        if entry.status == 404:
-            raise NotFound(f"{entry.path} not found upstream", headers={"X-Cache": how})
-        blob = await self.cas.stat(entry.blob_digest) if entry.blob_digest else None
-        if blob is None:
-            return None
-        headers = {**entry.headers, "X-Cache": how}
-        if how == "STALE":
-            headers["Warning"] = '110 - "Response is Stale"'
-        body = BlobBody.stored(self.cas, blob.digest, blob.size, entry.content_type, redirect=False)
-        return await send_blob(request, body, headers)
-
     async def _fetch(
-        self, request: web.Request, repo: Repository, upstream: Upstream, fetch: Fetch
-    ) -> web.StreamResponse:
+        self, repo: Repository, upstream: Upstream, fetch: Fetch, reply: _Reply[T]
+    ) -> T:
         # Looked up again under the lease: a leader elsewhere may have just finished.
         entry = await self.entries.get(repo.id, fetch.path)
         if entry is not None and entry.fresh(time.time()):
-            cached = await self._from_cache(request, repo, entry, "HIT")
+            cached = await reply.cached(entry, "HIT")
             if cached is not None:
                 return cached
         stale = entry if entry is not None and entry.status == 200 else None
@@ -137,7 +155,7 @@ class RemoteEngine:
         try:
             try:
                 async with upstream.get(fetch.upstream_path, self._ask(fetch, stale)) as response:
-                    return await self._answer(request, repo, upstream, fetch, stale, response)
+                    return await self._answer(repo, upstream, fetch, stale, response, reply)
             except UpstreamTimeout as exc:
                 raise _Unavailable(GatewayTimeout(str(exc))) from exc
             except UpstreamError as exc:
@@ -147,7 +165,7 @@ class RemoteEngine:
                 "upstream unavailable", repository=repo.name, path=fetch.path, error=str(failure)
             )
             if stale is not None:
-                cached = await self._from_cache(request, repo, stale, "STALE")
+                cached = await reply.cached(stale, "STALE")
                 if cached is not None:
                     return cached
             raise failure.error from None
@@ -165,19 +183,19 @@ class RemoteEngine:
 
     async def _answer(
         self,
-        request: web.Request,
         repo: Repository,
         upstream: Upstream,
         fetch: Fetch,
         stale: Entry | None,
         response: aiohttp.ClientResponse,
-    ) -> web.StreamResponse:
+        reply: _Reply[T],
+    ) -> T:
         options = upstream.options
         status = response.status
         if status == 304 and stale is not None:
             expires = time.time() + options.metadata_ttl
             await self.entries.revalidated(repo.id, fetch.path, expires)
-            cached = await self._from_cache(request, repo, stale, "HIT")
+            cached = await reply.cached(stale, "HIT")
             if cached is not None:
                 return cached
             raise _Unavailable(BadGateway(f"{fetch.path}: upstream said unchanged, copy is gone"))
@@ -192,72 +210,14 @@ class RemoteEngine:
             raise _Unavailable(BadGateway(f"upstream answered {status} for {fetch.path}"))
         if status != 200:
             raise BadGateway(f"upstream answered {status} for {fetch.path}")
-        return await self._fill(request, repo, upstream, fetch, response)
-
-    async def _fill(
-        self,
-        request: web.Request,
-        repo: Repository,
-        upstream: Upstream,
-        fetch: Fetch,
-        response: aiohttp.ClientResponse,
-    ) -> web.StreamResponse:
-        options = upstream.options
-        metadata = fetch.kind == "metadata"
-        length = response.content_length
-        if metadata and length is not None and length > options.max_metadata_size:
-            raise BadGateway(
-                f"upstream metadata for {fetch.path} exceeds {options.max_metadata_size} bytes"
-            )
-        content_type: str = (
-            fetch.content_type or response.headers.get("Content-Type") or "application/octet-stream"
-        )
-        kept = {h: response.headers[h] for h in fetch.keep_headers if h in response.headers}
-        kept.update(fetch.headers)  # what the format knows beats what the upstream says
-        client: web.StreamResponse | None = None
-        if request.method == "GET":
-            client = web.StreamResponse(
-                headers={**kept, "Content-Type": content_type, "X-Cache": "MISS"}
-            )
-            if length is not None:
-                client.content_length = length
-            await client.prepare(request)
+        if fetch.kind == "metadata":
+            length = response.content_length
+            if length is not None and length > options.max_metadata_size:
+                raise BadGateway(
+                    f"upstream metadata for {fetch.path} exceeds {options.max_metadata_size} bytes"
+                )
         self._count(repo, fetch.path, "MISS")
-        try:
-            blob = await self.cas.ingest(
-                _counted(self.metrics, repo.name, _body(response)),
-                fetch.expected,
-                max_size=options.max_metadata_size if metadata else None,
-                tap=client.write if client is not None else None,
-            )
-        except (DigestMismatch, TooLarge, aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            log.warning(
-                "upstream body rejected", repository=repo.name, path=fetch.path, error=repr(exc)
-            )
-            if client is None:
-                raise BadGateway(f"upstream body for {fetch.path} rejected: {exc}") from exc
-            return _cut(request, client)
-        entry = Entry(
-            path=fetch.path,
-            status=200,
-            blob_digest=blob.digest,
-            size=blob.size,
-            content_type=content_type,
-            etag=response.headers.get("ETag"),
-            last_modified=response.headers.get("Last-Modified"),
-            headers=kept,
-            fetched_at=time.time(),
-            expires_at=time.time() + options.metadata_ttl if metadata else None,
-        )
-        await self.entries.put(repo.id, entry)
-        if client is None:  # HEAD: answered from the new entry
-            cached = await self._from_cache(request, repo, entry, "MISS")
-            if cached is None:
-                raise BadGateway(f"{fetch.path} vanished right after it was cached")
-            return cached
-        with suppress(ConnectionError):  # the client left; the cache is filled all the same
-            await client.write_eof()
-        return client
+        return await reply.filled(response)
 
     def _count(self, repo: Repository, path: str, how: str) -> None:
         self.metrics.proxy_requests.labels(repo.name, how).inc()
@@ -283,16 +243,6 @@ class RemoteEngine:
             await self.flush_quietly()
 
 
-async def _body(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    content = response.content
-    while True:
-        chunk, _ = await content.readchunk()
-        if chunk:
-            yield chunk
-        elif content.at_eof():
-            return
-
-
 async def _counted(
     metrics: Metrics, repository: str, body: AsyncIterator[bytes]
 ) -> AsyncIterator[bytes]:
@@ -302,7 +252,196 @@ async def _counted(
         yield chunk
 
 
-def _retrieve(task: asyncio.Future[web.StreamResponse | None]) -> None:
+@dataclass(frozen=True, slots=True)
+class Document:
+    body: bytes  # as the upstream published it
+    content_type: str
+    how: str  # HIT, MISS or STALE
+
+
+class _Reply(Protocol[T_co]):
+    """How one request is answered: from a cached entry, or from a 200 upstream."""
+
+    async def cached(self, entry: Entry, how: str) -> T_co | None:
+        """The answer from ``entry``; None if its blob is gone (collected)."""
+        ...
+
+    async def filled(self, response: aiohttp.ClientResponse) -> T_co: ...
+
+
+class _Streamed:
+    """The client gets the upstream's bytes as they arrive, while they are stored."""
+
+    def __init__(
+        self,
+        engine: RemoteEngine,
+        request: web.Request,
+        repo: Repository,
+        upstream: Upstream,
+        fetch: Fetch,
+    ) -> None:
+        self.engine, self.request, self.repo = engine, request, repo
+        self.options, self.fetch = upstream.options, fetch
+
+    async def cached(self, entry: Entry, how: str) -> web.StreamResponse | None:
+        engine = self.engine
+        engine._count(self.repo, entry.path, how)
+        if entry.status == 404:
+            raise NotFound(f"{entry.path} not found upstream", headers={"X-Cache": how})
+        blob = await engine.cas.stat(entry.blob_digest) if entry.blob_digest else None
+        if blob is None:
+            return None
+        headers = {**entry.headers, "X-Cache": how}
+        if how == "STALE":
+            headers["Warning"] = STALE_WARNING
+        body = BlobBody.stored(
+            engine.cas, blob.digest, blob.size, entry.content_type, redirect=False
+        )
+        return await send_blob(self.request, body, headers)
+
+    async def filled(self, response: aiohttp.ClientResponse) -> web.StreamResponse:
+        engine, request, fetch, options = self.engine, self.request, self.fetch, self.options
+        content_type = _content_type(fetch, response)
+        kept = _kept_headers(fetch, response)
+        client: web.StreamResponse | None = None
+        if request.method == "GET":
+            client = web.StreamResponse(
+                headers={**kept, "Content-Type": content_type, "X-Cache": "MISS"}
+            )
+            if response.content_length is not None:
+                client.content_length = response.content_length
+            await client.prepare(request)
+        tap = _ClientTap(client) if client is not None else None
+        try:
+            blob = await engine.cas.ingest(
+                _counted(engine.metrics, self.repo.name, received(response.content)),
+                fetch.expected,
+                max_size=options.max_metadata_size if fetch.kind == "metadata" else None,
+                tap=tap,
+            )
+        except (DigestMismatch, TooLarge, aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            log.warning(
+                "upstream body rejected",
+                repository=self.repo.name,
+                path=fetch.path,
+                error=repr(exc),
+            )
+            if client is None:
+                raise BadGateway(f"upstream body for {fetch.path} rejected: {exc}") from exc
+            return _cut(request, client)
+        entry = _entry(fetch, options, response, blob.digest, blob.size, content_type, kept)
+        await engine.entries.put(self.repo.id, entry)
+        if client is None:  # HEAD: answered from the new entry
+            cached = await self.cached(entry, "MISS")
+            if cached is None:
+                raise BadGateway(f"{fetch.path} vanished right after it was cached")
+            return cached
+        if tap is not None and tap.dropped:
+            return _cut(request, client)  # it left or stalled; the cache is filled all the same
+        with suppress(ConnectionError):
+            await client.write_eof()
+        return client
+
+
+class _Buffered:
+    """The whole document, for a format to rewrite; checked before it is cached."""
+
+    def __init__(
+        self,
+        engine: RemoteEngine,
+        repo: Repository,
+        upstream: Upstream,
+        fetch: Fetch,
+        accept: Callable[[bytes], Awaitable[None]],
+    ) -> None:
+        self.engine, self.repo, self.options, self.fetch = engine, repo, upstream.options, fetch
+        self.accept = accept
+
+    async def cached(self, entry: Entry, how: str) -> Document | None:
+        self.engine._count(self.repo, entry.path, how)
+        if entry.status == 404:
+            raise NotFound(f"{entry.path} not found upstream", headers={"X-Cache": how})
+        cas = self.engine.cas
+        if entry.blob_digest is None or await cas.stat(entry.blob_digest) is None:
+            return None
+        body = b"".join([chunk async for chunk in cas.open(entry.blob_digest)])
+        return Document(body, entry.content_type, how)
+
+    async def filled(self, response: aiohttp.ClientResponse) -> Document:
+        fetch, limit = self.fetch, self.options.max_metadata_size
+        body = bytearray()
+        try:
+            async for chunk in received(response.content):
+                body += chunk
+                if len(body) > limit:
+                    raise BadGateway(f"upstream document {fetch.path} exceeds {limit} bytes")
+        except (aiohttp.ClientError, TimeoutError) as exc:  # the body broke off
+            raise _Unavailable(BadGateway(f"upstream document {fetch.path}: {exc!r}")) from exc
+        self.engine.metrics.upstream_bytes.labels(self.repo.name).inc(len(body))
+        await self.accept(bytes(body))  # a broken document never replaces a good copy
+        blob = await self.engine.cas.ingest(_once(bytes(body)), fetch.expected)
+        content_type = _content_type(fetch, response)
+        entry = _entry(fetch, self.options, response, blob.digest, blob.size, content_type, {})
+        await self.engine.entries.put(self.repo.id, entry)
+        return Document(bytes(body), content_type, "MISS")
+
+
+def _content_type(fetch: Fetch, response: aiohttp.ClientResponse) -> str:
+    return fetch.content_type or response.headers.get("Content-Type") or "application/octet-stream"
+
+
+def _kept_headers(fetch: Fetch, response: aiohttp.ClientResponse) -> dict[str, str]:
+    kept = {h: response.headers[h] for h in fetch.keep_headers if h in response.headers}
+    kept.update(fetch.headers)  # what the format knows beats what the upstream says
+    return kept
+
+
+def _entry(
+    fetch: Fetch,
+    options: RemoteOptions,
+    response: aiohttp.ClientResponse,
+    digest: str,
+    size: int,
+    content_type: str,
+    headers: dict[str, str],
+) -> Entry:
+    now = time.time()
+    return Entry(
+        path=fetch.path,
+        status=200,
+        blob_digest=digest,
+        size=size,
+        content_type=content_type,
+        etag=response.headers.get("ETag"),
+        last_modified=response.headers.get("Last-Modified"),
+        headers=headers,
+        fetched_at=now,
+        expires_at=now + options.metadata_ttl if fetch.kind == "metadata" else None,
+    )
+
+
+async def _once(body: bytes) -> AsyncIterator[bytes]:
+    yield body
+
+
+class _ClientTap:
+    """Feeds the client that asked first while the cache fills. A client that stops
+    reading for ``CLIENT_STALL`` seconds is dropped (its connection cut), so one slow
+    link cannot hold back a fill that other requests are waiting for."""
+
+    def __init__(self, response: web.StreamResponse) -> None:
+        self.response = response
+        self.dropped = False
+
+    async def __call__(self, chunk: bytes) -> None:
+        try:
+            await asyncio.wait_for(self.response.write(chunk), CLIENT_STALL)
+        except BaseException:
+            self.dropped = True
+            raise ConnectionResetError("client dropped from the cache fill") from None
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
     """A fill whose client left still ends; its failure is logged, not lost."""
     if not task.cancelled() and task.exception() is not None:
         log.debug("fetch ended with an error", error=repr(task.exception()))

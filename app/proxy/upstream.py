@@ -48,6 +48,7 @@ class Upstream:
         self.base = options.upstream
         self._session: aiohttp.ClientSession | None = None
         self._tokens: dict[str, tuple[str, float]] = {}  # scope -> (token, expiry): a hint
+        self._origin = URL(options.upstream).origin()
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -108,9 +109,12 @@ class Upstream:
 
     async def _send(self, method: str, url: URL, headers: dict[str, str]) -> aiohttp.ClientResponse:
         options = self.options
-        if options.token:
+        # Credentials go to the configured upstream only, never to a host its pages
+        # link to (a CDN, or anything an index names).
+        trusted = url.origin() == self._origin
+        if trusted and options.token:
             headers.setdefault("Authorization", f"Bearer {options.token}")
-        elif (basic := self._basic()) is not None:
+        elif trusted and (basic := self._basic()) is not None:
             headers.setdefault("Authorization", basic)
         scope_token = self._tokens.get(str(url.path))
         if scope_token and scope_token[1] > time.monotonic():

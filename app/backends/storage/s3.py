@@ -32,6 +32,7 @@ from app.backends.storage.base import (
     check_prefix,
 )
 from app.config import S3StorageConfig
+from pipelines.sources import received
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +72,12 @@ async def _body_chunks(body: Any, length: int) -> AsyncIterator[bytes]:
         async for chunk in body.iter_chunks(READ_CHUNK):
             yield chunk
         return
-    received = 0
-    while True:
-        chunk, _ = await content.readchunk()
-        if not chunk:
-            if content.at_eof():
-                break
-            continue  # the end of an HTTP chunk, not of the body
-        received += len(chunk)
+    total = 0
+    async for chunk in received(content):
+        total += len(chunk)
         yield chunk
-    if received != length:
-        raise StorageError(f"S3 sent {received} bytes of {length}")
+    if total != length:
+        raise StorageError(f"S3 sent {total} bytes of {length}")
 
 
 class S3Storage:

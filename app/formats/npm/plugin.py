@@ -5,9 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel
 
-from app.errors import NotFound
+from app.errors import ApiError
 from app.formats.base import Format
-from app.proxy.options import RemoteOptions
+from app.formats.npm import remote
 from app.repositories import Repository
 
 
@@ -16,7 +16,13 @@ class NpmFormat(Format):
     kinds = frozenset({"remote"})
 
     def options(self, kind: str) -> type[BaseModel]:
-        return RemoteOptions
+        return remote.RemoteNpmOptions
 
     async def handle(self, request: web.Request, repo: Repository, path: str) -> web.StreamResponse:
-        raise NotFound(f"{path} not found")
+        return await remote.serve(request, repo, path)
+
+    def render_error(self, request: web.Request, error: ApiError, request_id: str) -> web.Response:
+        # npm prints "error" from a failed registry response.
+        return web.json_response(
+            {"error": error.message}, status=error.status, headers=error.headers
+        )

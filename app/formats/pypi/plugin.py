@@ -5,9 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel
 
-from app.errors import NotFound
 from app.formats.base import Format
-from app.proxy.options import RemoteOptions
+from app.formats.pypi import remote
 from app.repositories import Repository
 
 
@@ -16,7 +15,7 @@ class PypiFormat(Format):
     kinds = frozenset({"remote"})
 
     def options(self, kind: str) -> type[BaseModel]:
-        return RemoteOptions
+        return remote.RemotePypiOptions
 
     async def handle(self, request: web.Request, repo: Repository, path: str) -> web.StreamResponse:
-        raise NotFound(f"{path} not found")
+        return await remote.serve(request, repo, path)

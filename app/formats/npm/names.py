@@ -1,0 +1,79 @@
+"""npm package names and tarball file names, checked before they reach a cache key,
+a database row or an upstream URL.
+
+A request path under a repository is one of::
+
+    <name>                     the packument (document) of a package
+    @<scope>/<name>            the same for a scoped package (npm sends @scope%2fname)
+    <package>/-/<file>.tgz     a tarball the packument lists
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from app.errors import BadRequest, NotFound
+
+MAX_NAME_LENGTH = 214  # npm's own limit, scope included
+# What encodeURIComponent leaves alone, less the quote and punctuation no real
+# package uses: a name that needs escaping is not a name npm publishes. Upper case
+# is allowed: it is only refused for new packages, old ones still have it.
+_SEGMENT = re.compile(r"^[A-Za-z0-9~-][A-Za-z0-9._~-]*$")
+_TARBALL = re.compile(r"^[A-Za-z0-9~-][A-Za-z0-9._~+-]{0,250}\.tgz$")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    package: str  # "demo" or "@acme/util"
+    tarball: str | None = None  # "util-1.0.0.tgz" for a tarball, None for the packument
+
+    @property
+    def upstream_name(self) -> str:
+        """The package as the registry API spells it in a URL: the scope's slash escaped."""
+        return self.package.replace("/", "%2f", 1)
+
+    @property
+    def unscoped(self) -> str:
+        return self.package.rpartition("/")[2]
+
+
+def check_package(name: str) -> str:
+    if not name or len(name) > MAX_NAME_LENGTH:
+        raise BadRequest(f"invalid package name: must be 1 to {MAX_NAME_LENGTH} characters")
+    if ".." in name:
+        raise BadRequest("invalid package name: '..'")
+    if name.startswith("@"):
+        scope, slash, rest = name[1:].partition("/")
+        parts = [scope, rest] if slash else []
+    else:
+        parts = [name]
+    # Names starting with "." or "_" are reserved by npm (and "." would be a path).
+    if not parts or not all(_SEGMENT.match(p) for p in parts):
+        raise BadRequest(f"invalid package name {name[:MAX_NAME_LENGTH]!r}")
+    return name
+
+
+def check_tarball(filename: str) -> str:
+    if ".." in filename or not _TARBALL.match(filename):
+        raise BadRequest(f"invalid tarball name {filename[:255]!r}")
+    return filename
+
+
+def parse_path(path: str) -> Target:
+    """The package (and tarball) a request path names; 400 for a malformed name,
+    404 for a path the registry API has no such thing at (``-/…`` endpoints)."""
+    # The scope's slash may arrive escaped, whether or not the router decoded it.
+    if path.startswith("@"):
+        path = re.sub(r"%2[fF]", "/", path, count=1)
+    if not path or path.startswith("-/") or path == "-":
+        raise NotFound(f"{path or '/'} not found")
+    package, sep, tail = path.partition("/-/")
+    if sep:
+        return Target(check_package(package), check_tarball(tail))
+    scoped = path.startswith("@")
+    if path.count("/") > (1 if scoped else 0):
+        # "<name>/<version>" documents and anything deeper: not served by a cache.
+        check_package("/".join(path.split("/")[: 2 if scoped else 1]))
+        raise NotFound(f"{path} not found")
+    return Target(check_package(path))

@@ -1,0 +1,118 @@
+"""PyPI remote repositories: a pull-through cache of a "simple" index, for pip.
+
+    simple/                      → the upstream's project list, passed through (metadata)
+    simple/<project>/            → the upstream's page, rewritten: every file is ours
+    files/<project>/<filename>   → the file the page linked to, verified against its hash
+
+A file is only ever fetched from the URL an upstream page gave for it (a row in
+``remote_links``): a client cannot make us fetch a URL of its choosing.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from app import keys
+from app.errors import BadGateway, MethodNotAllowed, NotFound
+from app.formats.pypi import pages, simple
+from app.proxy.engine import Fetch
+from app.proxy.entries import Link, Links
+from app.proxy.options import RemoteOptions
+from app.proxy.upstream import Upstream
+from app.repositories import Repository
+from pipelines.digest import ALGORITHMS, InvalidDigest, parse_digest
+
+
+class RemotePypiOptions(RemoteOptions):
+    """``upstream`` is the index root: ``<upstream>/simple/<project>/`` is a page
+    (``https://pypi.org``)."""
+
+
+async def serve(request: web.Request, repo: Repository, path: str) -> web.StreamResponse:
+    if request.method not in ("GET", "HEAD"):
+        raise MethodNotAllowed(
+            f"{repo.name} is a remote repository: only GET and HEAD",
+            headers={"Allow": "GET, HEAD"},
+        )
+    parts = path.split("/")
+    if parts[0] == "simple":
+        if len(parts) == 1:
+            return _redirect(repo, "simple/")
+        if len(parts) == 2 and parts[1] == "":
+            return await _project_list(request, repo)
+        if len(parts) == 2 or (len(parts) == 3 and parts[2] == ""):
+            return await _project_page(request, repo, parts[1], slash=len(parts) == 3)
+    elif parts[0] == "files" and len(parts) == 3:
+        return await _file(request, repo, parts[1], parts[2])
+    raise NotFound(f"{path} not found")
+
+
+def _redirect(repo: Repository, path: str) -> web.Response:
+    # Returned, not raised: an aiohttp redirect raised would be rendered as an error.
+    location = f"/repository/{repo.name}/{path}"
+    return web.Response(status=301, headers={"Location": location})
+
+
+def _upstream(request: web.Request, repo: Repository) -> Upstream:
+    return request.app[keys.UPSTREAMS][repo.name]
+
+
+async def _project_list(request: web.Request, repo: Repository) -> web.StreamResponse:
+    fetch = Fetch(path="simple/", upstream_path="simple/", kind="metadata", accept="text/html")
+    return await request.app[keys.PROXY].serve(request, repo, _upstream(request, repo), fetch)
+
+
+async def _project_page(
+    request: web.Request, repo: Repository, name: str, slash: bool
+) -> web.StreamResponse:
+    if not simple.valid_project(name):
+        raise NotFound(f"no project {name[:200]!r}")
+    project = simple.normalize(name)
+    if project != name or not slash:
+        return _redirect(repo, f"simple/{project}/")
+    upstream = _upstream(request, repo)
+    key = f"simple/{project}/"
+    cached = await pages.project_page(request, repo, upstream, key, key, simple.UPSTREAM_ACCEPT)
+    try:
+        page = simple.parse(cached.body, cached.content_type, cached.url or upstream.base, project)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadGateway(f"upstream page for {project} is unreadable: {exc}") from None
+    if cached.how == "MISS":  # a cached page's links were recorded when it was fetched
+        await Links(request.app[keys.METADATA].db).put_many(repo.id, _links(page, project))
+    if simple.wants_json(request.headers.get("Accept", "")):
+        body, content_type = simple.render_json(page, project), simple.JSON_TYPE
+    else:
+        body, content_type = simple.render_html(page, project), "text/html"
+    headers = {"X-Cache": cached.how, "Vary": "Accept", "Content-Type": content_type}
+    if cached.how == "STALE":
+        headers["Warning"] = '110 - "Response is Stale"'
+    return web.Response(body=body, headers=headers)  # aiohttp leaves out a HEAD's body
+
+
+def _links(page: simple.Page, project: str) -> list[Link]:
+    links = []
+    for file in page.files:
+        path = f"files/{project}/{file.filename}"
+        links.append(Link(path=path, url=file.url, digest=file.digest))
+        if file.core_metadata:
+            hashes = file.core_metadata if isinstance(file.core_metadata, dict) else {}
+            metadata = simple.DistFile(f"{file.filename}.metadata", f"{file.url}.metadata", hashes)
+            links.append(Link(path=f"{path}.metadata", url=metadata.url, digest=metadata.digest))
+    return links
+
+
+async def _file(
+    request: web.Request, repo: Repository, project: str, filename: str
+) -> web.StreamResponse:
+    if not simple.valid_project(project) or not simple.safe_filename(filename):
+        raise NotFound(f"no file {filename[:200]!r}")
+    path = f"files/{project}/{filename}"
+    link = await Links(request.app[keys.METADATA].db).get(repo.id, path)
+    if link is None:  # only what an upstream page listed, never a URL a client names
+        raise NotFound(f"{path} is on no project page; fetch the page first")
+    try:
+        expected = parse_digest(link.digest, allowed=tuple(ALGORITHMS)) if link.digest else None
+    except InvalidDigest:
+        expected = None  # simple.py only records well-formed hashes; old rows aside
+    fetch = Fetch(path=path, upstream_path=link.url, kind="artifact", expected=expected)
+    return await request.app[keys.PROXY].serve(request, repo, _upstream(request, repo), fetch)
