@@ -4,7 +4,6 @@ PostgreSQL + S3): what goes, what stays, and the races in between."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import time
@@ -23,6 +22,7 @@ from app.server import create_app
 from collector import Collector, Report
 from tests import s3server, shapes
 from tests.integration.conftest import ConfigFactory
+from tests.oci_docs import digest_of, image_manifest
 
 REPOS = [
     {"name": "files", "format": "generic", "kind": "local"},
@@ -32,10 +32,6 @@ REPOS = [
 NAME = "docker-local/team/app"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-
-
-def digest_of(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 @pytest.fixture
@@ -213,25 +209,7 @@ async def _push_image(
             f"/v2/{name}/blobs/uploads/?digest={digest_of(blob)}", data=blob
         )
         assert response.status == 201
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": digest_of(config),
-                "size": len(config),
-            },
-            "layers": [
-                {
-                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
-                    "digest": digest_of(layer),
-                    "size": len(layer),
-                }
-            ],
-            **extra,
-        }
-    ).encode()
+    manifest = image_manifest(config, [layer], **extra)
     await _put_manifest(client, name, ref or digest_of(manifest), manifest, OCI_MANIFEST)
     return manifest
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 
 import aiohttp
@@ -13,6 +12,7 @@ from aiohttp.test_utils import TestClient
 from app.server import create_app
 from tests import shapes
 from tests.integration.conftest import ConfigFactory
+from tests.oci_docs import digest_of, image_manifest
 from tests.services import S3Settings
 
 REPOS = [
@@ -21,10 +21,6 @@ REPOS = [
     {"name": "files", "format": "generic", "kind": "local"},
 ]
 NAME = "docker-local/team/app"
-
-
-def digest_of(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 @pytest.fixture
@@ -301,24 +297,7 @@ async def test_s3_redirects_blob_downloads_but_not_heads_or_manifests(
     await registry.post(
         f"/v2/{NAME}/blobs/uploads/?digest={digest_of(config_blob)}", data=config_blob
     )
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": digest_of(config_blob),
-                "size": len(config_blob),
-            },
-            "layers": [
-                {
-                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
-                    "digest": digest,
-                    "size": len(data),
-                }
-            ],
-        }
-    ).encode()
+    manifest = image_manifest(config_blob, [data])
     headers = {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}
     assert (
         await registry.put(f"/v2/{NAME}/manifests/v1", data=manifest, headers=headers)

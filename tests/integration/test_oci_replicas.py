@@ -7,7 +7,6 @@ shape, one SQLite file and one filesystem root, as worker processes do).
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 import pytest
@@ -15,13 +14,10 @@ from aiohttp.test_utils import TestClient
 
 from app.server import create_app
 from tests.integration.conftest import ConfigFactory
+from tests.oci_docs import digest_of, image_manifest
 
 REPOS = [{"name": "docker-local", "format": "oci", "kind": "local"}]
 NAME = "docker-local/team/app"
-
-
-def digest_of(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 @pytest.fixture
@@ -101,24 +97,7 @@ async def test_config_and_manifest_pushes_split_across_replicas(
         location = (await first.post(f"/v2/{NAME}/blobs/uploads/")).headers["Location"]
         assert (await second.patch(location, data=blob)).status == 202
         assert (await first.put(f"{location}?digest={digest_of(blob)}")).status == 201
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": digest_of(config),
-                "size": len(config),
-            },
-            "layers": [
-                {
-                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
-                    "digest": digest_of(layer),
-                    "size": len(layer),
-                }
-            ],
-        }
-    ).encode()
+    manifest = image_manifest(config, [layer])
     headers = {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}
     assert (await a.put(f"/v2/{NAME}/manifests/1.0", data=manifest, headers=headers)).status == 201
     assert (await b.put(f"/v2/{NAME}/manifests/2.0", data=manifest, headers=headers)).status == 201

@@ -13,10 +13,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from app import keys
-from app.errors import BadGateway, MethodNotAllowed, NotFound
+from app.errors import MethodNotAllowed, NotFound
 from app.formats.pypi import pages, simple
 from app.proxy.engine import Fetch
-from app.proxy.entries import Link, Links
+from app.proxy.entries import Links
 from app.proxy.options import RemoteOptions
 from app.proxy.upstream import Upstream
 from app.repositories import Repository
@@ -70,15 +70,8 @@ async def _project_page(
     project = simple.normalize(name)
     if project != name or not slash:
         return _redirect(repo, f"simple/{project}/")
-    upstream = _upstream(request, repo)
-    key = f"simple/{project}/"
-    cached = await pages.project_page(request, repo, upstream, key, key, simple.UPSTREAM_ACCEPT)
-    try:
-        page = simple.parse(cached.body, cached.content_type, cached.url or upstream.base, project)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadGateway(f"upstream page for {project} is unreadable: {exc}") from None
-    if cached.how == "MISS":  # a cached page's links were recorded when it was fetched
-        await Links(request.app[keys.METADATA].db).put_many(repo.id, _links(page, project))
+    cached = await pages.project_page(request, repo, _upstream(request, repo), project)
+    page = cached.page
     if simple.wants_json(request.headers.get("Accept", "")):
         body, content_type = simple.render_json(page, project), simple.JSON_TYPE
     else:
@@ -87,18 +80,6 @@ async def _project_page(
     if cached.how == "STALE":
         headers["Warning"] = '110 - "Response is Stale"'
     return web.Response(body=body, headers=headers)  # aiohttp leaves out a HEAD's body
-
-
-def _links(page: simple.Page, project: str) -> list[Link]:
-    links = []
-    for file in page.files:
-        path = f"files/{project}/{file.filename}"
-        links.append(Link(path=path, url=file.url, digest=file.digest))
-        if file.core_metadata:
-            hashes = file.core_metadata if isinstance(file.core_metadata, dict) else {}
-            metadata = simple.DistFile(f"{file.filename}.metadata", f"{file.url}.metadata", hashes)
-            links.append(Link(path=f"{path}.metadata", url=metadata.url, digest=metadata.digest))
-    return links
 
 
 async def _file(
