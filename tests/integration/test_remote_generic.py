@@ -308,10 +308,12 @@ async def test_the_collector_evicts_idle_and_least_recently_used_entries(
         assert (await client.get(f"/repository/mirror/{name}")).status == 200
         await asyncio.sleep(0.01)
     assert (await client.get("/repository/mirror/missing.bin")).status == 404
+    hit = await client.get("/repository/mirror/d.bin")  # a hit: remembered in memory
+    assert hit.headers["X-Cache"] == "HIT"
     db = app[keys.METADATA].db
+    await app[keys.PROXY].flush_hits()
     # d was fetched last but nobody asked for it in 40 days; a, b, c in order.
     await db.execute("UPDATE remote_entries SET last_requested_at = 1 WHERE path = 'd.bin'")
-    await app[keys.PROXY].flush_hits()
     collector = Collector(
         GcConfig(blob_grace=0), app[keys.METADATA], app[keys.STORAGE], app[FORMATS],
         app[keys.REPOSITORIES],
@@ -327,3 +329,6 @@ async def test_the_collector_evicts_idle_and_least_recently_used_entries(
     assert again.headers["X-Cache"] == "MISS" and await again.read() == tree.files["a.bin"].body
     hit = await client.get("/repository/mirror/c.bin")
     assert hit.headers["X-Cache"] == "HIT" and await hit.read() == tree.files["c.bin"].body
+    # What this process remembered of d is checked against its file: fetched again.
+    evicted = await client.get("/repository/mirror/d.bin")
+    assert evicted.headers["X-Cache"] == "MISS" and await evicted.read() == tree.files["d.bin"].body
