@@ -103,6 +103,7 @@ class BlobBody:
         *,
         etag: str | None = None,
         redirect: bool = True,
+        local_path: Path | None = None,
     ) -> BlobBody:
         """A CAS blob; ``redirect`` lets the storage send clients to fetch it directly.
 
@@ -114,7 +115,7 @@ class BlobBody:
             etag=etag or digest,
             content_type=content_type,
             open=lambda offset, length: cas.open(digest, offset, length),
-            local_path=cas.local_path(digest),
+            local_path=local_path or cas.local_path(digest),  # resolving costs a stat per level
             redirect=(lambda: cas.download_url(digest, content_type)) if redirect else None,
         )
 

@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
 import aiohttp
@@ -85,7 +86,7 @@ class RemoteEngine:
         self._hits: dict[tuple[int, str], tuple[float, int]] = {}
         # Fresh entries whose blob is a local file, by key: a hint that spares a hit two
         # database queries. Checked against the file on every use; safe to lose.
-        self.hot: OrderedDict[str, tuple[Entry, Blob]] = OrderedDict()
+        self.hot: OrderedDict[str, tuple[Entry, Blob, Path]] = OrderedDict()
 
     async def serve(
         self, request: web.Request, repo: Repository, upstream: Upstream, fetch: Fetch
@@ -229,8 +230,8 @@ class RemoteEngine:
         self._count(repo, fetch.path, "MISS")
         return await reply.filled(response)
 
-    def remember(self, key: str, entry: Entry, blob: Blob) -> None:
-        self.hot[key] = (entry, blob)
+    def remember(self, key: str, entry: Entry, blob: Blob, path: Path) -> None:
+        self.hot[key] = (entry, blob, path)
         self.hot.move_to_end(key)
         while len(self.hot) > HOT_ENTRIES:
             self.hot.popitem(last=False)
@@ -284,7 +285,7 @@ class _Reply(Protocol[T_co]):
 
     async def filled(self, response: aiohttp.ClientResponse) -> T_co: ...
 
-    async def hot(self, key: str, entry: Entry, blob: Blob) -> T_co | None:
+    async def hot(self, key: str, entry: Entry, blob: Blob, path: Path) -> T_co | None:
         """The answer from a remembered entry, or None to look it up properly."""
         ...
 
@@ -311,24 +312,34 @@ class _Streamed:
         blob = await engine.cas.stat(entry.blob_digest) if entry.blob_digest else None
         if blob is None:
             return None
-        if how == "HIT" and engine.cas.local_path(blob.digest) is not None:
-            engine.remember(f"{self.repo.id}:{entry.path}", entry, blob)
-        return await self._send(entry, blob, how)
+        path = engine.cas.local_path(blob.digest)
+        if how == "HIT" and path is not None:
+            engine.remember(f"{self.repo.id}:{entry.path}", entry, blob, path)
+        return await self._send(entry, blob, how, path)
 
-    async def hot(self, key: str, entry: Entry, blob: Blob) -> web.StreamResponse | None:
-        path = self.engine.cas.local_path(blob.digest)
-        if not entry.fresh(time.time()) or path is None or not path.is_file():
+    async def hot(
+        self, key: str, entry: Entry, blob: Blob, path: Path
+    ) -> web.StreamResponse | None:
+        # One stat of a cached dentry: cheaper than the thread hop that would avoid it.
+        if not entry.fresh(time.time()) or not path.is_file():  # noqa: ASYNC240
             self.engine.hot.pop(key, None)  # expired, or collected: ask the database
             return None
         self.engine._count(self.repo, entry.path, "HIT")
-        return await self._send(entry, blob, "HIT")
+        return await self._send(entry, blob, "HIT", path)
 
-    async def _send(self, entry: Entry, blob: Blob, how: str) -> web.StreamResponse:
+    async def _send(
+        self, entry: Entry, blob: Blob, how: str, path: Path | None
+    ) -> web.StreamResponse:
         headers = {**entry.headers, "X-Cache": how}
         if how == "STALE":
             headers["Warning"] = STALE_WARNING
         body = BlobBody.stored(
-            self.engine.cas, blob.digest, blob.size, entry.content_type, redirect=False
+            self.engine.cas,
+            blob.digest,
+            blob.size,
+            entry.content_type,
+            redirect=False,
+            local_path=path,
         )
         return await send_blob(self.request, body, headers)
 
@@ -400,7 +411,7 @@ class _Buffered:
         body = b"".join([chunk async for chunk in cas.open(entry.blob_digest)])
         return Document(body, entry.content_type, how)
 
-    async def hot(self, key: str, entry: Entry, blob: Blob) -> Document | None:
+    async def hot(self, key: str, entry: Entry, blob: Blob, path: Path) -> Document | None:
         return None  # documents are not remembered: reading them needs the CAS anyway
 
     async def filled(self, response: aiohttp.ClientResponse) -> Document:
