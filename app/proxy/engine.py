@@ -96,6 +96,18 @@ class RemoteEngine:
             repo, upstream, fetch, _Streamed(self, request, repo, upstream, fetch)
         )
 
+    async def serve_remembered(
+        self, request: web.Request, repo: Repository, path: str
+    ) -> web.StreamResponse | None:
+        """A hit on an entry this process remembers, before a format looks up what it
+        needs for a miss (the link behind a PyPI file or npm tarball); None otherwise."""
+        key = f"{repo.id}:{path}"
+        hot = self.hot.get(key)
+        if hot is None:
+            return None
+        reply = _Streamed(self, request, repo, None, None)
+        return await reply.hot(key, *hot)
+
     async def document(
         self,
         repo: Repository,
@@ -298,11 +310,12 @@ class _Streamed:
         engine: RemoteEngine,
         request: web.Request,
         repo: Repository,
-        upstream: Upstream,
-        fetch: Fetch,
+        upstream: Upstream | None,
+        fetch: Fetch | None,
     ) -> None:
+        # Without an upstream and a fetch it can only answer from the cache.
         self.engine, self.request, self.repo = engine, request, repo
-        self.options, self.fetch = upstream.options, fetch
+        self.upstream, self._fetch = upstream, fetch
 
     async def cached(self, entry: Entry, how: str) -> web.StreamResponse | None:
         engine = self.engine
@@ -344,7 +357,9 @@ class _Streamed:
         return await send_blob(self.request, body, headers)
 
     async def filled(self, response: aiohttp.ClientResponse) -> web.StreamResponse:
-        engine, request, fetch, options = self.engine, self.request, self.fetch, self.options
+        assert self.upstream is not None and self._fetch is not None
+        engine, request, fetch = self.engine, self.request, self._fetch
+        options = self.upstream.options
         content_type = _content_type(fetch, response)
         kept = _kept_headers(fetch, response)
         client: web.StreamResponse | None = None

@@ -65,6 +65,9 @@ async def _packument(request: web.Request, repo: Repository, target: Target) -> 
 
 async def _tarball(request: web.Request, repo: Repository, target: Target) -> web.StreamResponse:
     path = f"{target.package}/-/{target.tarball}"
+    remembered = await request.app[keys.PROXY].serve_remembered(request, repo, path)
+    if remembered is not None:
+        return remembered
     link = await Links(request.app[keys.METADATA].db).get(repo.id, path)
     if link is None:
         # Only URLs an upstream packument named are ever fetched.

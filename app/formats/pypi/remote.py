@@ -88,6 +88,9 @@ async def _file(
     if not simple.valid_project(project) or not simple.safe_filename(filename):
         raise NotFound(f"no file {filename[:200]!r}")
     path = f"files/{project}/{filename}"
+    remembered = await request.app[keys.PROXY].serve_remembered(request, repo, path)
+    if remembered is not None:
+        return remembered
     link = await Links(request.app[keys.METADATA].db).get(repo.id, path)
     if link is None:  # only what an upstream page listed, never a URL a client names
         raise NotFound(f"{path} is on no project page; fetch the page first")
