@@ -13,13 +13,15 @@ import json
 import os
 import random
 import resource
+import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 MiB = 1024 * 1024
 REPO = Path(__file__).resolve().parent.parent
@@ -180,3 +182,88 @@ def is_child() -> bool:
 def env_int(name: str, default: int) -> int:
     value = os.environ.get(name, "")
     return int(value) if value.strip() else default
+
+
+# -- server processes ----------------------------------------------------------------
+
+READY_TIMEOUT = 60.0
+
+
+@dataclass
+class Server:
+    """A server under test, run as a process in ``directory`` (its config and logs)."""
+
+    name: str
+    base: str
+    process: subprocess.Popen[bytes]
+    directory: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log_tail(self) -> str:
+        logs = [p.read_text(errors="replace") for p in sorted(self.directory.glob("*.log"))]
+        return "".join(logs)[-1500:]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def spawn(
+    command: list[str], directory: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``command`` in ``directory``, its output in stdout.log and stderr.log there."""
+    with open(directory / "stdout.log", "wb") as out, open(directory / "stderr.log", "wb") as err:
+        return subprocess.Popen(command, stdout=out, stderr=err, cwd=directory, env=env)
+
+
+def run_artifactapi(directory: Path, config: dict[str, Any]) -> Server:
+    """``python -m app serve`` with ``config``; returns once it prints where it listens."""
+    path = directory / "artifactapi.yaml"
+    path.write_text(json.dumps(config))  # JSON is YAML
+    command = [sys.executable, "-m", "app", "--config", str(path), "serve"]
+    process = spawn(command, directory, {**os.environ, "PYTHONPATH": str(REPO)})
+    server = Server("artifactapi", "", process, directory)
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline and process.poll() is None:
+        for line in (directory / "stdout.log").read_text(errors="replace").splitlines():
+            if line.startswith("artifactapi listening on "):
+                server.base = line.split()[3]
+                return server
+        time.sleep(0.05)
+    server.stop()
+    raise RuntimeError(f"artifactapi did not start:\n{server.log_tail()}")
+
+
+# -- results -------------------------------------------------------------------------
+
+
+class Measured(Protocol):
+    @property
+    def mbps(self) -> float: ...
+
+    @property
+    def rss_mib(self) -> float: ...
+
+
+R = TypeVar("R", bound=Measured)
+
+
+def best_run(runs: Sequence[R]) -> R | None:
+    """The fastest run: the machine is shared, and slower runs measure the neighbours."""
+    return max(runs, key=lambda run: run.mbps) if runs else None
+
+
+def peak_rss(runs: Sequence[Measured]) -> float | None:
+    """The worst memory growth of any run."""
+    return max(run.rss_mib for run in runs) if runs else None

@@ -40,10 +40,12 @@ from bench.harness import (
     MiB,
     Sample,
     Source,
+    best_run,
     child_main,
     env_int,
     is_child,
     measured,
+    peak_rss,
     run_child,
     warm_page_pool,
 )
@@ -270,11 +272,11 @@ class Result:
 
     @property
     def best(self) -> Run | None:
-        return max(self.runs, key=lambda run: run.mbps) if self.runs else None
+        return best_run(self.runs)
 
     @property
     def peak_rss(self) -> float | None:
-        return max(run.rss_mib for run in self.runs) if self.runs else None
+        return peak_rss(self.runs)
 
 
 @contextlib.contextmanager

@@ -56,8 +56,6 @@ import os
 import re
 import resource
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -71,12 +69,22 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.harness import REPO, RESULTS, MiB, Source, env_int, machine_busy_seconds
+from bench.harness import (
+    READY_TIMEOUT,
+    RESULTS,
+    MiB,
+    Server,
+    Source,
+    env_int,
+    free_port,
+    machine_busy_seconds,
+    run_artifactapi,
+    spawn,
+)
 
 SMALL = 4096
 PYPI_PROJECT = "benchpkg"
 NPM_PACKAGE = "bench-npm-pkg"
-READY_TIMEOUT = 60.0
 WRK_THREADS = 2
 GOAL_SMALL_NGINX = 0.40
 GOAL_PEER = 5.0
@@ -164,39 +172,6 @@ def build_tree(root: Path, port: int, files: int, cold: int, big: int) -> Tree:
 # -- processes -------------------------------------------------------------------------
 
 
-@dataclass
-class Server:
-    name: str
-    base: str
-    process: subprocess.Popen[bytes]
-    directory: Path
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def log_tail(self) -> str:
-        logs = [p.read_text(errors="replace") for p in sorted(self.directory.glob("*.log"))]
-        return "".join(logs)[-1500:]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _spawn(command: list[str], directory: Path, env: dict[str, str] | None = None) -> Any:
-    with open(directory / "stdout.log", "wb") as out, open(directory / "stderr.log", "wb") as err:
-        return subprocess.Popen(command, stdout=out, stderr=err, cwd=directory, env=env)
-
-
 def _get(url: str, headers: dict[str, str] | None = None, timeout: float = 30) -> Any:
     request = urllib.request.Request(url, headers=headers or {})
     return urllib.request.urlopen(request, timeout=timeout)
@@ -253,7 +228,7 @@ def start_nginx(directory: Path, root: Path, port: int) -> Server:
         NGINX_CONF.format(user=user, workers=workers, dir=directory, port=port, root=root)
     )
     command = ["nginx", "-p", str(directory), "-c", str(conf), "-g", "daemon off;"]
-    server = Server("nginx", f"http://127.0.0.1:{port}", _spawn(command, directory), directory)
+    server = Server("nginx", f"http://127.0.0.1:{port}", spawn(command, directory), directory)
     return _wait(server, f"{server.base}/generic/small/f000.bin")
 
 
@@ -273,21 +248,7 @@ def start_artifactapi(directory: Path, upstream: str) -> Server:
              "options": {"upstream": f"{upstream}/npm"}},
         ],
     }  # fmt: skip
-    path = directory / "artifactapi.yaml"
-    path.write_text(json.dumps(config))  # JSON is YAML
-    command = [sys.executable, "-m", "app", "--config", str(path), "serve"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = _spawn(command, directory, env)
-    server = Server("artifactapi", "", process, directory)
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline and process.poll() is None:
-        for line in (directory / "stdout.log").read_text(errors="replace").splitlines():
-            if line.startswith("artifactapi listening on "):
-                server.base = line.split()[3]
-                return server
-        time.sleep(0.05)
-    server.stop()
-    raise RuntimeError(f"artifactapi did not start:\n{server.log_tail()}")
+    return run_artifactapi(directory, config)
 
 
 def _devpi_dir() -> Path | None:
@@ -313,10 +274,10 @@ def start_devpi(directory: Path, upstream: str) -> Server:
         raise RuntimeError(f"devpi-init failed: {proc.stderr.strip()[-500:]}")
     logger = directory / "logger.json"
     logger.write_text(json.dumps({"version": 1, "root": {"level": "WARNING"}}))
-    port = _free_port()
+    port = free_port()
     command = [str(bindir / "devpi-server"), "--serverdir", str(serverdir), "--host",
                "127.0.0.1", "--port", str(port), "--logger-cfg", str(logger)]  # fmt: skip
-    server = Server("devpi", f"http://127.0.0.1:{port}", _spawn(command, directory), directory)
+    server = Server("devpi", f"http://127.0.0.1:{port}", spawn(command, directory), directory)
     _wait(server, f"{server.base}/+api")
     # A mirror index of the fake upstream, through devpi's REST API (no devpi-client).
     login = _json_request(f"{server.base}/+login", "POST", {"user": "root", "password": "bench"})
@@ -350,7 +311,7 @@ def start_verdaccio(directory: Path, upstream: str) -> Server:
     script = _verdaccio_script()
     if script is None or shutil.which("node") is None:
         raise RuntimeError("verdaccio not found (BENCH_PROXY_VERDACCIO)")
-    port = _free_port()
+    port = free_port()
     config = {
         "storage": str(directory / "storage"),
         "uplinks": {"fake": {"url": f"{upstream}/npm/", "cache": True}},
@@ -362,7 +323,7 @@ def start_verdaccio(directory: Path, upstream: str) -> Server:
     path = directory / "config.yaml"
     path.write_text(json.dumps(config))
     command = [script, "--config", str(path), "--listen", f"127.0.0.1:{port}"]
-    server = Server("verdaccio", f"http://127.0.0.1:{port}", _spawn(command, directory), directory)
+    server = Server("verdaccio", f"http://127.0.0.1:{port}", spawn(command, directory), directory)
     return _wait(server, f"{server.base}/-/ping")
 
 
@@ -613,7 +574,7 @@ def run_round(settings: Settings) -> tuple[list[Result], Cold | None, list[str]]
     RESULTS.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="proxy-", dir=RESULTS))
     try:
-        port = _free_port()
+        port = free_port()
         tree = build_tree(scratch / "tree", port, settings.files, settings.cold, settings.big)
         (scratch / "nginx").mkdir()
         upstream = start_nginx(scratch / "nginx", scratch / "tree", port)

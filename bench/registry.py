@@ -31,8 +31,6 @@ import json
 import os
 import resource
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,13 +48,19 @@ from bench.harness import (
     RESULTS,
     ChildFailed,
     MiB,
+    Server,
     Source,
+    best_run,
     child_main,
     env_int,
+    free_port,
     is_child,
     machine_busy_seconds,
     measured,
+    peak_rss,
+    run_artifactapi,
     run_child,
+    spawn,
     warm_page_pool,
 )
 from bench.ingest import s3_server
@@ -117,7 +121,7 @@ def _curl(*args: str) -> tuple[int, dict[str, str], float]:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise RuntimeError(f"curl {' '.join(args[:2])} failed: {proc.stderr.strip()}")
-    status, headers = 0, {}
+    status, headers = 0, dict[str, str]()
     for line in proc.stdout.splitlines():
         if line.startswith("HTTP/"):  # a new response (after a 100, say) starts over
             status, headers = int(line.split()[1]), {}
@@ -171,34 +175,6 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 # -- the servers ---------------------------------------------------------------------
 
 
-@dataclass
-class Server:
-    name: str
-    base: str
-    process: subprocess.Popen[bytes]
-    directory: Path  # config, logs and (on the filesystem) the blobs
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def log_tail(self) -> str:
-        logs = [p.read_text(errors="replace") for p in sorted(self.directory.glob("*.log"))]
-        return "".join(logs)[-1500:]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _storage_yaml(storage: str, directory: Path, s3: S3Settings | None, prefix: str) -> Any:
     if storage == "fs":
         return {"driver": "filesystem", "root": str(directory / "blobs")}
@@ -224,28 +200,7 @@ def start_artifactapi(
         "cache": {"url": "memory://"},
         "repositories": [{"name": "docker-local", "format": "oci", "kind": "local"}],
     }
-    path = directory / "artifactapi.yaml"
-    path.write_text(json.dumps(config))  # JSON is YAML
-    stdout = directory / "stdout.log"
-    command = [sys.executable, "-m", "app", "--config", str(path), "serve"]
-    process = _spawn(command, directory, stdout, dict(os.environ))
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline and process.poll() is None:
-        for line in stdout.read_text(errors="replace").splitlines():
-            if line.startswith("artifactapi listening on "):
-                base = line.split()[3]
-                return Server("artifactapi", base, process, directory)
-        time.sleep(0.05)
-    server = Server("artifactapi", "", process, directory)
-    server.stop()
-    raise RuntimeError(f"artifactapi did not start:\n{server.log_tail()}")
-
-
-def _spawn(
-    command: list[str], directory: Path, stdout: Path, env: dict[str, str]
-) -> subprocess.Popen[bytes]:
-    with open(stdout, "wb") as out, open(directory / "stderr.log", "wb") as err:
-        return subprocess.Popen(command, stdout=out, stderr=err, cwd=directory, env=env)
+    return run_artifactapi(directory, config)
 
 
 def _distribution_storage(
@@ -270,7 +225,7 @@ def _distribution_storage(
 def start_distribution(
     storage: str, directory: Path, s3: S3Settings | None, prefix: str, options: dict[str, Any]
 ) -> Server:
-    port = _free_port()
+    port = free_port()
     config = {
         "version": 0.1,
         "log": {"level": "error", "accesslog": {"disabled": True}},
@@ -281,7 +236,7 @@ def start_distribution(
     path.write_text(json.dumps(config))
     # distribution 2.8.2's S3 driver panics at start when AWS_CA_BUNDLE is set.
     env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
-    process = _spawn([DISTRIBUTION, "serve", str(path)], directory, directory / "stdout.log", env)
+    process = spawn([DISTRIBUTION, "serve", str(path)], directory, env)
     server = Server("distribution", f"http://127.0.0.1:{port}", process, directory)
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline and process.poll() is None:
@@ -474,11 +429,11 @@ class Result:
 
     @property
     def best(self) -> Run | None:
-        return max(self.runs, key=lambda run: run.mbps) if self.runs else None
+        return best_run(self.runs)
 
     @property
     def peak_rss(self) -> float | None:
-        return max(run.rss_mib for run in self.runs) if self.runs else None
+        return peak_rss(self.runs)
 
 
 Results = dict[tuple[str, str, str], Result]
