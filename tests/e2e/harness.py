@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -17,8 +14,7 @@ from typing import Any
 import yaml
 
 from tests import services
-
-REPO_ROOT = Path(__file__).parents[2]
+from tests.processes import serving
 
 
 def require_tool(name: str) -> str:
@@ -41,28 +37,9 @@ def free_port() -> int:
 def artifactapi(directory: Path, config: dict[str, Any]) -> Iterator[str]:
     """One replica as a real process; yields its base URL."""
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "artifactapi.yaml"
-    path.write_text(yaml.safe_dump(config))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app", "--config", str(path), "serve"],
-        cwd=directory,
-        stdout=subprocess.PIPE,
-        stderr=open(directory / "stderr.log", "wb"),  # noqa: SIM115 - the child keeps it
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if "listening on http://" not in line:
-            raise RuntimeError((directory / "stderr.log").read_text()[-3000:])
-        yield line.split("listening on ")[1].split()[0]
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    (directory / "artifactapi.yaml").write_text(yaml.safe_dump(config))
+    with serving(directory) as (_, url):
+        yield url
 
 
 @contextmanager

@@ -8,8 +8,8 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from app.cli import main
+from tests.processes import log_of, serving
 
 CONFIG = {
     "server": {"host": "127.0.0.1", "port": 0, "shutdown_grace": 20},
@@ -30,31 +31,6 @@ def write_config(directory: Path, **sections: object) -> Path:
     path = directory / "artifactapi.yaml"
     path.write_text(yaml.safe_dump({**CONFIG, **sections}))
     return path
-
-
-@contextmanager
-def running(directory: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """Start ``artifactapi serve`` in ``directory``; yield it and its base URL."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", *args],
-        cwd=directory,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert "listening on http://" in line, process.stderr.read() if process.stderr else line
-        yield process, line.split("listening on ")[1].split()[0]
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 @asynccontextmanager
@@ -80,7 +56,7 @@ async def wait_in_flight(client: aiohttp.ClientSession, base: str, count: int) -
 
 async def test_serve_answers_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     write_config(tmp_path)
-    with running(tmp_path) as (process, base):
+    with serving(tmp_path) as (process, base):
         async with session() as client:
             assert (await client.get(f"{base}/healthz")).status == 200
             data = os.urandom(100_000)
@@ -93,7 +69,7 @@ async def test_serve_answers_and_stops_cleanly_on_sigterm(tmp_path: Path) -> Non
 
 async def test_in_flight_upload_finishes_during_graceful_shutdown(tmp_path: Path) -> None:
     write_config(tmp_path)
-    with running(tmp_path) as (process, base):
+    with serving(tmp_path) as (process, base):
         release = asyncio.Event()
 
         async def slow_body() -> AsyncIterator[bytes]:
@@ -115,7 +91,7 @@ async def test_in_flight_upload_finishes_during_graceful_shutdown(tmp_path: Path
             assert response.status == 201
         assert process.wait(timeout=30) == 0
     # The finished upload was committed before the process exited.
-    with running(tmp_path) as (_, base):
+    with serving(tmp_path) as (_, base):
         async with session() as client:
             body = await (await client.get(f"{base}/repository/files/slow.txt")).read()
     assert body == b"first half second half"
@@ -128,7 +104,7 @@ async def test_downloads_are_exact_and_survive_clients_that_leave(
     """Blob bodies go out by sendfile under either loop: whole, ranged, kept alive."""
     write_config(tmp_path, server={**CONFIG["server"], "loop": loop})  # type: ignore[dict-item]
     data = os.urandom(24 * 2**20 + 123)
-    with running(tmp_path) as (process, base):
+    with serving(tmp_path) as (process, base):
         url = f"{base}/repository/files/big.bin"
         async with aiohttp.ClientSession() as client:  # one kept-alive connection
             assert (await client.put(url, data=data)).status == 201
@@ -162,13 +138,12 @@ async def test_downloads_are_exact_and_survive_clients_that_leave(
             assert (await client.get(f"{base}/healthz")).status == 200
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
-        assert process.stderr is not None
-        assert "Traceback" not in process.stderr.read()
+        assert "Traceback" not in log_of(tmp_path)
 
 
 async def test_workers_share_one_port_and_one_store(tmp_path: Path) -> None:
     write_config(tmp_path)
-    with running(tmp_path, "--workers", "2") as (process, base):
+    with serving(tmp_path, "--workers", "2") as (process, base):
         assert len(children(process.pid)) == 2
         blobs = {f"f{i}.bin": os.urandom(50_000 + i) for i in range(12)}
         async with session() as client:
@@ -256,7 +231,7 @@ async def test_pushes_split_across_worker_processes(tmp_path: Path) -> None:
     repos = [{"name": "docker-local", "format": "oci", "kind": "local"}]
     write_config(tmp_path, repositories=repos)
     name = "docker-local/team/app"
-    with running(tmp_path, "--workers", "2") as (_, base):
+    with serving(tmp_path, "--workers", "2") as (_, base):
         async with session() as client:
             pushed = {}
             for index in range(8):
@@ -283,7 +258,7 @@ async def test_gc_command_reports_then_collects(tmp_path: Path) -> None:
     """``artifactapi gc --dry-run`` counts and deletes nothing; ``gc`` deletes;
     ``python -m collector`` is the same command."""
     write_config(tmp_path, gc={"blob_grace": 0})
-    with running(tmp_path) as (process, base):
+    with serving(tmp_path) as (process, base):
         async with session() as client:
             data = os.urandom(4321)
             assert (await client.put(f"{base}/repository/files/a.bin", data=data)).status == 201
