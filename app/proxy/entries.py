@@ -88,17 +88,16 @@ class Entries:
     async def requested(self, hits: dict[tuple[int, str], tuple[float, int]]) -> None:
         """Record when entries were last asked for and how often (flushed in batches,
         so a cache hit costs no write)."""
-        async with self.db.transaction() as tx:
-            for (repository_id, path), (at, count) in hits.items():
-                await tx.execute(
-                    "UPDATE remote_entries SET last_requested_at = $3,"
-                    " request_count = request_count + $4"
-                    " WHERE repository_id = $1 AND path = $2",
-                    repository_id,
-                    path,
-                    at,
-                    count,
-                )
+        async with self.db.transaction() as tx:  # one commit for the batch
+            await tx.executemany(
+                "UPDATE remote_entries SET last_requested_at = $3,"
+                " request_count = request_count + $4"
+                " WHERE repository_id = $1 AND path = $2",
+                [
+                    (repository_id, path, at, count)
+                    for (repository_id, path), (at, count) in hits.items()
+                ],
+            )
 
     # -- eviction (the collector) ---------------------------------------------------
 
