@@ -28,3 +28,8 @@ async def received(stream: ChunkedStream) -> AsyncIterator[bytes]:
             yield data
         elif stream.at_eof():
             return
+
+
+async def once(data: bytes) -> AsyncIterator[bytes]:
+    """A body already in memory (a manifest, a metadata document), as a stream."""
+    yield data

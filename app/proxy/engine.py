@@ -39,7 +39,7 @@ from app.proxy.singleflight import FlightFailed, Leases, SingleFlight
 from app.proxy.upstream import Upstream, UpstreamError, UpstreamTimeout
 from app.repositories import Repository
 from pipelines import Digest, DigestMismatch, TooLarge
-from pipelines.sources import received
+from pipelines.sources import once, received
 
 log = structlog.get_logger("artifactapi.proxy")
 
@@ -439,13 +439,14 @@ class _Buffered:
                     raise BadGateway(f"upstream document {fetch.path} exceeds {limit} bytes")
         except (aiohttp.ClientError, TimeoutError) as exc:  # the body broke off
             raise _Unavailable(BadGateway(f"upstream document {fetch.path}: {exc!r}")) from exc
-        self.engine.metrics.upstream_bytes.labels(self.repo.name).inc(len(body))
-        await self.accept(bytes(body))  # a broken document never replaces a good copy
-        blob = await self.engine.cas.ingest(_once(bytes(body)), fetch.expected)
+        document = bytes(body)
+        self.engine.metrics.upstream_bytes.labels(self.repo.name).inc(len(document))
+        await self.accept(document)  # a broken document never replaces a good copy
+        blob = await self.engine.cas.ingest(once(document), fetch.expected)
         content_type = _content_type(fetch, response)
         entry = _entry(fetch, self.options, response, blob.digest, blob.size, content_type, {})
         await self.engine.entries.put(self.repo.id, entry)
-        return Document(bytes(body), content_type, "MISS")
+        return Document(document, content_type, "MISS")
 
 
 def _content_type(fetch: Fetch, response: aiohttp.ClientResponse) -> str:
@@ -480,10 +481,6 @@ def _entry(
         fetched_at=now,
         expires_at=now + options.metadata_ttl if fetch.kind == "metadata" else None,
     )
-
-
-async def _once(body: bytes) -> AsyncIterator[bytes]:
-    yield body
 
 
 class _ClientTap:

@@ -20,6 +20,7 @@ from app.formats.oci.records import OciRecords
 from app.middleware import FORMATS
 from app.server import create_app
 from collector import Collector, Report
+from pipelines.sources import once
 from tests import s3server, shapes
 from tests.integration.conftest import ConfigFactory
 from tests.oci_docs import digest_of, image_manifest
@@ -99,7 +100,7 @@ async def test_the_grace_keeps_a_blob_whose_reference_is_not_written_yet(
     reference it is not yet (an upload between its PATCH and its manifest)."""
     app = client.app
     data = os.urandom(3000)
-    blob = await app[keys.CAS].ingest(_once(data))
+    blob = await app[keys.CAS].ingest(once(data))
     report = await collector(app, blob_grace=3600).run()
     assert freed(report, "blobs") == (0, 0)
     assert await app[keys.CAS].stat(blob.digest) is not None
@@ -147,7 +148,7 @@ async def test_a_mark_left_by_a_dead_collector_is_taken_back(client: TestClient)
 async def test_leftover_marks_are_finished_by_the_next_run(client: TestClient) -> None:
     app = client.app
     data = os.urandom(1000)
-    blob = await app[keys.CAS].ingest(_once(data))
+    blob = await app[keys.CAS].ingest(once(data))
     await app[keys.METADATA].mark_orphans(time.time() + 1, (), "", 10, time.time() - 60)
     report = await collector(app, blob_grace=3600).run()
     assert freed(report, "blobs") == (1, len(data))
@@ -164,7 +165,7 @@ async def _session(client: TestClient, data: bytes) -> str:
     return patched.headers["Location"]
 
 
-async def test_abandoned_uploads_are_reaped_fresh_ones_kept_cancelled_ones_gone_at_once(
+async def test_abandoned_uploads_are_reaped_fresh_ones_kept_cancelled_ones_gone_atonce(
     client: TestClient,
 ) -> None:
     app = client.app
@@ -193,8 +194,8 @@ async def test_abandoned_uploads_are_reaped_fresh_ones_kept_cancelled_ones_gone_
 
     # Staged objects whose session is gone (a PATCH that died), and ingests that died
     # in tmp/, go once they are as old as an abandoned upload.
-    await storage.put(f"uploads/{'f' * 32}/00000000000000000000-deadbeef", _once(b"x" * 10))
-    await storage.put("tmp/0123456789abcdef", _once(b"y" * 20))
+    await storage.put(f"uploads/{'f' * 32}/00000000000000000000-deadbeef", once(b"x" * 10))
+    await storage.put("tmp/0123456789abcdef", once(b"y" * 20))
     report = await collector(app, upload_max_age=0).run()
     assert freed(report, "uploads") == (1, 10)
     assert freed(report, "staging") == (1, 20)
@@ -263,7 +264,7 @@ async def test_untagged_manifests_go_where_the_repository_opts_in(client: TestCl
 async def test_two_collectors_started_at_once_one_collects(client: TestClient) -> None:
     app = client.app
     for i in range(20):
-        await app[keys.CAS].ingest(_once(os.urandom(100 + i)))
+        await app[keys.CAS].ingest(once(os.urandom(100 + i)))
     first, second = collector(app), collector(app)
     reports = await asyncio.gather(first.run(), second.run())
     skipped = [r for r in reports if r.skipped]
@@ -288,7 +289,7 @@ async def test_api_triggers_a_run_and_shows_its_report_and_metrics(
     config = make_config(repositories=REPOS, gc={"blob_grace": 0})
     client = await aiohttp_client(create_app(config))
     data = os.urandom(1234)
-    await client.app[keys.CAS].ingest(_once(data))
+    await client.app[keys.CAS].ingest(once(data))
     assert (await (await client.get("/api/v1/gc")).json())["last"] is None
 
     started = await client.post("/api/v1/gc?dry_run=true")
@@ -322,17 +323,13 @@ async def test_the_server_collects_on_its_own_when_enabled(
 ) -> None:
     config = make_config(repositories=REPOS, gc={"enabled": True, "interval": 0.2, "blob_grace": 0})
     client = await aiohttp_client(create_app(config))
-    blob = await client.app[keys.CAS].ingest(_once(os.urandom(500)))
+    blob = await client.app[keys.CAS].ingest(once(os.urandom(500)))
     for _ in range(200):
         if await client.app[keys.METADATA].get_blob(blob.digest) is None:
             break
         await asyncio.sleep(0.05)
     assert await client.app[keys.METADATA].get_blob(blob.digest) is None
     assert not await stored(client.app, blob.digest)
-
-
-async def _once(data: bytes):  # type: ignore[no-untyped-def]
-    yield data
 
 
 # -- failures ----------------------------------------------------------------------------
@@ -354,7 +351,7 @@ async def test_a_storage_outage_is_reported_and_the_next_run_finishes(
         app = client.app
         live = os.urandom(3000)
         await put_file(client, "live.bin", live)
-        orphans = [await app[keys.CAS].ingest(_once(os.urandom(1000 + i))) for i in range(5)]
+        orphans = [await app[keys.CAS].ingest(once(os.urandom(1000 + i))) for i in range(5)]
 
         server.stop(keep_data=True)
         failed = await collector(app).run()

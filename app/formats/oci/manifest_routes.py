@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 from aiohttp import web
@@ -23,6 +22,7 @@ from app.formats.oci.names import blob_digest, parse_reference
 from app.formats.oci.records import Manifest
 from app.http import BlobBody, send_blob
 from pipelines import Digest
+from pipelines.sources import once
 
 Routes = list[tuple[str, str, object]]
 
@@ -54,10 +54,6 @@ async def _read_capped(request: web.Request) -> bytes:
     return bytes(body)
 
 
-async def _once(data: bytes) -> AsyncIterator[bytes]:
-    yield data
-
-
 async def put_manifest(request: web.Request) -> web.StreamResponse:
     t = context.target(request)
     reference = parse_reference(request.match_info["reference"])
@@ -71,7 +67,7 @@ async def put_manifest(request: web.Request) -> web.StreamResponse:
             )
         digest = reference  # clients address it as they pushed it (sha256 or sha512)
     await _check_references(request, t, parsed)
-    blob = await context.cas(request).ingest(_once(raw), manifests.manifest_digest(raw))
+    blob = await context.cas(request).ingest(once(raw), manifests.manifest_digest(raw))
     record = Manifest(
         digest=str(digest),
         blob_digest=blob.digest,
