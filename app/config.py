@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -64,11 +65,30 @@ class ServerConfig(_Section):
     # Largest request body accepted by any upload; larger ones get 413.
     max_body_size: ByteSize = ByteSize(10 * 1024**3)
     shutdown_grace: Seconds = 30.0
+    # The URL clients reach the service at (https://artifacts.example.com), for the
+    # absolute URLs some formats hand out (npm tarballs). Unset: the request's own
+    # scheme and Host, or with trust_forwarded, those a proxy in front passes on
+    # (X-Forwarded-Proto, X-Forwarded-Host).
+    base_url: str | None = None
+    trust_forwarded: bool = False
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        parsed = urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError("must be an http(s) URL such as https://artifacts.example.com")
+        if parsed.query or parsed.fragment:
+            raise ValueError("must have no query or fragment")
+        return url.rstrip("/")
 
 
 class LoggingConfig(_Section):
     format: Literal["console", "json"] = "console"
     level: Literal["debug", "info", "warning", "error"] = "info"
+    access: bool = True  # one line per request (at level info); off when a proxy logs them
 
 
 class DatabaseConfig(_Section):

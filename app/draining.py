@@ -39,9 +39,3 @@ class Inflight:
 
 
 INFLIGHT: web.AppKey[Inflight] = web.AppKey("inflight")
-
-
-async def close_when_draining(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: while draining, no connection is kept alive for another request."""
-    if request.app[INFLIGHT].draining:
-        response.force_close()

@@ -12,6 +12,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
+from app import keys
 from app.cas import ContentStore
 from app.errors import RangeNotSatisfiable
 from pipelines.sources import received
@@ -25,6 +26,32 @@ SMALL_BODY = 64 * 1024
 SENDFILE_BYTES: web.RequestKey[int] = web.RequestKey("sendfile_bytes")
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# host, host:port, [v6]:port; letters, digits, dots and dashes only.
+_HOST = re.compile(r"^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$")
+
+
+def external_url(request: web.Request) -> str:
+    """Where clients reach this service, for URLs a format hands out whole: the
+    configured ``server.base_url``; else, with ``server.trust_forwarded``, the scheme
+    and host a proxy in front passes on; else the request's own. A forwarded value
+    that is not a plain scheme or host is ignored, never echoed into a URL."""
+    server = request.app[keys.CONFIG].server
+    if server.base_url is not None:
+        return server.base_url
+    scheme, host = request.scheme, request.host
+    if server.trust_forwarded:
+        proto = _first(request.headers.get("X-Forwarded-Proto")).lower()
+        forwarded_host = _first(request.headers.get("X-Forwarded-Host"))
+        scheme = proto if proto in ("http", "https") else scheme
+        host = forwarded_host if _HOST.match(forwarded_host) else host
+    if not _HOST.match(host):
+        host = "localhost"  # a Host header no client would send: never put it in a URL
+    return f"{scheme}://{host}"
+
+
+def _first(header: str | None) -> str:
+    """The value the proxy nearest the client set (the first of a list)."""
+    return (header or "").split(",", 1)[0].strip()
 
 
 def request_body(request: web.Request) -> AsyncIterator[bytes]:
@@ -92,6 +119,7 @@ class BlobBody:
     open: Callable[[int, int], AsyncIterator[bytes]]  # (offset, length) -> chunks
     local_path: Path | None = None
     redirect: Callable[[], Awaitable[str | None]] | None = None  # where clients may fetch it
+    data: bytes | None = None  # the whole body, when a caller holds it in memory
 
     @classmethod
     def stored(
@@ -104,6 +132,7 @@ class BlobBody:
         etag: str | None = None,
         redirect: bool = True,
         local_path: Path | None = None,
+        data: bytes | None = None,
     ) -> BlobBody:
         """A CAS blob; ``redirect`` lets the storage send clients to fetch it directly.
 
@@ -117,6 +146,7 @@ class BlobBody:
             open=lambda offset, length: cas.open(digest, offset, length),
             local_path=local_path or cas.local_path(digest),  # resolving costs a stat per level
             redirect=(lambda: cas.download_url(digest, content_type)) if redirect else None,
+            data=data,
         )
 
 
@@ -144,8 +174,8 @@ async def send_blob(
     if selected is not None:
         offset, count, status = selected.start, selected.length, 206
         out["Content-Range"] = f"bytes {selected.start}-{selected.end}/{body.size}"
-    if request.method == "GET" and body.local_path is not None and 0 < count <= SMALL_BODY:
-        data = _read_small(body.local_path, offset, count)
+    if request.method == "GET" and 0 < count <= SMALL_BODY:
+        data = _small(body, offset, count)
         if data is not None:
             return web.Response(status=status, headers=out, body=data)
     response = web.StreamResponse(status=status, headers=out)
@@ -170,7 +200,13 @@ async def send_blob(
     return response
 
 
-def _read_small(path: Path, offset: int, count: int) -> bytes | None:
+def _small(body: BlobBody, offset: int, count: int) -> bytes | None:
+    if body.data is not None and len(body.data) == body.size:
+        return body.data if count == body.size else body.data[offset : offset + count]
+    return read_small(body.local_path, offset, count) if body.local_path is not None else None
+
+
+def read_small(path: Path, offset: int, count: int) -> bytes | None:
     """A small body read in one go, on the loop: a few microseconds from the page
     cache, where a thread hop or sendfile's extra system calls cost more than the
     read. None if the file is not (wholly) there; the streaming path then reports it."""

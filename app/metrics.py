@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from collector.report import Report as CollectionReport
@@ -13,34 +17,115 @@ if TYPE_CHECKING:
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
 
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+class _Request:
+    __slots__ = ("buckets", "bytes_in", "bytes_out", "count", "seconds")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.seconds = 0.0
+        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+
+class HttpTallies(Collector):
+    """Requests by route, method and status, kept as plain numbers and turned into
+    metric families when scraped. Every request is counted, so this is the hot path:
+    a dict lookup and a few additions, where prometheus_client's labelled children
+    cost a lock per counter and about as much as a cache hit's own work."""
+
+    def __init__(self) -> None:
+        self.tallies: dict[tuple[str, str, int], _Request] = {}
+
+    def add(
+        self, route: str, method: str, status: int, seconds: float, bytes_in: int, bytes_out: int
+    ) -> None:
+        tally = self.tallies.get((route, method, status))
+        if tally is None:
+            tally = self.tallies[(route, method, status)] = _Request()
+        tally.count += 1
+        tally.seconds += seconds
+        tally.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        tally.bytes_in += bytes_in
+        tally.bytes_out += bytes_out
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "artifactapi_http_requests",
+            "HTTP requests by route, method and status.",
+            labels=["route", "method", "status"],
+        )
+        latency = HistogramMetricFamily(
+            "artifactapi_http_request_duration_seconds",
+            "Time to answer a request, by route and method.",
+            labels=["route", "method"],
+        )
+        received = CounterMetricFamily(
+            "artifactapi_http_request_bytes",
+            "Request body bytes received, by route.",
+            labels=["route"],
+        )
+        sent = CounterMetricFamily(
+            "artifactapi_http_response_bytes",
+            "Response body bytes sent, by route.",
+            labels=["route"],
+        )
+        by_route: dict[str, list[int]] = {}
+        by_method: dict[tuple[str, str], _Request] = {}
+        for (route, method, status), tally in list(self.tallies.items()):
+            requests.add_metric([route, method, str(status)], tally.count)
+            both = by_route.setdefault(route, [0, 0])
+            both[0] += tally.bytes_in
+            both[1] += tally.bytes_out
+            merged = by_method.setdefault((route, method), _Request())
+            merged.seconds += tally.seconds
+            merged.buckets = [a + b for a, b in zip(merged.buckets, tally.buckets, strict=True)]
+        for (route, method), tally in by_method.items():
+            cumulative, buckets = 0, []
+            for bound, count in zip((*LATENCY_BUCKETS, float("inf")), tally.buckets, strict=True):
+                cumulative += count
+                buckets.append((_le(bound), cumulative))
+            latency.add_metric([route, method], buckets, tally.seconds)
+        for route, (bytes_in, bytes_out) in by_route.items():
+            received.add_metric([route], bytes_in)
+            sent.add_metric([route], bytes_out)
+        yield from (requests, latency, received, sent)
+
+
+class ProxyTallies(Collector):
+    """Requests to remote repositories by repository and cache outcome; plain numbers,
+    like :class:`HttpTallies`, since every cache hit counts one."""
+
+    def __init__(self) -> None:
+        self.tallies: dict[tuple[str, str], int] = {}
+
+    def add(self, repository: str, cache: str) -> None:
+        key = (repository, cache)
+        self.tallies[key] = self.tallies.get(key, 0) + 1
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "artifactapi_proxy_requests",
+            "Requests to remote repositories, by repository and cache outcome (HIT, MISS, STALE).",
+            labels=["repository", "cache"],
+        )
+        for (repository, cache), count in list(self.tallies.items()):
+            family.add_metric([repository, cache], count)
+        yield family
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(float(bound))
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
-            "artifactapi_http_requests_total",
-            "HTTP requests by route, method and status.",
-            ["route", "method", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "artifactapi_http_request_duration_seconds",
-            "Time to answer a request, by route and method.",
-            ["route", "method"],
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
-            registry=self.registry,
-        )
-        self.bytes_in = Counter(
-            "artifactapi_http_request_bytes_total",
-            "Request body bytes received, by route.",
-            ["route"],
-            registry=self.registry,
-        )
-        self.bytes_out = Counter(
-            "artifactapi_http_response_bytes_total",
-            "Response body bytes sent, by route.",
-            ["route"],
-            registry=self.registry,
-        )
+        self.http = HttpTallies()
+        self.registry.register(self.http)
         self.in_flight = Gauge(
             "artifactapi_http_requests_in_flight",
             "Requests being answered right now (including this scrape).",
@@ -55,12 +140,8 @@ class Metrics:
             registry=self.registry,
         )
 
-        self.proxy_requests = Counter(
-            "artifactapi_proxy_requests_total",
-            "Requests to remote repositories, by repository and cache outcome (HIT, MISS, STALE).",
-            ["repository", "cache"],
-            registry=self.registry,
-        )
+        self.proxy = ProxyTallies()
+        self.registry.register(self.proxy)
         self.upstream_bytes = Counter(
             "artifactapi_upstream_bytes_total",
             "Body bytes received from upstreams, by repository.",

@@ -8,16 +8,17 @@ what a client needs to notice a truncated body.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import ClientPayloadError, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from app import keys
+from app import keys, logs
 from app.backends.cache import CacheError
 from app.backends.metadata import MetadataError
 from app.backends.storage import InvalidKey, StorageError
@@ -55,42 +56,62 @@ def _route(request: web.Request) -> str:
     return info.route.resource.canonical
 
 
+class RequestIds:
+    """Request ids for requests that bring none: a random prefix per process and a
+    counter, unique across workers and replicas, and far cheaper than a uuid4 per
+    request. Made in each worker after the fork, so no two share a prefix."""
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._next = itertools.count(1).__next__
+
+    def new(self) -> str:
+        return f"{self._prefix}{self._next():016x}"
+
+
+REQUEST_IDS: web.AppKey[RequestIds] = web.AppKey("request_ids")
+# Whether each request writes an access-log line (logging.access, at level info or below).
+ACCESS_LOG: web.AppKey[bool] = web.AppKey("access_log")
+
+
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Outermost: request id, one access-log line and the metrics of every request."""
-    supplied = request.headers.get("X-Request-ID", "")
-    request_id = supplied if _CLIENT_ID.match(supplied) else uuid.uuid4().hex
+    """The one middleware: request id, errors shaped, one access-log line and the
+    metrics of every request. One, because each middleware is another coroutine
+    frame on every request, and a cache hit costs little more than a few of those."""
+    app = request.app
+    supplied = request.headers.get("X-Request-ID")
+    request_id = supplied if supplied and _CLIENT_ID.match(supplied) else app[REQUEST_IDS].new()
     request[REQUEST_ID] = request_id
-    structlog.contextvars.bind_contextvars(request_id=request_id)
+    bound = logs.REQUEST_ID.set(request_id)
     started = time.perf_counter()
     status = 500
     response: web.StreamResponse | None = None
-    inflight = request.app[INFLIGHT]
+    inflight = app[INFLIGHT]
     inflight.started()
     try:
-        response = await handler(request)
+        response = await _shaped(request, handler)
         status = response.status
         return response
     finally:
         inflight.finished()
         elapsed = time.perf_counter() - started
-        route = _route(request)
-        metrics = request.app[keys.METRICS]
-        metrics.requests.labels(route, request.method, str(status)).inc()
-        metrics.latency.labels(route, request.method).observe(elapsed)
-        metrics.bytes_in.labels(route).inc(request.content.total_bytes)
-        sent = _bytes_sent(response) + request.get(SENDFILE_BYTES, 0)
-        metrics.bytes_out.labels(route).inc(sent)
-        log.info(
-            "request",
-            method=request.method,
-            path=request.path,
-            status=status,
-            ms=round(elapsed * 1000, 1),
-            bytes_in=request.content.total_bytes,
-            bytes_out=sent,
-        )
-        structlog.contextvars.unbind_contextvars("request_id")
+        received = request.content.total_bytes
+        sent = _bytes_sent(response)
+        if SENDFILE_BYTES in request:
+            sent += request[SENDFILE_BYTES]
+        app[keys.METRICS].http.add(_route(request), request.method, status, elapsed, received, sent)
+        if app[ACCESS_LOG]:
+            log.info(
+                "request",
+                method=request.method,
+                path=request.path,
+                status=status,
+                ms=round(elapsed * 1000, 1),
+                bytes_in=received,
+                bytes_out=sent,
+            )
+        logs.REQUEST_ID.reset(bound)
 
 
 def _bytes_sent(response: web.StreamResponse | None) -> int:
@@ -111,13 +132,16 @@ def _format_owning(request: web.Request) -> Format | None:
 
 
 async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: every response, streamed or not, carries the id."""
+    """on_response_prepare: every response, streamed or not, carries the id; while the
+    server drains, no connection is kept alive for another request."""
     if REQUEST_ID in request:
         response.headers["X-Request-ID"] = request[REQUEST_ID]
+    if request.app[INFLIGHT].draining:
+        response.force_close()
 
 
-@web.middleware
-async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def _shaped(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The handler's response, or its error in the shape of the format that owns it."""
     try:
         return await handler(request)
     except asyncio.CancelledError:

@@ -15,11 +15,19 @@ from app.backends.metadata import open_metadata
 from app.backends.storage import open_storage
 from app.cas import ContentStore
 from app.config import Config
-from app.draining import INFLIGHT, Inflight, close_when_draining
+from app.draining import INFLIGHT, Inflight
 from app.errors import NotFound, PayloadTooLarge
 from app.formats import Format, available_formats, validate_repositories
 from app.metrics import Metrics
-from app.middleware import FORMAT, FORMATS, add_request_id, errors, observe
+from app.middleware import (
+    ACCESS_LOG,
+    FORMAT,
+    FORMATS,
+    REQUEST_IDS,
+    RequestIds,
+    add_request_id,
+    observe,
+)
 from app.proxy.engine import RemoteEngine
 from app.proxy.singleflight import CacheLeases, DatabaseLeases
 from app.proxy.upstream import Upstream
@@ -38,13 +46,14 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
     formats = available_formats()
     options = validate_repositories(config, formats)  # fail before opening anything
 
-    app = web.Application(middlewares=[observe, errors], client_max_size=1024**2)
+    app = web.Application(middlewares=[observe], client_max_size=1024**2)
     app[keys.CONFIG] = config
     app[keys.METRICS] = Metrics()
     app[FORMATS] = formats
     app[INFLIGHT] = Inflight()
+    app[REQUEST_IDS] = RequestIds()
+    app[ACCESS_LOG] = config.logging.access and config.logging.level in ("debug", "info")
     app.on_response_prepare.append(add_request_id)
-    app.on_response_prepare.append(close_when_draining)
 
     async def backends(app: web.Application) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:

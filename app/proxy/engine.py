@@ -31,7 +31,7 @@ from aiohttp import web
 from app.backends.metadata import MetadataStore
 from app.cas import Blob, ContentStore
 from app.errors import ApiError, BadGateway, GatewayTimeout, NotFound
-from app.http import BlobBody, send_blob
+from app.http import SMALL_BODY, BlobBody, read_small, send_blob
 from app.metrics import Metrics
 from app.proxy.entries import Entries, Entry
 from app.proxy.options import RemoteOptions
@@ -47,6 +47,8 @@ Kind = Literal["artifact", "metadata"]
 HIT_FLUSH_INTERVAL = 10.0
 ATTEMPTS = 3
 HOT_ENTRIES = 10_000
+HOT_BODIES = 32 * 1024 * 1024  # bytes of small blobs a process keeps in memory
+HOT_RECHECK = 1.0  # seconds a remembered file is trusted before it is looked at again
 CLIENT_STALL = 30.0
 STALE_WARNING = '110 - "Response is Stale"'
 T = TypeVar("T")
@@ -85,8 +87,9 @@ class RemoteEngine:
         self.metrics = metrics
         self._hits: dict[tuple[int, str], tuple[float, int]] = {}
         # Fresh entries whose blob is a local file, by key: a hint that spares a hit two
-        # database queries. Checked against the file on every use; safe to lose.
-        self.hot: OrderedDict[str, tuple[Entry, Blob, Path]] = OrderedDict()
+        # database queries (and, for a small blob, the file read). Safe to lose.
+        self.hot: OrderedDict[str, _Hot] = OrderedDict()
+        self._hot_bytes = 0
 
     async def serve(
         self, request: web.Request, repo: Repository, upstream: Upstream, fetch: Fetch
@@ -106,7 +109,7 @@ class RemoteEngine:
         if hot is None:
             return None
         reply = _Streamed(self, request, repo, None, None)
-        return await reply.hot(key, *hot)
+        return await reply.hot(key, hot)
 
     async def document(
         self,
@@ -127,7 +130,7 @@ class RemoteEngine:
         key = f"{repo.id}:{fetch.path}"
         hot = self.hot.get(key)
         if hot is not None:
-            answer = await reply.hot(key, *hot)
+            answer = await reply.hot(key, hot)
             if answer is not None:
                 return answer
         for _ in range(ATTEMPTS):
@@ -243,13 +246,44 @@ class RemoteEngine:
         return await reply.filled(response)
 
     def remember(self, key: str, entry: Entry, blob: Blob, path: Path) -> None:
-        self.hot[key] = (entry, blob, path)
-        self.hot.move_to_end(key)
+        self.forget(key)
+        self.hot[key] = _Hot(entry, blob, path, time.monotonic())
         while len(self.hot) > HOT_ENTRIES:
-            self.hot.popitem(last=False)
+            self.forget(next(iter(self.hot)))
+
+    def forget(self, key: str) -> None:
+        hot = self.hot.pop(key, None)
+        if hot is not None and hot.body is not None:
+            self._hot_bytes -= len(hot.body)
+
+    def recall(self, key: str, hot: _Hot) -> bool:
+        """Whether a remembered entry may answer now: fresh, and its file there. A small
+        blob's bytes are kept with it (within ``HOT_BODIES``), so its hits read no file
+        and look for it only every ``HOT_RECHECK`` seconds: a collected blob's bytes may
+        still answer that long, and they are the right bytes. Any other hit looks for
+        its file each time, since the file is what it sends."""
+        if not hot.entry.fresh(time.time()):
+            self.forget(key)
+            return False
+        now = time.monotonic()
+        if hot.body is None or now - hot.checked > HOT_RECHECK:
+            # One stat of a cached dentry: cheaper than the thread hop that would avoid it.
+            if not hot.path.is_file():
+                self.forget(key)
+                return False
+            hot.checked = now
+            size = hot.blob.size
+            if hot.body is None and 0 < size <= SMALL_BODY and self._hot_bytes + size <= HOT_BODIES:
+                hot.body = read_small(hot.path, 0, size)
+                if hot.body is None:  # gone since the stat
+                    self.forget(key)
+                    return False
+                self._hot_bytes += size
+        self.hot.move_to_end(key)
+        return True
 
     def _count(self, repo: Repository, path: str, how: str) -> None:
-        self.metrics.proxy_requests.labels(repo.name, how).inc()
+        self.metrics.proxy.add(repo.name, how)
         if how != "MISS":
             _, count = self._hits.get((repo.id, path), (0.0, 0))
             self._hits[(repo.id, path)] = (time.time(), count + 1)
@@ -281,6 +315,15 @@ async def _counted(
         yield chunk
 
 
+@dataclass(slots=True)
+class _Hot:
+    entry: Entry
+    blob: Blob
+    path: Path
+    checked: float  # time.monotonic() when the file was last seen
+    body: bytes | None = None  # the whole blob, when it is small
+
+
 @dataclass(frozen=True, slots=True)
 class Document:
     body: bytes  # as the upstream published it
@@ -297,7 +340,7 @@ class _Reply(Protocol[T_co]):
 
     async def filled(self, response: aiohttp.ClientResponse) -> T_co: ...
 
-    async def hot(self, key: str, entry: Entry, blob: Blob, path: Path) -> T_co | None:
+    async def hot(self, key: str, hot: _Hot) -> T_co | None:
         """The answer from a remembered entry, or None to look it up properly."""
         ...
 
@@ -330,18 +373,14 @@ class _Streamed:
             engine.remember(f"{self.repo.id}:{entry.path}", entry, blob, path)
         return await self._send(entry, blob, how, path)
 
-    async def hot(
-        self, key: str, entry: Entry, blob: Blob, path: Path
-    ) -> web.StreamResponse | None:
-        # One stat of a cached dentry: cheaper than the thread hop that would avoid it.
-        if not entry.fresh(time.time()) or not path.is_file():  # noqa: ASYNC240
-            self.engine.hot.pop(key, None)  # expired, or collected: ask the database
-            return None
-        self.engine._count(self.repo, entry.path, "HIT")
-        return await self._send(entry, blob, "HIT", path)
+    async def hot(self, key: str, hot: _Hot) -> web.StreamResponse | None:
+        if not self.engine.recall(key, hot):
+            return None  # expired, or collected: ask the database
+        self.engine._count(self.repo, hot.entry.path, "HIT")
+        return await self._send(hot.entry, hot.blob, "HIT", hot.path, hot.body)
 
     async def _send(
-        self, entry: Entry, blob: Blob, how: str, path: Path | None
+        self, entry: Entry, blob: Blob, how: str, path: Path | None, data: bytes | None = None
     ) -> web.StreamResponse:
         headers = {**entry.headers, "X-Cache": how}
         if how == "STALE":
@@ -353,6 +392,7 @@ class _Streamed:
             entry.content_type,
             redirect=False,
             local_path=path,
+            data=data,
         )
         return await send_blob(self.request, body, headers)
 
@@ -395,6 +435,8 @@ class _Streamed:
             if cached is None:
                 raise BadGateway(f"{fetch.path} vanished right after it was cached")
             return cached
+        if tap is not None:
+            await tap.finish()
         if tap is not None and tap.dropped:
             return _cut(request, client)  # it left or stalled; the cache is filled all the same
         with suppress(ConnectionError):
@@ -426,7 +468,7 @@ class _Buffered:
         body = b"".join([chunk async for chunk in cas.open(entry.blob_digest)])
         return Document(body, entry.content_type, how)
 
-    async def hot(self, key: str, entry: Entry, blob: Blob, path: Path) -> Document | None:
+    async def hot(self, key: str, hot: _Hot) -> Document | None:
         return None  # documents are not remembered: reading them needs the CAS anyway
 
     async def filled(self, response: aiohttp.ClientResponse) -> Document:
@@ -484,15 +526,30 @@ def _entry(
 
 
 class _ClientTap:
-    """Feeds the client that asked first while the cache fills. A client that stops
-    reading for ``CLIENT_STALL`` seconds is dropped (its connection cut), so one slow
-    link cannot hold back a fill that other requests are waiting for."""
+    """Feeds the client that asked first while the cache fills, one chunk behind: the
+    last one goes out (:meth:`finish`) once the entry is written, so a client that has
+    its whole body and asks again finds a hit, not a fill still being recorded.
+
+    A client that stops reading for ``CLIENT_STALL`` seconds is dropped (its connection
+    cut), so one slow link cannot hold back a fill that other requests are waiting for."""
 
     def __init__(self, response: web.StreamResponse) -> None:
         self.response = response
         self.dropped = False
+        self._held: bytes | None = None
 
     async def __call__(self, chunk: bytes) -> None:
+        held, self._held = self._held, chunk
+        if held is not None:
+            await self._write(held)
+
+    async def finish(self) -> None:
+        held, self._held = self._held, None
+        if held is not None and not self.dropped:
+            with suppress(ConnectionResetError):
+                await self._write(held)
+
+    async def _write(self, chunk: bytes) -> None:
         try:
             await asyncio.wait_for(self.response.write(chunk), CLIENT_STALL)
         except BaseException:

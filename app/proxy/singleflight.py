@@ -20,7 +20,8 @@ from app.backends.cache import Cache
 from app.backends.metadata import MetadataStore
 
 LEASE_TTL = 30.0  # renewed every third of it while the leader works
-POLL = 0.05
+POLL_FIRST = 0.002  # a short fill is over in a few ms: look again soon, then less often
+POLL_MAX = 0.05
 
 
 class Leases(Protocol):
@@ -114,8 +115,10 @@ class SingleFlight:
 
     async def _wait_released(self, name: str) -> None:
         # The leader may be another process: nothing to await but the shared lease.
-        while await self.leases.held(name):  # noqa: ASYNC110
-            await asyncio.sleep(POLL)
+        poll = POLL_FIRST
+        while await self.leases.held(name):
+            await asyncio.sleep(poll)
+            poll = min(poll * 2, POLL_MAX)
 
     async def _renew(self, name: str, token: str) -> None:
         while True:

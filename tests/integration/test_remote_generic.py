@@ -19,6 +19,7 @@ from yarl import URL
 from app import keys
 from app.config import ConfigError, parse_config
 from app.formats import available_formats, validate_repositories
+from app.proxy import engine as engine_module
 from app.server import create_app
 from tests.integration.conftest import ConfigFactory
 from tests.upstreams import File, FileTree
@@ -294,7 +295,7 @@ def test_an_upstream_that_is_not_http_is_a_configuration_error(url: str) -> None
 
 
 async def test_the_collector_evicts_idle_and_least_recently_used_entries(
-    service: Remote, tree: FileTree
+    service: Remote, tree: FileTree, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from app.config import GcConfig
     from app.middleware import FORMATS
@@ -329,6 +330,8 @@ async def test_the_collector_evicts_idle_and_least_recently_used_entries(
     assert again.headers["X-Cache"] == "MISS" and await again.read() == tree.files["a.bin"].body
     hit = await client.get("/repository/mirror/c.bin")
     assert hit.headers["X-Cache"] == "HIT" and await hit.read() == tree.files["c.bin"].body
-    # What this process remembered of d is checked against its file: fetched again.
+    # What this process remembered of d is checked against its file (at once here; in
+    # service, small bodies held in memory are looked for once a second): fetched again.
+    monkeypatch.setattr(engine_module, "HOT_RECHECK", 0.0)
     evicted = await client.get("/repository/mirror/d.bin")
     assert evicted.headers["X-Cache"] == "MISS" and await evicted.read() == tree.files["d.bin"].body

@@ -1,7 +1,14 @@
-import pytest
+from typing import Any
 
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+from pydantic import ValidationError
+
+from app import keys
+from app.config import Config
 from app.errors import RangeNotSatisfiable
-from app.http import ByteRange, etag_matches, parse_range
+from app.http import ByteRange, etag_matches, external_url, parse_range
 
 
 @pytest.mark.parametrize(
@@ -39,3 +46,50 @@ def test_etag_matching() -> None:
     assert etag_matches("*", "anything")
     assert not etag_matches('"other"', "sha256:ab")
     assert not etag_matches(None, "sha256:ab")
+
+
+def _request(headers: dict[str, str], **server: Any) -> web.Request:
+    app = web.Application()
+    app[keys.CONFIG] = Config.model_validate({"server": server})
+    return make_mocked_request("GET", "/repository/x/demo", headers=headers, app=app)
+
+
+@pytest.mark.parametrize(
+    ("headers", "server", "expected"),
+    [
+        ({"Host": "reg.local:8080"}, {}, "http://reg.local:8080"),
+        # Forwarded headers count only when the operator says a proxy sets them.
+        ({"Host": "reg.local", "X-Forwarded-Proto": "https"}, {}, "http://reg.local"),
+        (
+            {"Host": "10.0.0.5:8080", "X-Forwarded-Proto": "https, http",
+             "X-Forwarded-Host": "artifacts.example.com"},
+            {"trust_forwarded": True},
+            "https://artifacts.example.com",
+        ),
+        # Junk a client slipped in is ignored, never echoed into a URL.
+        (
+            {"Host": "reg.local", "X-Forwarded-Proto": "javascript",
+             "X-Forwarded-Host": "evil.com/path?x=<script>"},
+            {"trust_forwarded": True},
+            "http://reg.local",
+        ),
+        ({"Host": "bad host\"><"}, {}, "http://localhost"),
+        ({"Host": "[::1]:8080"}, {}, "http://[::1]:8080"),
+        # A configured base URL wins over everything the request says.
+        (
+            {"Host": "reg.local", "X-Forwarded-Host": "other.example"},
+            {"base_url": "https://artifacts.example.com/", "trust_forwarded": True},
+            "https://artifacts.example.com",
+        ),
+    ],
+)  # fmt: skip
+def test_external_url(headers: dict[str, str], server: dict[str, Any], expected: str) -> None:
+    assert external_url(_request(headers, **server)) == expected
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://x.example", "artifacts.example.com", "https://x.example/?a=1"]
+)
+def test_base_url_must_be_a_plain_http_url(url: str) -> None:
+    with pytest.raises(ValidationError):
+        Config.model_validate({"server": {"base_url": url}})

@@ -35,12 +35,16 @@ async def serve(request: web.Request, repo: Repository, path: str) -> web.Stream
             headers={"Allow": "GET, HEAD"},
         )
     options: RemoteGenericOptions = repo.options
+    engine = request.app[keys.PROXY]
     if not path or path.endswith("/"):
         clean, kind = folder_path(path), "metadata"
     else:
         clean = file_path(path)
+        remembered = await engine.serve_remembered(request, repo, clean)
+        if remembered is not None:
+            return remembered
         matches = any(fnmatchcase(clean, pattern) for pattern in options.metadata_paths)
         kind = "metadata" if matches else "artifact"
     fetch = Fetch(path=clean, upstream_path=quote(clean, safe=_SAFE), kind=kind)  # type: ignore[arg-type]
     upstream = request.app[keys.UPSTREAMS][repo.name]
-    return await request.app[keys.PROXY].serve(request, repo, upstream, fetch)
+    return await engine.serve(request, repo, upstream, fetch)
