@@ -107,7 +107,26 @@ class Upstream:
             log.info("upstream retry", upstream=self.name, url=str(url), attempt=attempt + 1)
             await asyncio.sleep(delay)
 
-    async def _send(self, method: str, url: URL, headers: dict[str, str]) -> aiohttp.ClientResponse:
+    @asynccontextmanager
+    async def post(
+        self, path: str, body: bytes, headers: Mapping[str, str]
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One POST (not idempotent: never retried), for what is relayed, not cached."""
+        url = self.url(path)
+        try:
+            response = await self._send("POST", url, dict(headers), body)
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise UpstreamTimeout(f"{self.name}: POST {url} timed out") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise UpstreamError(f"{self.name}: POST {url} failed: {exc}") from exc
+        try:
+            yield response
+        finally:
+            response.release()
+
+    async def _send(
+        self, method: str, url: URL, headers: dict[str, str], body: bytes | None = None
+    ) -> aiohttp.ClientResponse:
         options = self.options
         # Credentials go to the configured upstream only, never to a host its pages
         # link to (a CDN, or anything an index names).
@@ -121,7 +140,7 @@ class Upstream:
             headers["Authorization"] = f"Bearer {scope_token[0]}"
         # aiohttp drops Authorization on a redirect to another host (a CDN).
         response = await self.session.request(
-            method, url, headers=headers, proxy=options.proxy, allow_redirects=True
+            method, url, headers=headers, data=body, proxy=options.proxy, allow_redirects=True
         )
         challenge = response.headers.get("WWW-Authenticate", "")
         if response.status != 401 or not challenge.lower().startswith("bearer "):
@@ -132,7 +151,7 @@ class Upstream:
         self._tokens[str(url.path)] = token
         headers["Authorization"] = f"Bearer {token[0]}"
         return await self.session.request(
-            method, url, headers=headers, proxy=options.proxy, allow_redirects=True
+            method, url, headers=headers, data=body, proxy=options.proxy, allow_redirects=True
         )
 
     def _basic(self) -> str | None:

@@ -74,8 +74,40 @@ class FakeRegistry:
 
     def app(self) -> web.Application:
         app = web.Application()
+        app.router.add_get("/-/v1/search", self.search)
+        app.router.add_post("/-/npm/v1/security/advisories/bulk", self.advisories)
         app.router.add_get("/{path:.*}", self.handle)
         return app
+
+    async def search(self, request: web.Request) -> web.Response:
+        self.requests["-/v1/search"] += 1
+        text = request.query.get("text", "")
+        found = [
+            {
+                "package": {
+                    "name": name, "version": "1.0.0", "description": "", "keywords": [],
+                    "date": "2024-01-01T00:00:00.000Z", "links": {},
+                    "publisher": {"username": "me"}, "maintainers": [{"username": "me"}],
+                },
+                "score": {"final": 1.0}, "searchScore": 1.0,
+            }
+            for name in self.packages if text in name
+        ]  # fmt: skip
+        return web.json_response({"objects": found, "total": len(found)})
+
+    async def advisories(self, request: web.Request) -> web.Response:
+        """The bulk advisory API npm audit asks: every known package below 2.0.0 is
+        vulnerable. The body arrives gzipped; aiohttp decodes it."""
+        self.requests["-/npm/v1/security/advisories/bulk"] += 1
+        asked: dict[str, list[str]] = await request.json()
+        return web.json_response({
+            name: [{
+                "id": 1000 + i, "url": f"https://example.invalid/advisories/{i}",
+                "title": f"{name} is vulnerable", "severity": "high",
+                "vulnerable_versions": "<2.0.0", "cwe": [], "cvss": {"score": 7.5},
+            }]
+            for i, name in enumerate(sorted(asked)) if name in self.packages
+        })  # fmt: skip
 
     def packument(self, name: str, abbreviated: bool) -> dict[str, Any]:
         data = self.tarballs[self.tarball_path(name)]
@@ -129,7 +161,7 @@ async def upstream(aiohttp_server, registry: FakeRegistry) -> TestServer:  # typ
 
 @pytest.fixture
 def service(aiohttp_client, make_config: ConfigFactory, upstream: TestServer) -> Service:  # type: ignore[no-untyped-def]
-    async def start(**options: Any) -> TestClient:
+    async def start(server: dict[str, Any] | None = None, **options: Any) -> TestClient:
         repo = {
             "name": "npm-remote",
             "format": "npm",
@@ -140,14 +172,18 @@ def service(aiohttp_client, make_config: ConfigFactory, upstream: TestServer) ->
                 **options,
             },
         }
-        return await aiohttp_client(create_app(make_config(repositories=[repo])))
+        config = make_config(repositories=[repo], server=server or {})
+        return await aiohttp_client(create_app(config))
 
     return start
 
 
-def npm_install(registry_url: str, where: Path, *packages: str) -> subprocess.CompletedProcess[str]:
-    where.mkdir(parents=True)
-    (where / "package.json").write_text(json.dumps({"name": "consumer", "version": "0.0.0"}))
+def npm(where: Path, registry_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real npm in ``where`` (made, with a package.json, on first use), with its
+    own empty config and cache, talking to ``registry_url`` only."""
+    if not where.exists():
+        where.mkdir(parents=True)
+        (where / "package.json").write_text(json.dumps({"name": "consumer", "version": "0.0.0"}))
     userconfig = where.parent / f"{where.name}.npmrc"
     userconfig.write_text("")
     env = {
@@ -156,11 +192,15 @@ def npm_install(registry_url: str, where: Path, *packages: str) -> subprocess.Co
     env.update(npm_config_userconfig=str(userconfig), npm_config_update_notifier="false")
     return subprocess.run(
         [
-            "npm", "install", "--registry", registry_url, "--no-audit", "--no-fund",
-            "--cache", str(where.parent / f"{where.name}-cache"), *packages,
+            "npm", *args, "--registry", registry_url, "--no-fund",
+            "--cache", str(where.parent / f"{where.name}-cache"),
         ],
         cwd=where, env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
+
+
+def npm_install(registry_url: str, where: Path, *packages: str) -> subprocess.CompletedProcess[str]:
+    return npm(where, registry_url, "install", "--no-audit", *packages)
 
 
 async def test_npm_installs_through_the_cache(
@@ -283,3 +323,89 @@ async def test_a_stale_packument_is_served_when_the_upstream_fails(
     assert registry.requests["@acme/util"] == 2
     never = await client.get("/repository/npm-remote/demo")
     assert never.status == 502 and "error" in await never.json()
+
+
+async def test_version_documents_and_dist_tags_come_from_the_packument(
+    service: Service, registry: FakeRegistry
+) -> None:
+    client = await service()
+    base = str(client.make_url("/repository/npm-remote")).rstrip("/")
+    for path in ("demo/1.0.0", "demo/latest", "@acme%2futil/1.0.0", "@acme/util/latest"):
+        response = await client.get(f"/repository/npm-remote/{path}")
+        assert response.status == 200, (path, await response.text())
+        manifest = await response.json()
+        name = unquote(path).rsplit("/", 1)[0]
+        assert manifest["name"] == name and manifest["version"] == "1.0.0"
+        assert manifest["dist"]["tarball"] == f"{base}/{registry.tarball_path(name)}"
+    missing = await client.get("/repository/npm-remote/demo/9.9.9")
+    assert missing.status == 404
+    assert await missing.json() == {"error": "version not found: 9.9.9"}
+    tags = await client.get("/repository/npm-remote/-/package/@acme%2futil/dist-tags")
+    assert tags.status == 200 and await tags.json() == {"latest": "1.0.0"}
+    assert (await client.get("/repository/npm-remote/-/package/nope/dist-tags")).status == 404
+    # One full and one abbreviated packument per package: every document above is made
+    # from those two.
+    assert registry.requests["demo"] == 1 and registry.requests["@acme/util"] == 2
+    for bad in ("demo/1.0.0/x", "demo/..%2f1", "demo/%20", "-/package/../dist-tags"):
+        response = await client.get(f"/repository/npm-remote/{bad}")
+        assert 400 <= response.status < 500, (bad, response.status)
+    put = await client.put("/repository/npm-remote/-/package/demo/dist-tags/next", data=b'"1"')
+    assert put.status == 405
+
+
+async def test_ping_search_and_audit_through_the_real_npm(
+    service: Service, registry: FakeRegistry, tmp_path: Path
+) -> None:
+    client = await service()
+    url = str(client.make_url("/repository/npm-remote/"))
+    ping = await asyncio.to_thread(npm, tmp_path / "ping", url, "ping")
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+    assert sum(registry.requests.values()) == 0  # answered here
+    for _ in range(2):  # searches are relayed every time, never cached
+        found = await asyncio.to_thread(npm, tmp_path / "search", url, "search", "--json", "acme")
+        assert found.returncode == 0, found.stdout + found.stderr
+        assert [p["name"] for p in json.loads(found.stdout)] == ["@acme/util"]
+    assert registry.requests["-/v1/search"] == 2
+    where = tmp_path / "audited"
+    installed = await asyncio.to_thread(npm_install, url, where, "demo", "@acme/util")
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    audit = await asyncio.to_thread(npm, where, url, "audit", "--json")
+    assert audit.returncode == 1, audit.stdout + audit.stderr  # vulnerabilities found
+    report = json.loads(audit.stdout)
+    assert sorted(report["vulnerabilities"]) == ["@acme/util", "demo"]
+    assert report["vulnerabilities"]["demo"]["severity"] == "high"
+    assert registry.requests["-/npm/v1/security/advisories/bulk"] == 1
+    get = await client.get("/repository/npm-remote/-/npm/v1/security/advisories/bulk")
+    assert get.status == 405 and get.headers["Allow"] == "POST"
+    huge = await client.post(
+        "/repository/npm-remote/-/npm/v1/security/advisories/bulk",
+        data=b"x" * (16 * 1024 * 1024 + 1),
+    )
+    assert huge.status == 413
+    assert registry.requests["-/npm/v1/security/advisories/bulk"] == 1
+
+
+@pytest.mark.parametrize(
+    ("server", "headers", "expected"),
+    [
+        ({"base_url": "https://artifacts.example.com"}, {}, "https://artifacts.example.com"),
+        (
+            {"trust_forwarded": True},
+            {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "npm.example.com"},
+            "https://npm.example.com",
+        ),
+        ({}, {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "npm.example.com"}, None),
+    ],
+)
+async def test_tarball_urls_name_where_clients_reach_us(
+    service: Service,
+    registry: FakeRegistry,
+    server: dict[str, Any],
+    headers: dict[str, str],
+    expected: str | None,
+) -> None:
+    client = await service(server=server)
+    origin = expected or str(client.make_url("")).rstrip("/")
+    response = await client.get("/repository/npm-remote/demo", headers=headers)
+    tarball = (await response.json())["versions"]["1.0.0"]["dist"]["tarball"]
+    assert tarball == f"{origin}/repository/npm-remote/{registry.tarball_path('demo')}"

@@ -5,7 +5,9 @@ A request path under a repository is one of::
 
     <name>                     the packument (document) of a package
     @<scope>/<name>            the same for a scoped package (npm sends @scope%2fname)
+    <package>/<version|tag>    one version's document (npm view, older clients)
     <package>/-/<file>.tgz     a tarball the packument lists
+    -/<endpoint>               the registry's own endpoints (ping, dist-tags, search, audit)
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ MAX_NAME_LENGTH = 214  # npm's own limit, scope included
 # is allowed: it is only refused for new packages, old ones still have it.
 _SEGMENT = re.compile(r"^[A-Za-z0-9~-][A-Za-z0-9._~-]*$")
 _TARBALL = re.compile(r"^[A-Za-z0-9~-][A-Za-z0-9._~+-]{0,250}\.tgz$")
+# A version ("1.0.0-rc.1+build") or a dist-tag ("latest", "next"): what npm publishes.
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
     package: str  # "demo" or "@acme/util"
     tarball: str | None = None  # "util-1.0.0.tgz" for a tarball, None for the packument
+    version: str | None = None  # a version or dist-tag, for one version's document
 
     @property
     def upstream_name(self) -> str:
@@ -60,20 +65,31 @@ def check_tarball(filename: str) -> str:
     return filename
 
 
+def check_version(text: str) -> str:
+    if not _VERSION.match(text):
+        raise BadRequest(f"invalid version or tag {text[:200]!r}")
+    return text
+
+
+def unescape_scope(path: str) -> str:
+    """The scope's slash may arrive escaped, whether or not the router decoded it."""
+    return re.sub(r"%2[fF]", "/", path, count=1) if path.startswith("@") else path
+
+
 def parse_path(path: str) -> Target:
-    """The package (and tarball) a request path names; 400 for a malformed name,
-    404 for a path the registry API has no such thing at (``-/…`` endpoints)."""
-    # The scope's slash may arrive escaped, whether or not the router decoded it.
-    if path.startswith("@"):
-        path = re.sub(r"%2[fF]", "/", path, count=1)
+    """The package (and tarball or version) a request path names; 400 for a malformed
+    name, 404 for a path the registry API has nothing at."""
+    path = unescape_scope(path)
     if not path or path.startswith("-/") or path == "-":
         raise NotFound(f"{path or '/'} not found")
     package, sep, tail = path.partition("/-/")
     if sep:
         return Target(check_package(package), check_tarball(tail))
-    scoped = path.startswith("@")
-    if path.count("/") > (1 if scoped else 0):
-        # "<name>/<version>" documents and anything deeper: not served by a cache.
-        check_package("/".join(path.split("/")[: 2 if scoped else 1]))
-        raise NotFound(f"{path} not found")
-    return Target(check_package(path))
+    parts = path.split("/")
+    depth = 2 if path.startswith("@") else 1
+    if len(parts) == depth:
+        return Target(check_package(path))
+    if len(parts) == depth + 1:
+        return Target(check_package("/".join(parts[:depth])), version=check_version(parts[-1]))
+    check_package("/".join(parts[:depth]))
+    raise NotFound(f"{path} not found")

@@ -140,3 +140,23 @@ def rewrite(document: dict[str, Any], target: Target, base: str) -> dict[str, An
         else:
             dist["tarball"] = f"{base}/{target.package}/-/{filename}"
     return document
+
+
+def version_document(document: dict[str, Any], wanted: str) -> dict[str, Any] | None:
+    """One version's manifest, by version or by dist-tag, as the registry's
+    ``/<package>/<version>`` answers it; None if there is no such version."""
+    versions = document.get("versions")
+    if not isinstance(versions, dict):
+        return None
+    tags = document.get("dist-tags")
+    if wanted not in versions and isinstance(tags, dict) and isinstance(tags.get(wanted), str):
+        wanted = tags[wanted]
+    manifest = versions.get(wanted)
+    return manifest if isinstance(manifest, dict) else None
+
+
+def dist_tags(document: dict[str, Any]) -> dict[str, str]:
+    tags = document.get("dist-tags")
+    if not isinstance(tags, dict):
+        return {}
+    return {k: v for k, v in tags.items() if isinstance(k, str) and isinstance(v, str)}

@@ -2,9 +2,13 @@
 
 Packuments are metadata: cached raw by :mod:`app.formats.npm.cache` (the full and
 abbreviated forms apart) and rewritten on the way out so their tarball URLs point
-at this repository. Tarballs are artifacts, served through the engine: only those
-a packument listed (a client never makes us fetch a URL of its choosing), verified
-against the checksum the packument published.
+at this repository; one version's document and a package's dist-tags are read from
+them. Tarballs are artifacts, served through the engine: only those a packument
+listed (a client never makes us fetch a URL of its choosing), verified against the
+checksum the packument published.
+
+The registry's own endpoints: ``-/ping`` answers here; searches and audits (``npm
+search``, the audit ``npm install`` runs) are relayed to the upstream, never cached.
 """
 
 from __future__ import annotations
@@ -15,14 +19,15 @@ import json
 from aiohttp import web
 
 from app import keys
-from app.errors import MethodNotAllowed, NotFound
+from app.errors import BadRequest, MethodNotAllowed, NotFound
 from app.formats.npm import packuments
 from app.formats.npm.cache import packument
-from app.formats.npm.names import Target, parse_path
-from app.http import etag_matches
-from app.proxy.engine import Fetch
+from app.formats.npm.names import Target, check_package, parse_path, unescape_scope
+from app.http import etag_matches, external_url
+from app.proxy.engine import STALE_WARNING, Fetch
 from app.proxy.entries import Links
 from app.proxy.options import RemoteOptions
+from app.proxy.relay import read_body, relay
 from app.repositories import Repository
 from pipelines import parse_digest
 
@@ -31,36 +36,98 @@ class RemoteNpmOptions(RemoteOptions):
     """``upstream`` is the registry's root, e.g. https://registry.npmjs.org."""
 
 
+AUDITS = frozenset({"-/npm/v1/security/advisories/bulk", "-/npm/v1/security/audits/quick"})
+SEARCH = "-/v1/search"
+MAX_AUDIT_BODY = 16 * 1024 * 1024  # a lockfile's worth of names and versions, gzipped
+MAX_QUERY = 4096
+
+
 async def serve(request: web.Request, repo: Repository, path: str) -> web.StreamResponse:
+    if path.startswith("-/"):
+        return await _endpoint(request, repo, path)
+    _read_only(request, repo)
+    target = parse_path(path)
+    if target.tarball is not None:
+        return await _tarball(request, repo, target)
+    if target.version is not None:
+        return await _version(request, repo, target)
+    return await _packument(request, repo, target)
+
+
+def _read_only(request: web.Request, repo: Repository) -> None:
     if request.method not in ("GET", "HEAD"):
         raise MethodNotAllowed(
             f"{repo.name} is a remote repository: only GET and HEAD",
             headers={"Allow": "GET, HEAD"},
         )
-    target = parse_path(path)
-    if target.tarball is not None:
-        return await _tarball(request, repo, target)
-    return await _packument(request, repo, target)
+
+
+async def _endpoint(request: web.Request, repo: Repository, path: str) -> web.StreamResponse:
+    upstream = request.app[keys.UPSTREAMS][repo.name]
+    if path in AUDITS:
+        if request.method != "POST":
+            raise MethodNotAllowed(f"{path}: POST only", headers={"Allow": "POST"})
+        # npm gzips the body; aiohttp has decoded it by the time it is read here.
+        body = await read_body(request, MAX_AUDIT_BODY)
+        content_type = request.headers.get("Content-Type", "application/json")
+        return await relay(
+            request, upstream, path, body=body, headers={"Content-Type": content_type}
+        )
+    _read_only(request, repo)
+    if path == "-/ping":
+        return web.json_response({}, headers={"X-Cache": "HIT"})
+    if path == SEARCH:
+        query = request.rel_url.raw_query_string
+        if len(query) > MAX_QUERY:
+            raise BadRequest(f"search query longer than {MAX_QUERY} characters")
+        return await relay(request, upstream, f"{SEARCH}?{query}" if query else SEARCH)
+    package, sep, tail = path.removeprefix("-/package/").rpartition("/")
+    if path.startswith("-/package/") and sep and tail == "dist-tags":
+        target = Target(check_package(unescape_scope(package)))
+        cached = await packument(request, repo, target, abbreviated=True)
+        tags = packuments.dist_tags(packuments.parse(cached.body, target.package))
+        return _json(request, tags, cached.how, "application/json")
+    raise NotFound(f"{path} not found")
 
 
 async def _packument(request: web.Request, repo: Repository, target: Target) -> web.Response:
     abbreviated = packuments.wants_abbreviated(request.headers.get("Accept"))
     cached = await packument(request, repo, target, abbreviated)
     document = packuments.parse(cached.body, target.package)
-    base = f"{request.url.origin()}/repository/{repo.name}"
-    body = json.dumps(packuments.rewrite(document, target, base), separators=(",", ":")).encode()
+    rewritten = packuments.rewrite(document, target, _base(request, repo))
+    return _json(request, rewritten, cached.how, cached.content_type)
+
+
+async def _version(request: web.Request, repo: Repository, target: Target) -> web.Response:
+    assert target.version is not None
+    cached = await packument(request, repo, target, abbreviated=False)
+    document = packuments.parse(cached.body, target.package)
+    rewritten = packuments.rewrite(document, target, _base(request, repo))
+    manifest = packuments.version_document(rewritten, target.version)
+    if manifest is None:
+        raise NotFound(f"version not found: {target.version}", headers={"X-Cache": cached.how})
+    return _json(request, manifest, cached.how, "application/json")
+
+
+def _base(request: web.Request, repo: Repository) -> str:
+    return f"{external_url(request)}/repository/{repo.name}"
+
+
+def _json(request: web.Request, document: object, how: str, content_type: str) -> web.Response:
+    """A document made from a cached packument, with its own ETag."""
+    body = json.dumps(document, separators=(",", ":")).encode()
     etag = hashlib.sha256(body).hexdigest()[:32]
     headers = {
         "ETag": f'"{etag}"',
-        "X-Cache": cached.how,
+        "X-Cache": how,
         # The rewritten URLs depend on the Host the client used.
         "Vary": "Accept, Host",
     }
-    if cached.how == "STALE":
-        headers["Warning"] = '110 - "Response is Stale"'
+    if how == "STALE":
+        headers["Warning"] = STALE_WARNING
     if etag_matches(request.headers.get("If-None-Match"), etag):
         return web.Response(status=304, headers=headers)
-    return web.Response(body=body, headers={**headers, "Content-Type": cached.content_type})
+    return web.Response(body=body, headers={**headers, "Content-Type": content_type})
 
 
 async def _tarball(request: web.Request, repo: Repository, target: Target) -> web.StreamResponse:
