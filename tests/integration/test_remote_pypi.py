@@ -79,8 +79,19 @@ class Index:
         return app
 
     async def projects(self, request: web.Request) -> web.Response:
+        """Like pypi.org: root-relative links, and JSON for those who ask; one anchor
+        names no project a client could ask for."""
         self.requests["simple/"] += 1
-        return web.Response(text='<a href="demo/">demo</a>', content_type="text/html")
+        if JSON_TYPE in request.headers.get("Accept", "") and not self.html_only:
+            projects = [{"name": "demo"}, {"name": "Other_Project"}, {"name": "../x"}]
+            return web.json_response(
+                {"meta": {"api-version": "1.1"}, "projects": projects}, content_type=JSON_TYPE
+            )
+        return web.Response(
+            text='<a href="/simple/demo/">demo</a><a href="/simple/other-project/">Other_Project</a>'
+            '<a href="/simple/x/">../x</a>',
+            content_type="text/html",
+        )
 
     async def page(self, request: web.Request) -> web.Response:
         project = request.match_info["project"]
@@ -229,7 +240,15 @@ async def test_pages_in_both_forms_are_rewritten(service: Remote, index: Index) 
     missing = await client.get("/repository/pypi-remote/simple/nothing/")
     assert missing.status == 404
     listing = await client.get("/repository/pypi-remote/simple/")
-    assert listing.status == 200 and '<a href="demo/">' in await listing.text()
+    text = await listing.text()
+    assert listing.status == 200 and listing.headers["Content-Type"].startswith("text/html")
+    # Relative to our /simple/, whatever the upstream's links were; junk left out.
+    assert '<a href="demo/">demo</a>' in text
+    assert '<a href="other-project/">Other_Project</a>' in text and "../x" not in text
+    as_json = await client.get("/repository/pypi-remote/simple/", headers={"Accept": JSON_TYPE})
+    assert as_json.headers["Content-Type"] == JSON_TYPE
+    assert (await as_json.json())["projects"] == [{"name": "demo"}, {"name": "Other_Project"}]
+    assert index.requests["simple/"] == 1  # one cached list, rendered in both forms
     posted = await client.post("/repository/pypi-remote/simple/demo/")
     assert posted.status == 405
 
@@ -244,6 +263,9 @@ async def test_a_json_upstream_is_parsed_too(service: Remote, index: Index) -> N
     assert file["core-metadata"] == {"sha256": sha256(_metadata(index.files[WHEEL]))}
     wheel = await client.get(f"/repository/pypi-remote/files/demo/{WHEEL}")
     assert wheel.status == 200 and await wheel.read() == index.files[WHEEL]
+    listing = await client.get("/repository/pypi-remote/simple/")
+    text = await listing.text()
+    assert '<a href="demo/">demo</a>' in text and "../x" not in text
 
 
 async def test_a_wheel_not_matching_its_hash_is_not_cached(

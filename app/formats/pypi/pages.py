@@ -11,6 +11,7 @@ files it lists are recorded (``remote_links``) then, once per fetch.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -40,14 +41,49 @@ async def project_page(
     links = Links(request.app[keys.METADATA].db)
 
     async def accept(body: bytes) -> None:
-        # Only the body is known here: JSON is told from HTML by its opening brace.
-        kind = simple.JSON_TYPE if body.lstrip()[:1] == b"{" else "text/html"
-        page = _parse(body, kind, base, project)
+        page = _parse(body, _kind(body), base, project)
         await links.put_many(repo.id, _links(page, project))
 
     fetch = Fetch(path=key, upstream_path=key, kind="metadata", accept=simple.UPSTREAM_ACCEPT)
     doc = await request.app[keys.PROXY].document(repo, upstream, fetch, accept)
     return Cached(_parse(doc.body, doc.content_type, base, project), doc.how)
+
+
+# A root list bigger than this (pypi.org's is tens of MB) is parsed off the event loop.
+BIG_LIST = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Projects:
+    names: list[str]
+    how: str  # HIT, MISS or STALE
+
+
+async def project_list(request: web.Request, repo: Repository, upstream: Upstream) -> Projects:
+    """The upstream's root page, its project names read; cached under ``simple/``."""
+
+    async def accept(body: bytes) -> None:
+        await _projects(body, _kind(body))
+
+    fetch = Fetch(
+        path="simple/", upstream_path="simple/", kind="metadata", accept=simple.UPSTREAM_ACCEPT
+    )
+    doc = await request.app[keys.PROXY].document(repo, upstream, fetch, accept)
+    return Projects(await _projects(doc.body, doc.content_type), doc.how)
+
+
+async def _projects(body: bytes, content_type: str) -> list[str]:
+    try:
+        if len(body) > BIG_LIST:
+            return await asyncio.to_thread(simple.parse_projects, body, content_type)
+        return simple.parse_projects(body, content_type)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise BadGateway(f"upstream project list is unreadable: {exc}") from None
+
+
+def _kind(body: bytes) -> str:
+    # Only the body is known to accept(): JSON is told from HTML by its opening brace.
+    return simple.JSON_TYPE if body.lstrip()[:1] == b"{" else "text/html"
 
 
 def _parse(body: bytes, content_type: str, base: str, project: str) -> simple.Page:

@@ -10,17 +10,21 @@ A file is only ever fetched from the URL an upstream page gave for it (a row in
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from app import keys
 from app.errors import MethodNotAllowed, NotFound
 from app.formats.pypi import pages, simple
-from app.proxy.engine import Fetch
+from app.proxy.engine import STALE_WARNING, Fetch
 from app.proxy.entries import Links
 from app.proxy.options import RemoteOptions
 from app.proxy.upstream import Upstream
 from app.repositories import Repository
 from pipelines.digest import ALGORITHMS, InvalidDigest, parse_digest
+
+BIG_LIST = 10_000  # project names
 
 
 class RemotePypiOptions(RemoteOptions):
@@ -58,8 +62,15 @@ def _upstream(request: web.Request, repo: Repository) -> Upstream:
 
 
 async def _project_list(request: web.Request, repo: Repository) -> web.StreamResponse:
-    fetch = Fetch(path="simple/", upstream_path="simple/", kind="metadata", accept="text/html")
-    return await request.app[keys.PROXY].serve(request, repo, _upstream(request, repo), fetch)
+    cached = await pages.project_list(request, repo, _upstream(request, repo))
+    if simple.wants_json(request.headers.get("Accept", "")):
+        render, content_type = simple.render_projects_json, simple.JSON_TYPE
+    else:
+        render, content_type = simple.render_projects_html, "text/html"
+    # pypi.org lists hundreds of thousands: rendered off the event loop.
+    big = len(cached.names) > BIG_LIST
+    body = await asyncio.to_thread(render, cached.names) if big else render(cached.names)
+    return _page(body, content_type, cached.how)
 
 
 async def _project_page(
@@ -76,9 +87,13 @@ async def _project_page(
         body, content_type = simple.render_json(page, project), simple.JSON_TYPE
     else:
         body, content_type = simple.render_html(page, project), "text/html"
-    headers = {"X-Cache": cached.how, "Vary": "Accept", "Content-Type": content_type}
-    if cached.how == "STALE":
-        headers["Warning"] = '110 - "Response is Stale"'
+    return _page(body, content_type, cached.how)
+
+
+def _page(body: bytes, content_type: str, how: str) -> web.Response:
+    headers = {"X-Cache": how, "Vary": "Accept", "Content-Type": content_type}
+    if how == "STALE":
+        headers["Warning"] = STALE_WARNING
     return web.Response(body=body, headers=headers)  # aiohttp leaves out a HEAD's body
 
 

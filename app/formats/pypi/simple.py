@@ -205,6 +205,24 @@ def parse(body: bytes, content_type: str, base: str, name: str) -> Page:
     return parse_html(body, base, name)
 
 
+def parse_projects(body: bytes, content_type: str) -> list[str]:
+    """The project names an index's root page lists (PEP 691 ``projects``, or the PEP
+    503 anchors' text), in its order; names no project could have are dropped."""
+    names: list[object]
+    if "json" in content_type.split(";")[0].lower():
+        document = json.loads(body)
+        projects = document.get("projects") if isinstance(document, dict) else None
+        if not isinstance(projects, list):
+            raise ValueError("no project list")
+        names = [p.get("name") for p in projects if isinstance(p, dict)]
+    else:
+        parser = _Anchors()
+        parser.feed(body.decode("utf-8", errors="replace"))
+        parser.close()
+        names = [text for _, text in parser.anchors]
+    return [n for n in names if isinstance(n, str) and valid_project(n)]
+
+
 # -- rendering ----------------------------------------------------------------------
 
 
@@ -291,3 +309,20 @@ def render_html(page: Page, project: str) -> bytes:
         lines.append(f"<a {' '.join(attrs)}>{html.escape(file.filename)}</a><br>")
     lines += ["</body>", "</html>", ""]
     return "\n".join(lines).encode()
+
+
+def render_projects_json(names: list[str]) -> bytes:
+    projects = [{"name": name} for name in names]
+    return json.dumps({"meta": {"api-version": API_VERSION}, "projects": projects}).encode()
+
+
+def render_projects_html(names: list[str]) -> bytes:
+    """Links relative to ``…/simple/``: an upstream's own (``/simple/x/`` on pypi.org)
+    would lead clients off this repository. Valid names need no escaping."""
+    head = (
+        "<!DOCTYPE html>\n<html>\n<head>\n"
+        f'<meta name="pypi:repository-version" content="{API_VERSION}">\n'
+        "<title>Simple index</title>\n</head>\n<body>\n"
+    )
+    anchors = "".join(f'<a href="{normalize(name)}/">{name}</a>\n' for name in names)
+    return f"{head}{anchors}</body>\n</html>\n".encode()
