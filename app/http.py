@@ -150,16 +150,23 @@ class BlobBody:
         )
 
 
+def blob_headers(
+    etag: str, content_type: str, extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The headers of every answer :func:`send_blob` gives for a blob."""
+    return {
+        "ETag": f'"{etag}"',
+        "Accept-Ranges": "bytes",
+        "Content-Type": content_type,
+        **(extra or {}),
+    }
+
+
 async def send_blob(
     request: web.Request, body: BlobBody, headers: dict[str, str] | None = None
 ) -> web.StreamResponse:
     """Answer GET or HEAD for a stored object, honouring Range, If-Range and If-None-Match."""
-    out = {
-        "ETag": f'"{body.etag}"',
-        "Accept-Ranges": "bytes",
-        "Content-Type": body.content_type,
-        **(headers or {}),
-    }
+    out = blob_headers(body.etag, body.content_type, headers)
     if etag_matches(request.headers.get("If-None-Match"), body.etag):
         return web.Response(status=304, headers=out)
     if request.method == "GET" and body.redirect is not None:

@@ -156,4 +156,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     request[FORMAT] = fmt
     if repo.kind not in fmt.kinds:
         raise NotFound(f"repository {repo.name} is not served")
-    return await fmt.handle(request, repo, request.match_info.get("path", ""))
+    path = request.match_info.get("path", "")
+    if repo.kind == "remote" and request.method in ("GET", "HEAD"):
+        remembered = request.app[keys.PROXY].answer_remembered(request, repo, path)
+        if remembered is not None:
+            return remembered
+    return await fmt.handle(request, repo, path)

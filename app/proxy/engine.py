@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -31,10 +32,11 @@ from aiohttp import web
 from app.backends.metadata import MetadataStore
 from app.cas import Blob, ContentStore
 from app.errors import ApiError, BadGateway, GatewayTimeout, NotFound
-from app.http import SMALL_BODY, BlobBody, read_small, send_blob
+from app.http import SMALL_BODY, BlobBody, blob_headers, read_small, send_blob
 from app.metrics import Metrics
 from app.proxy.entries import Entries, Entry
 from app.proxy.options import RemoteOptions
+from app.proxy.renderings import Renderings
 from app.proxy.singleflight import FlightFailed, Leases, SingleFlight
 from app.proxy.upstream import Upstream, UpstreamError, UpstreamTimeout
 from app.repositories import Repository
@@ -90,6 +92,9 @@ class RemoteEngine:
         # database queries (and, for a small blob, the file read). Safe to lose.
         self.hot: OrderedDict[str, _Hot] = OrderedDict()
         self._hot_bytes = 0
+        self.renderings = Renderings()
+        # (repository id, request path as the client wrote it) → key in ``hot``.
+        self._aliases: OrderedDict[tuple[int, str], str] = OrderedDict()
 
     async def serve(
         self, request: web.Request, repo: Repository, upstream: Upstream, fetch: Fetch
@@ -109,7 +114,37 @@ class RemoteEngine:
         if hot is None:
             return None
         reply = _Streamed(self, request, repo, None, None)
-        return await reply.hot(key, hot)
+        answer = await reply.hot(key, hot)
+        requested = request.match_info.get("path")
+        if answer is not None and requested is not None:
+            # This request path, as the client wrote it, is this entry (the format said
+            # so just now): the next one may skip the format (see answer_remembered).
+            self._aliases[(repo.id, requested)] = key
+            self._aliases.move_to_end((repo.id, requested))
+            while len(self._aliases) > HOT_ENTRIES:
+                self._aliases.popitem(last=False)
+        return answer
+
+    def answer_remembered(
+        self, request: web.Request, repo: Repository, requested: str
+    ) -> web.Response | None:
+        """The quickest hit there is, taken before the format parses the path: a request
+        path a format already mapped to a remembered entry whose small body is in memory,
+        asked for plainly (GET or HEAD, no Range nor conditions). None for anything else:
+        the format then answers as usual. No awaits, no copies of the body."""
+        key = self._aliases.get((repo.id, requested))
+        if key is None:
+            return None
+        hot = self.hot.get(key)
+        if hot is None or hot.body is None or hot.headers is None:
+            return None
+        headers = request.headers
+        if "Range" in headers or "If-None-Match" in headers or "If-Range" in headers:
+            return None
+        if not self.recall(key, hot):
+            return None
+        self._count(repo, hot.entry.path, "HIT")
+        return web.Response(body=hot.body, headers=hot.headers)
 
     async def document(
         self,
@@ -279,6 +314,8 @@ class RemoteEngine:
                     self.forget(key)
                     return False
                 self._hot_bytes += size
+                extra = {**hot.entry.headers, "X-Cache": "HIT"}
+                hot.headers = blob_headers(hot.blob.digest, hot.entry.content_type, extra)
         self.hot.move_to_end(key)
         return True
 
@@ -322,13 +359,18 @@ class _Hot:
     path: Path
     checked: float  # time.monotonic() when the file was last seen
     body: bytes | None = None  # the whole blob, when it is small
+    headers: dict[str, str] | None = None  # a plain HIT's, made once
 
 
 @dataclass(frozen=True, slots=True)
 class Document:
-    body: bytes  # as the upstream published it
+    """A cached metadata document. Its body is read only if asked for: a format that
+    remembers its rendering by ``digest`` (see :mod:`app.proxy.renderings`) need not."""
+
+    digest: str  # the CAS blob: one body, so a rendering of it never goes stale
     content_type: str
     how: str  # HIT, MISS or STALE
+    read: Callable[[], Awaitable[bytes]]  # the body, as the upstream published it
 
 
 class _Reply(Protocol[T_co]):
@@ -462,11 +504,14 @@ class _Buffered:
         self.engine._count(self.repo, entry.path, how)
         if entry.status == 404:
             raise NotFound(f"{entry.path} not found upstream", headers={"X-Cache": how})
-        cas = self.engine.cas
-        if entry.blob_digest is None or await cas.stat(entry.blob_digest) is None:
+        cas, digest = self.engine.cas, entry.blob_digest
+        if digest is None or await cas.stat(digest) is None:
             return None
-        body = b"".join([chunk async for chunk in cas.open(entry.blob_digest)])
-        return Document(body, entry.content_type, how)
+
+        async def read() -> bytes:
+            return b"".join([chunk async for chunk in cas.open(digest)])
+
+        return Document(digest, entry.content_type, how, read)
 
     async def hot(self, key: str, hot: _Hot) -> Document | None:
         return None  # documents are not remembered: reading them needs the CAS anyway
@@ -488,7 +533,11 @@ class _Buffered:
         content_type = _content_type(fetch, response)
         entry = _entry(fetch, self.options, response, blob.digest, blob.size, content_type, {})
         await self.engine.entries.put(self.repo.id, entry)
-        return Document(document, content_type, "MISS")
+        return Document(blob.digest, content_type, "MISS", partial(_ready, document))
+
+
+async def _ready(body: bytes) -> bytes:
+    return body
 
 
 def _content_type(fetch: Fetch, response: aiohttp.ClientResponse) -> str:

@@ -94,6 +94,48 @@ async def test_a_miss_streams_and_caches_then_hits_serve_from_the_cache(
     assert metric(metrics, 'artifactapi_upstream_bytes_total{repository="mirror"}') == len(data)
 
 
+async def test_small_hits_from_memory_answer_like_any_other(
+    service: Remote, tree: FileTree, shape: str
+) -> None:
+    """Repeated hits on a small file end up answered from memory before the format
+    parses the path; ranges, conditions, HEAD and the other spelling of the path must
+    come out exactly as from the file."""
+    data = os.urandom(4096)
+    tree.files["small/a b.bin"] = File(data, "application/x-thing")
+    client = await service()
+    path = "/repository/mirror/small/a%20b.bin"
+    first = await client.get(path)
+    assert first.headers["X-Cache"] == "MISS" and await first.read() == data
+    answers = []
+    for _ in range(5):  # from the database, then remembered, then by the quick path
+        hit = await client.get(path)
+        answers.append((hit.status, await hit.read(), hit.headers.copy()))
+    for status, body, headers in answers:
+        assert status == 200 and body == data
+        assert headers["X-Cache"] == "HIT" and headers["Content-Type"] == "application/x-thing"
+        assert headers["Content-Length"] == "4096" and headers["Accept-Ranges"] == "bytes"
+        assert headers["ETag"] == answers[0][2]["ETag"]
+        assert len(headers["X-Request-ID"]) == 32
+    assert len({h["X-Request-ID"] for _, _, h in answers}) == 5
+    # The later ones took the quick path (on disk; S3 blobs have no local file to check).
+    quick = [p for _, p in client.app[keys.PROXY]._aliases]
+    assert quick == (["small/a b.bin"] if shape == "embedded" else [])
+    ranged = await client.get(path, headers={"Range": "bytes=-10"})
+    assert ranged.status == 206 and await ranged.read() == data[-10:]
+    assert ranged.headers["Content-Range"] == "bytes 4086-4095/4096"
+    etag = answers[0][2]["ETag"]
+    assert (await client.get(path, headers={"If-None-Match": etag})).status == 304
+    head = await client.head(path)
+    assert head.status == 200 and head.headers["Content-Length"] == "4096"
+    assert await head.read() == b""
+    other = await client.get("/repository/mirror/small/a b.bin")
+    assert other.headers["X-Cache"] == "HIT" and await other.read() == data
+    assert tree.requests["small/a b.bin"] == 1
+    metrics = await (await client.get("/metrics")).text()
+    hits = metric(metrics, 'artifactapi_proxy_requests_total{cache="HIT",repository="mirror"}')
+    assert hits == 5 + 1 + 1 + 1 + 1  # the 304 and the HEAD count too
+
+
 def metric(text: str, name: str) -> float:
     for line in text.splitlines():
         if line.startswith(name + " "):

@@ -24,7 +24,7 @@ from app.formats.npm import packuments
 from app.formats.npm.cache import packument
 from app.formats.npm.names import Target, check_package, parse_path, unescape_scope
 from app.http import etag_matches, external_url
-from app.proxy.engine import STALE_WARNING, Fetch
+from app.proxy.engine import STALE_WARNING, Document, Fetch
 from app.proxy.entries import Links
 from app.proxy.options import RemoteOptions
 from app.proxy.relay import read_body, relay
@@ -85,7 +85,8 @@ async def _endpoint(request: web.Request, repo: Repository, path: str) -> web.St
     if path.startswith("-/package/") and sep and tail == "dist-tags":
         target = Target(check_package(unescape_scope(package)))
         cached = await packument(request, repo, target, abbreviated=True)
-        tags = packuments.dist_tags(packuments.parse(cached.body, target.package))
+        rendered = await _rendered(request, repo, target, cached)
+        tags = packuments.dist_tags(json.loads(rendered))
         return _json(request, tags, cached.how, "application/json")
     raise NotFound(f"{path} not found")
 
@@ -93,29 +94,44 @@ async def _endpoint(request: web.Request, repo: Repository, path: str) -> web.St
 async def _packument(request: web.Request, repo: Repository, target: Target) -> web.Response:
     abbreviated = packuments.wants_abbreviated(request.headers.get("Accept"))
     cached = await packument(request, repo, target, abbreviated)
-    document = packuments.parse(cached.body, target.package)
-    rewritten = packuments.rewrite(document, target, _base(request, repo))
-    return _json(request, rewritten, cached.how, cached.content_type)
+    body = await _rendered(request, repo, target, cached)
+    return _answer(request, body, cached.how, cached.content_type)
 
 
 async def _version(request: web.Request, repo: Repository, target: Target) -> web.Response:
     assert target.version is not None
     cached = await packument(request, repo, target, abbreviated=False)
-    document = packuments.parse(cached.body, target.package)
-    rewritten = packuments.rewrite(document, target, _base(request, repo))
+    rewritten = json.loads(await _rendered(request, repo, target, cached))
     manifest = packuments.version_document(rewritten, target.version)
     if manifest is None:
         raise NotFound(f"version not found: {target.version}", headers={"X-Cache": cached.how})
     return _json(request, manifest, cached.how, "application/json")
 
 
-def _base(request: web.Request, repo: Repository) -> str:
-    return f"{external_url(request)}/repository/{repo.name}"
+async def _rendered(
+    request: web.Request, repo: Repository, target: Target, cached: Document
+) -> bytes:
+    """The packument rewritten for this repository's URL: made once per cached copy
+    and URL, then remembered (a large packument takes tens of ms to parse and dump)."""
+    base = f"{external_url(request)}/repository/{repo.name}"
+
+    def render(raw: bytes) -> bytes:
+        return _dumps(packuments.rewrite(packuments.parse(raw, target.package), target, base))
+
+    key = ("npm", cached.digest, base, target.package)
+    return await request.app[keys.PROXY].renderings.rendered(key, cached.read, render)
+
+
+def _dumps(document: object) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()
 
 
 def _json(request: web.Request, document: object, how: str, content_type: str) -> web.Response:
+    return _answer(request, _dumps(document), how, content_type)
+
+
+def _answer(request: web.Request, body: bytes, how: str, content_type: str) -> web.Response:
     """A document made from a cached packument, with its own ETag."""
-    body = json.dumps(document, separators=(",", ":")).encode()
     etag = hashlib.sha256(body).hexdigest()[:32]
     headers = {
         "ETag": f'"{etag}"',

@@ -12,6 +12,7 @@ files it lists are recorded (``remote_links``) then, once per fetch.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -19,22 +20,25 @@ from aiohttp import web
 from app import keys
 from app.errors import BadGateway
 from app.formats.pypi import simple
-from app.proxy.engine import Fetch
+from app.proxy.engine import Document, Fetch
 from app.proxy.entries import Link, Links
+from app.proxy.renderings import BIG
 from app.proxy.upstream import Upstream
 from app.repositories import Repository
 
 
 @dataclass(frozen=True, slots=True)
-class Cached:
-    page: simple.Page
+class Rendered:
+    body: bytes
+    content_type: str
     how: str  # HIT, MISS or STALE
 
 
 async def project_page(
-    request: web.Request, repo: Repository, upstream: Upstream, project: str
-) -> Cached:
-    """The upstream's page for ``project``, parsed; cached under ``simple/<project>/``."""
+    request: web.Request, repo: Repository, upstream: Upstream, project: str, as_json: bool
+) -> Rendered:
+    """The upstream's page for ``project`` (cached under ``simple/<project>/``),
+    rendered for our clients in the form they asked for."""
     key = f"simple/{project}/"
     # Relative links resolve against the page's own URL.
     base = str(upstream.url(key))
@@ -46,36 +50,52 @@ async def project_page(
 
     fetch = Fetch(path=key, upstream_path=key, kind="metadata", accept=simple.UPSTREAM_ACCEPT)
     doc = await request.app[keys.PROXY].document(repo, upstream, fetch, accept)
-    return Cached(_parse(doc.body, doc.content_type, base, project), doc.how)
+
+    def render(body: bytes) -> bytes:
+        page = _parse(body, doc.content_type, base, project)
+        return simple.render_json(page, project) if as_json else simple.render_html(page, project)
+
+    remembered = ("pypi-page", doc.digest, project, as_json)
+    return await _rendered(request, remembered, doc, render, as_json)
 
 
-# A root list bigger than this (pypi.org's is tens of MB) is parsed off the event loop.
-BIG_LIST = 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Projects:
-    names: list[str]
-    how: str  # HIT, MISS or STALE
-
-
-async def project_list(request: web.Request, repo: Repository, upstream: Upstream) -> Projects:
-    """The upstream's root page, its project names read; cached under ``simple/``."""
+async def project_list(
+    request: web.Request, repo: Repository, upstream: Upstream, as_json: bool
+) -> Rendered:
+    """The upstream's root page (cached under ``simple/``), its project names read and
+    rendered with links relative to this repository."""
 
     async def accept(body: bytes) -> None:
-        await _projects(body, _kind(body))
+        if len(body) > BIG:  # pypi.org's is tens of MB
+            await asyncio.to_thread(_projects, body, _kind(body))
+        else:
+            _projects(body, _kind(body))
 
     fetch = Fetch(
         path="simple/", upstream_path="simple/", kind="metadata", accept=simple.UPSTREAM_ACCEPT
     )
     doc = await request.app[keys.PROXY].document(repo, upstream, fetch, accept)
-    return Projects(await _projects(doc.body, doc.content_type), doc.how)
+
+    def render(body: bytes) -> bytes:
+        names = _projects(body, doc.content_type)
+        return simple.render_projects_json(names) if as_json else simple.render_projects_html(names)
+
+    return await _rendered(request, ("pypi-list", doc.digest, as_json), doc, render, as_json)
 
 
-async def _projects(body: bytes, content_type: str) -> list[str]:
+async def _rendered(
+    request: web.Request,
+    key: tuple[Hashable, ...],
+    doc: Document,
+    render: Callable[[bytes], bytes],
+    as_json: bool,
+) -> Rendered:
+    body = await request.app[keys.PROXY].renderings.rendered(key, doc.read, render)
+    return Rendered(body, simple.JSON_TYPE if as_json else "text/html", doc.how)
+
+
+def _projects(body: bytes, content_type: str) -> list[str]:
     try:
-        if len(body) > BIG_LIST:
-            return await asyncio.to_thread(simple.parse_projects, body, content_type)
         return simple.parse_projects(body, content_type)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise BadGateway(f"upstream project list is unreadable: {exc}") from None

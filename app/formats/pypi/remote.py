@@ -10,8 +10,6 @@ A file is only ever fetched from the URL an upstream page gave for it (a row in
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
 from app import keys
@@ -23,8 +21,6 @@ from app.proxy.options import RemoteOptions
 from app.proxy.upstream import Upstream
 from app.repositories import Repository
 from pipelines.digest import ALGORITHMS, InvalidDigest, parse_digest
-
-BIG_LIST = 10_000  # project names
 
 
 class RemotePypiOptions(RemoteOptions):
@@ -62,15 +58,8 @@ def _upstream(request: web.Request, repo: Repository) -> Upstream:
 
 
 async def _project_list(request: web.Request, repo: Repository) -> web.StreamResponse:
-    cached = await pages.project_list(request, repo, _upstream(request, repo))
-    if simple.wants_json(request.headers.get("Accept", "")):
-        render, content_type = simple.render_projects_json, simple.JSON_TYPE
-    else:
-        render, content_type = simple.render_projects_html, "text/html"
-    # pypi.org lists hundreds of thousands: rendered off the event loop.
-    big = len(cached.names) > BIG_LIST
-    body = await asyncio.to_thread(render, cached.names) if big else render(cached.names)
-    return _page(body, content_type, cached.how)
+    as_json = simple.wants_json(request.headers.get("Accept", ""))
+    return _page(await pages.project_list(request, repo, _upstream(request, repo), as_json))
 
 
 async def _project_page(
@@ -81,20 +70,17 @@ async def _project_page(
     project = simple.normalize(name)
     if project != name or not slash:
         return _redirect(repo, f"simple/{project}/")
-    cached = await pages.project_page(request, repo, _upstream(request, repo), project)
-    page = cached.page
-    if simple.wants_json(request.headers.get("Accept", "")):
-        body, content_type = simple.render_json(page, project), simple.JSON_TYPE
-    else:
-        body, content_type = simple.render_html(page, project), "text/html"
-    return _page(body, content_type, cached.how)
+    as_json = simple.wants_json(request.headers.get("Accept", ""))
+    upstream = _upstream(request, repo)
+    return _page(await pages.project_page(request, repo, upstream, project, as_json))
 
 
-def _page(body: bytes, content_type: str, how: str) -> web.Response:
-    headers = {"X-Cache": how, "Vary": "Accept", "Content-Type": content_type}
-    if how == "STALE":
+def _page(rendered: pages.Rendered) -> web.Response:
+    headers = {"X-Cache": rendered.how, "Vary": "Accept", "Content-Type": rendered.content_type}
+    if rendered.how == "STALE":
         headers["Warning"] = STALE_WARNING
-    return web.Response(body=body, headers=headers)  # aiohttp leaves out a HEAD's body
+    # aiohttp leaves out a HEAD's body
+    return web.Response(body=rendered.body, headers=headers)
 
 
 async def _file(
