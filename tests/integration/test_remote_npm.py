@@ -409,3 +409,16 @@ async def test_tarball_urls_name_where_clients_reach_us(
     response = await client.get("/repository/npm-remote/demo", headers=headers)
     tarball = (await response.json())["versions"]["1.0.0"]["dist"]["tarball"]
     assert tarball == f"{origin}/repository/npm-remote/{registry.tarball_path('demo')}"
+
+
+async def test_each_host_gets_its_own_rewritten_packument(
+    service: Service, registry: FakeRegistry
+) -> None:
+    """Rewritten packuments are remembered per cached copy and URL: a second host
+    must not get the first host's tarball URLs."""
+    client = await service()
+    for host in ("one.example:8080", "two.example", "one.example:8080"):
+        response = await client.get("/repository/npm-remote/demo", headers={"Host": host})
+        tarball = (await response.json())["versions"]["1.0.0"]["dist"]["tarball"]
+        assert tarball == f"http://{host}/repository/npm-remote/{registry.tarball_path('demo')}"
+    assert registry.requests["demo"] == 1
