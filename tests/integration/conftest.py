@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
 from app.config import Config
 from app.server import create_app
@@ -45,3 +45,32 @@ async def app_client(aiohttp_client: Any, config: Config) -> TestClient:
 @pytest.fixture
 def app(app_client: TestClient) -> web.Application:
     return app_client.app  # type: ignore[return-value]
+
+
+RemoteFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def remote_service(aiohttp_client: Any, make_config: ConfigFactory) -> RemoteFactory:
+    """Start a service of the current shape with one remote repository: ``remote_service
+    (name, format, upstream, server={...}, **options)``; ``upstream`` is a test server
+    (its root) or a URL, the keyword arguments the repository's options."""
+
+    async def start(
+        name: str,
+        fmt: str,
+        upstream: TestServer | str,
+        server: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> TestClient:
+        url = upstream if isinstance(upstream, str) else str(upstream.make_url("")).rstrip("/")
+        repo = {
+            "name": name,
+            "format": fmt,
+            "kind": "remote",
+            "options": {"upstream": url, "retries": 0, **options},
+        }
+        config = make_config(repositories=[repo], server=server or {})
+        return await aiohttp_client(create_app(config))
+
+    return start

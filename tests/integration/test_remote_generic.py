@@ -5,6 +5,7 @@ faults, in both shapes, against a fake upstream that counts what it is asked."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
 import subprocess
@@ -21,7 +22,7 @@ from app.config import ConfigError, parse_config
 from app.formats import available_formats, validate_repositories
 from app.proxy import engine as engine_module
 from app.server import create_app
-from tests.integration.conftest import ConfigFactory
+from tests.integration.conftest import ConfigFactory, RemoteFactory
 from tests.upstreams import File, FileTree
 
 Remote = Callable[..., Any]
@@ -52,14 +53,11 @@ def remote_repo(upstream: TestServer, **options: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def service(aiohttp_client, make_config: ConfigFactory, upstream: TestServer) -> Remote:  # type: ignore[no-untyped-def]
+def service(remote_service: RemoteFactory, upstream: TestServer) -> Remote:
     """A service with one generic remote repository over the fake upstream."""
-
-    async def start(**options: Any) -> TestClient:
-        config = make_config(repositories=[remote_repo(upstream, **options)])
-        return await aiohttp_client(create_app(config))
-
-    return start
+    return functools.partial(
+        remote_service, "mirror", "generic", upstream, metadata_paths=["*.json", "**/*.json"]
+    )
 
 
 async def test_a_miss_streams_and_caches_then_hits_serve_from_the_cache(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import gzip
 import hashlib
 import io
@@ -23,10 +24,9 @@ from urllib.parse import unquote
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestServer
 
-from app.server import create_app
-from tests.integration.conftest import ConfigFactory
+from tests.integration.conftest import RemoteFactory
 
 Service = Callable[..., Any]
 ABBREVIATED = "application/vnd.npm.install-v1+json"
@@ -160,22 +160,8 @@ async def upstream(aiohttp_server, registry: FakeRegistry) -> TestServer:  # typ
 
 
 @pytest.fixture
-def service(aiohttp_client, make_config: ConfigFactory, upstream: TestServer) -> Service:  # type: ignore[no-untyped-def]
-    async def start(server: dict[str, Any] | None = None, **options: Any) -> TestClient:
-        repo = {
-            "name": "npm-remote",
-            "format": "npm",
-            "kind": "remote",
-            "options": {
-                "upstream": str(upstream.make_url("")).rstrip("/"),
-                "retries": 0,
-                **options,
-            },
-        }
-        config = make_config(repositories=[repo], server=server or {})
-        return await aiohttp_client(create_app(config))
-
-    return start
+def service(remote_service: RemoteFactory, upstream: TestServer) -> Service:
+    return functools.partial(remote_service, "npm-remote", "npm", upstream)
 
 
 def npm(where: Path, registry_url: str, *args: str) -> subprocess.CompletedProcess[str]:

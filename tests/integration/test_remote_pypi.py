@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import io
 import json
@@ -21,10 +22,9 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestServer
 
-from app.server import create_app
-from tests.integration.conftest import ConfigFactory
+from tests.integration.conftest import RemoteFactory
 
 Remote = Callable[..., Any]
 WHEEL = "demo-1.0-py3-none-any.whl"
@@ -159,18 +159,8 @@ async def upstream(aiohttp_server, index: Index) -> TestServer:  # type: ignore[
 
 
 @pytest.fixture
-def service(aiohttp_client, make_config: ConfigFactory, upstream: TestServer) -> Remote:  # type: ignore[no-untyped-def]
-    async def start(**options: Any) -> TestClient:
-        repo = {
-            "name": "pypi-remote",
-            "format": "pypi",
-            "kind": "remote",
-            "options": {"upstream": str(upstream.make_url("")).rstrip("/"), "retries": 0,
-                        **options},
-        }  # fmt: skip
-        return await aiohttp_client(create_app(make_config(repositories=[repo])))
-
-    return start
+def service(remote_service: RemoteFactory, upstream: TestServer) -> Remote:
+    return functools.partial(remote_service, "pypi-remote", "pypi", upstream)
 
 
 async def pip(*args: str) -> subprocess.CompletedProcess[str]:
