@@ -113,7 +113,7 @@ class RemoteEngine:
         hot = self.hot.get(key)
         if hot is None:
             return None
-        reply = _Streamed(self, request, repo, None, None)
+        reply = _Cached(self, request, repo)
         answer = await reply.hot(key, hot)
         requested = request.match_info.get("path")
         if answer is not None and requested is not None:
@@ -387,20 +387,11 @@ class _Reply(Protocol[T_co]):
         ...
 
 
-class _Streamed:
-    """The client gets the upstream's bytes as they arrive, while they are stored."""
+class _Cached:
+    """A client's answer from the cache: a stored blob, or a remembered 404."""
 
-    def __init__(
-        self,
-        engine: RemoteEngine,
-        request: web.Request,
-        repo: Repository,
-        upstream: Upstream | None,
-        fetch: Fetch | None,
-    ) -> None:
-        # Without an upstream and a fetch it can only answer from the cache.
+    def __init__(self, engine: RemoteEngine, request: web.Request, repo: Repository) -> None:
         self.engine, self.request, self.repo = engine, request, repo
-        self.upstream, self._fetch = upstream, fetch
 
     async def cached(self, entry: Entry, how: str) -> web.StreamResponse | None:
         engine = self.engine
@@ -438,9 +429,23 @@ class _Streamed:
         )
         return await send_blob(self.request, body, headers)
 
+
+class _Streamed(_Cached):
+    """The client gets the upstream's bytes as they arrive, while they are stored."""
+
+    def __init__(
+        self,
+        engine: RemoteEngine,
+        request: web.Request,
+        repo: Repository,
+        upstream: Upstream,
+        fetch: Fetch,
+    ) -> None:
+        super().__init__(engine, request, repo)
+        self.upstream, self.fetch = upstream, fetch
+
     async def filled(self, response: aiohttp.ClientResponse) -> web.StreamResponse:
-        assert self.upstream is not None and self._fetch is not None
-        engine, request, fetch = self.engine, self.request, self._fetch
+        engine, request, fetch = self.engine, self.request, self.fetch
         options = self.upstream.options
         content_type = _content_type(fetch, response)
         kept = _kept_headers(fetch, response)
