@@ -533,7 +533,10 @@ class _Buffered:
             raise _Unavailable(BadGateway(f"upstream document {fetch.path}: {exc!r}")) from exc
         document = bytes(body)
         self.engine.metrics.upstream_bytes.labels(self.repo.name).inc(len(document))
-        await self.accept(document)  # a broken document never replaces a good copy
+        try:
+            await self.accept(document)  # a broken document never replaces a good copy
+        except BadGateway as exc:  # and the good copy, if expired, stands in (STALE)
+            raise _Unavailable(exc) from exc
         blob = await self.engine.cas.ingest(once(document), fetch.expected)
         content_type = _content_type(fetch, response)
         entry = _entry(fetch, self.options, response, blob.digest, blob.size, content_type, {})

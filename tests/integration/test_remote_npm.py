@@ -132,6 +132,8 @@ class FakeRegistry:
         self.requests[path] += 1
         if self.fault == "500":
             return web.Response(status=500, text="registry broken")
+        if self.fault == "html" and path in self.packages:  # a captive portal, a login page
+            return web.Response(text="<html><body>Sign in</body></html>", content_type="text/html")
         if path in self.tarballs:
             data = self.tarballs[path]
             if self.corrupt:
@@ -408,3 +410,24 @@ async def test_each_host_gets_its_own_rewritten_packument(
         tarball = (await response.json())["versions"]["1.0.0"]["dist"]["tarball"]
         assert tarball == f"http://{host}/repository/npm-remote/{registry.tarball_path('demo')}"
     assert registry.requests["demo"] == 1
+
+
+async def test_a_packument_that_is_not_json_is_refused_and_not_cached(
+    service: Service, registry: FakeRegistry
+) -> None:
+    client = await service(metadata_ttl=0.1)
+    registry.fault = "html"
+    for _ in range(2):
+        refused = await client.get("/repository/npm-remote/demo")
+        assert refused.status == 502 and "packument" in (await refused.json())["error"]
+    assert registry.requests["demo"] == 2  # nothing was cached
+    registry.fault = None
+    good = await client.get("/repository/npm-remote/demo")
+    assert good.status == 200 and good.headers["X-Cache"] == "MISS"
+    await asyncio.sleep(0.2)
+    registry.fault = "html"  # an expired good copy is not replaced: it stands in
+    for _ in range(2):
+        kept = await client.get("/repository/npm-remote/demo")
+        assert kept.status == 200 and kept.headers["X-Cache"] == "STALE"
+        assert (await kept.json())["dist-tags"] == {"latest": "1.0.0"}
+    assert registry.requests["demo"] == 5
