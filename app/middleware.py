@@ -19,6 +19,7 @@ from aiohttp import ClientPayloadError, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from app import keys, logs
+from app.access_log import AccessWriter
 from app.backends.cache import CacheError
 from app.backends.metadata import MetadataError
 from app.backends.storage import InvalidKey, StorageError
@@ -70,8 +71,8 @@ class RequestIds:
 
 
 REQUEST_IDS: web.AppKey[RequestIds] = web.AppKey("request_ids")
-# Whether each request writes an access-log line (logging.access, at level info or below).
-ACCESS_LOG: web.AppKey[bool] = web.AppKey("access_log")
+# Writes each request's access-log line; None with logging.access off or above info.
+ACCESS_LOG: web.AppKey[AccessWriter | None] = web.AppKey("access_log")
 
 
 @web.middleware
@@ -101,16 +102,10 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         if SENDFILE_BYTES in request:
             sent += request[SENDFILE_BYTES]
         app[keys.METRICS].http.add(_route(request), request.method, status, elapsed, received, sent)
-        if app[ACCESS_LOG]:
-            log.info(
-                "request",
-                method=request.method,
-                path=request.path,
-                status=status,
-                ms=round(elapsed * 1000, 1),
-                bytes_in=received,
-                bytes_out=sent,
-            )
+        access = app[ACCESS_LOG]
+        if access is not None:
+            ms = round(elapsed * 1000, 1)
+            access(request.method, request.path, status, ms, received, sent, request_id)
         logs.REQUEST_ID.reset(bound)
 
 

@@ -10,6 +10,7 @@ import structlog
 from aiohttp import web
 
 from app import gc_routes, health, keys
+from app.access_log import AccessWriter, JsonAccessLog, console_access_log
 from app.backends.cache import open_cache
 from app.backends.metadata import open_metadata
 from app.backends.storage import open_storage
@@ -52,11 +53,13 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
     app[FORMATS] = formats
     app[INFLIGHT] = Inflight()
     app[REQUEST_IDS] = RequestIds()
-    app[ACCESS_LOG] = config.logging.access and config.logging.level in ("debug", "info")
+    app[ACCESS_LOG] = access = _access_log(config)
     app.on_response_prepare.append(add_request_id)
 
     async def backends(app: web.Application) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
+            if isinstance(access, JsonAccessLog):
+                stack.callback(access.flush)  # last, after every request is done
             storage = await open_storage(config.storage)
             stack.push_async_callback(storage.close)
             await storage.ping()  # an unreachable bucket stops start-up, like the database
@@ -114,6 +117,13 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
     for fmt in formats.values():
         fmt.setup(app)
     return app
+
+
+def _access_log(config: Config) -> AccessWriter | None:
+    logging = config.logging
+    if not logging.access or logging.level not in ("debug", "info"):
+        return None
+    return JsonAccessLog() if logging.format == "json" else console_access_log
 
 
 async def _cancelled(task: asyncio.Task[None]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -292,3 +293,22 @@ async def _cli(cwd: Path, *args: str, module: str = "app") -> subprocess.Complet
         capture_output=True, text=True, timeout=60, check=False, cwd=cwd,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
     )  # fmt: skip
+
+
+async def test_json_access_log_lines_reach_the_log_by_shutdown(tmp_path: Path) -> None:
+    write_config(tmp_path, logging={"format": "json", "level": "info"})
+    with serving(tmp_path) as (process, base):
+        async with session() as client:
+            ids = []
+            for path in ("/healthz", "/repository/files/nope.bin", "/repository/files/a%20b"):
+                response = await client.get(f"{base}{path}")
+                ids.append((path, response.status, response.headers["X-Request-ID"]))
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    lines = [json.loads(line) for line in log_of(tmp_path).splitlines() if line.startswith("{")]
+    requests = {line["request_id"]: line for line in lines if line.get("event") == "request"}
+    for path, status, request_id in ids:
+        line = requests[request_id]
+        assert (line["method"], line["status"], line["level"]) == ("GET", status, "info")
+        assert line["path"] == path.replace("%20", " ")
+        assert line["timestamp"].endswith("Z") and line["ms"] >= 0
