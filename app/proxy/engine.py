@@ -280,11 +280,28 @@ class RemoteEngine:
         self._count(repo, fetch.path, "MISS")
         return await reply.filled(response)
 
-    def remember(self, key: str, entry: Entry, blob: Blob, path: Path) -> None:
+    def remember(
+        self, key: str, entry: Entry, blob: Blob, path: Path | None, body: bytes | None = None
+    ) -> None:
+        """Remember a fresh entry: its local file, or (a small blob in object storage) its
+        bytes, which then stand for it."""
         self.forget(key)
-        self.hot[key] = _Hot(entry, blob, path, time.monotonic())
+        hot = _Hot(entry, blob, path, time.monotonic())
+        if body is not None:
+            self._keep(hot, body)
+        if hot.path is None and hot.body is None:
+            return  # nothing to answer from without the database
+        self.hot[key] = hot
         while len(self.hot) > HOT_ENTRIES:
             self.forget(next(iter(self.hot)))
+
+    def _keep(self, hot: _Hot, body: bytes) -> None:
+        if len(body) != hot.blob.size or self._hot_bytes + len(body) > HOT_BODIES:
+            return
+        hot.body = body
+        self._hot_bytes += len(body)
+        extra = {**hot.entry.headers, "X-Cache": "HIT"}
+        hot.headers = blob_headers(hot.blob.digest, hot.entry.content_type, extra)
 
     def forget(self, key: str) -> None:
         hot = self.hot.pop(key, None)
@@ -292,30 +309,45 @@ class RemoteEngine:
             self._hot_bytes -= len(hot.body)
 
     def recall(self, key: str, hot: _Hot) -> bool:
-        """Whether a remembered entry may answer now: fresh, and its file there. A small
-        blob's bytes are kept with it (within ``HOT_BODIES``), so its hits read no file
-        and look for it only every ``HOT_RECHECK`` seconds: a collected blob's bytes may
-        still answer that long, and they are the right bytes. Any other hit looks for
-        its file each time, since the file is what it sends."""
+        """Whether a remembered entry may answer now: fresh, and its blob still stored.
+        A small blob's bytes are kept with it (within ``HOT_BODIES``), so its hits read
+        nothing and look for the blob only every ``HOT_RECHECK`` seconds: a collected
+        blob's bytes may still answer that long, and they are the right bytes. Other
+        hits look for their file each time, since the file is what they send. A blob in
+        object storage is looked for in the database, which only :meth:`confirm` can."""
         if not hot.entry.fresh(time.time()):
             self.forget(key)
             return False
         now = time.monotonic()
-        if hot.body is None or now - hot.checked > HOT_RECHECK:
+        if hot.path is None:
+            if now - hot.checked > HOT_RECHECK:
+                return False
+        elif hot.body is None or now - hot.checked > HOT_RECHECK:
             # One stat of a cached dentry: cheaper than the thread hop that would avoid it.
             if not hot.path.is_file():
                 self.forget(key)
                 return False
             hot.checked = now
-            size = hot.blob.size
-            if hot.body is None and 0 < size <= SMALL_BODY and self._hot_bytes + size <= HOT_BODIES:
-                hot.body = read_small(hot.path, 0, size)
-                if hot.body is None:  # gone since the stat
+            if hot.body is None and 0 < hot.blob.size <= SMALL_BODY:
+                body = read_small(hot.path, 0, hot.blob.size)
+                if body is None:  # gone since the stat
                     self.forget(key)
                     return False
-                self._hot_bytes += size
-                extra = {**hot.entry.headers, "X-Cache": "HIT"}
-                hot.headers = blob_headers(hot.blob.digest, hot.entry.content_type, extra)
+                self._keep(hot, body)
+        self.hot.move_to_end(key)
+        return True
+
+    async def confirm(self, key: str, hot: _Hot) -> bool:
+        """:meth:`recall`, with the database asked where it must be (a blob in object
+        storage whose look is due)."""
+        if self.recall(key, hot):
+            return True
+        if hot.path is not None or self.hot.get(key) is not hot:
+            return False
+        if await self.cas.stat(hot.blob.digest) is None:
+            self.forget(key)
+            return False
+        hot.checked = time.monotonic()
         self.hot.move_to_end(key)
         return True
 
@@ -356,8 +388,8 @@ async def _counted(
 class _Hot:
     entry: Entry
     blob: Blob
-    path: Path
-    checked: float  # time.monotonic() when the file was last seen
+    path: Path | None  # None: the blob is in object storage, and ``body`` stands for it
+    checked: float  # time.monotonic() when the blob was last seen
     body: bytes | None = None  # the whole blob, when it is small
     headers: dict[str, str] | None = None  # a plain HIT's, made once
 
@@ -402,12 +434,16 @@ class _Cached:
         if blob is None:
             return None
         path = engine.cas.local_path(blob.digest)
-        if how == "HIT" and path is not None:
-            engine.remember(f"{self.repo.id}:{entry.path}", entry, blob, path)
-        return await self._send(entry, blob, how, path)
+        data = None
+        if path is None and 0 < blob.size <= SMALL_BODY:
+            # In object storage: a small body is read whole, and remembered with its entry.
+            data = b"".join([chunk async for chunk in engine.cas.open(blob.digest)])
+        if how == "HIT":
+            engine.remember(f"{self.repo.id}:{entry.path}", entry, blob, path, data)
+        return await self._send(entry, blob, how, path, data)
 
     async def hot(self, key: str, hot: _Hot) -> web.StreamResponse | None:
-        if not self.engine.recall(key, hot):
+        if not await self.engine.confirm(key, hot):
             return None  # expired, or collected: ask the database
         self.engine._count(self.repo, hot.entry.path, "HIT")
         return await self._send(hot.entry, hot.blob, "HIT", hot.path, hot.body)
