@@ -17,7 +17,10 @@ from pipelines.sources import received
 log = structlog.get_logger("artifactapi.proxy")
 
 # Upstream headers a relayed answer keeps; hop-by-hop and cookies never pass.
-PASSED = ("Content-Type", "Content-Encoding", "Cache-Control", "ETag", "Last-Modified")
+PASSED = (
+    "Content-Type", "Content-Encoding", "Cache-Control", "ETag", "Last-Modified", "Allow",
+    "Retry-After",
+)  # fmt: skip
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:

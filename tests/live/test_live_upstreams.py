@@ -46,6 +46,9 @@ async def test_pip_through_a_live_pypi(aiohttp_client, tmp_path: Path) -> None: 
             "--index-url", index, "six==1.16.0", "-d", str(out), cwd=tmp_path, env=env,
         )  # fmt: skip
         assert [p.name for p in out.iterdir()] == ["six-1.16.0-py2.py3-none-any.whl"]
+    # The project list (tens of MB on pypi.org), with links relative to this repository.
+    listing = await client.get("/repository/pypi/simple/")
+    assert listing.status == 200 and '<a href="six/">six</a>' in await listing.text()
 
 
 @pytest.mark.skipif(not NPM, reason="ARTIFACTAPI_LIVE_NPM_URL not set")
@@ -67,3 +70,19 @@ async def test_npm_through_a_live_registry(aiohttp_client, tmp_path: Path) -> No
     )  # fmt: skip
     installed = json.loads((project / "node_modules/is-number/package.json").read_text())
     assert installed["version"] == "7.0.0"
+    # What is relayed (the audit npm runs by default, a search) or answered here (ping)
+    # ends through us as it does against the upstream itself: a read-only mirror has no
+    # search or audit, and npm says so either way.
+    for command in (["audit", "--json"], ["search", "--json", "is-number"], ["ping"]):
+        ours, theirs = [
+            await asyncio.to_thread(
+                subprocess.run, ["npm", *command, "--registry", url], capture_output=True,
+                text=True, timeout=300, check=False, cwd=project, env=env,
+            )
+            for url in (registry, NPM)
+        ]  # fmt: skip
+        assert ours.returncode == theirs.returncode, (command, ours.stdout + ours.stderr)
+        if command[0] == "search" and ours.returncode == 0:
+            assert "is-number" in [p["name"] for p in json.loads(ours.stdout)]
+    latest = await client.get("/repository/npm/is-number/7.0.0")
+    assert (await latest.json())["version"] == "7.0.0"
