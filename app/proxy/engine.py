@@ -518,8 +518,6 @@ class _Streamed(_Cached):
             if cached is None:
                 raise BadGateway(f"{fetch.path} vanished right after it was cached")
             return cached
-        if tap is not None:
-            await tap.finish()
         if tap is not None and tap.dropped:
             return _cut(request, client)  # it left or stalled; the cache is filled all the same
         with suppress(ConnectionError):
@@ -619,30 +617,15 @@ def _entry(
 
 
 class _ClientTap:
-    """Feeds the client that asked first while the cache fills, one chunk behind: the
-    last one goes out (:meth:`finish`) once the entry is written, so a client that has
-    its whole body and asks again finds a hit, not a fill still being recorded.
-
-    A client that stops reading for ``CLIENT_STALL`` seconds is dropped (its connection
-    cut), so one slow link cannot hold back a fill that other requests are waiting for."""
+    """Feeds the client that asked first while the cache fills. A client that stops
+    reading for ``CLIENT_STALL`` seconds is dropped (its connection cut), so one slow
+    link cannot hold back a fill that other requests are waiting for."""
 
     def __init__(self, response: web.StreamResponse) -> None:
         self.response = response
         self.dropped = False
-        self._held: bytes | None = None
 
     async def __call__(self, chunk: bytes) -> None:
-        held, self._held = self._held, chunk
-        if held is not None:
-            await self._write(held)
-
-    async def finish(self) -> None:
-        held, self._held = self._held, None
-        if held is not None and not self.dropped:
-            with suppress(ConnectionResetError):
-                await self._write(held)
-
-    async def _write(self, chunk: bytes) -> None:
         try:
             await asyncio.wait_for(self.response.write(chunk), CLIENT_STALL)
         except BaseException:
