@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -32,9 +31,10 @@ from aiohttp import web
 from app.backends.metadata import MetadataStore
 from app.cas import Blob, ContentStore
 from app.errors import ApiError, BadGateway, GatewayTimeout, NotFound
-from app.http import SMALL_BODY, BlobBody, blob_headers, read_small, send_blob
+from app.http import SMALL_BODY, BlobBody, send_blob
 from app.metrics import Metrics
 from app.proxy.entries import Entries, Entry
+from app.proxy.hot import Hot, HotEntries
 from app.proxy.options import RemoteOptions
 from app.proxy.renderings import Renderings
 from app.proxy.singleflight import FlightFailed, Leases, SingleFlight
@@ -48,9 +48,6 @@ log = structlog.get_logger("artifactapi.proxy")
 Kind = Literal["artifact", "metadata"]
 HIT_FLUSH_INTERVAL = 10.0
 ATTEMPTS = 3
-HOT_ENTRIES = 10_000
-HOT_BODIES = 32 * 1024 * 1024  # bytes of small blobs a process keeps in memory
-HOT_RECHECK = 1.0  # seconds a remembered file is trusted before it is looked at again
 CLIENT_STALL = 30.0
 STALE_WARNING = '110 - "Response is Stale"'
 T = TypeVar("T")
@@ -88,13 +85,8 @@ class RemoteEngine:
         self.flight = SingleFlight(leases)
         self.metrics = metrics
         self._hits: dict[tuple[int, str], tuple[float, int]] = {}
-        # Fresh entries whose blob is a local file, by key: a hint that spares a hit two
-        # database queries (and, for a small blob, the file read). Safe to lose.
-        self.hot: OrderedDict[str, _Hot] = OrderedDict()
-        self._hot_bytes = 0
+        self.hot = HotEntries(cas)
         self.renderings = Renderings()
-        # (repository id, request path as the client wrote it) → key in ``hot``.
-        self._aliases: OrderedDict[tuple[int, str], str] = OrderedDict()
 
     async def serve(
         self, request: web.Request, repo: Repository, upstream: Upstream, fetch: Fetch
@@ -117,12 +109,9 @@ class RemoteEngine:
         answer = await reply.hot(key, hot)
         requested = request.match_info.get("path")
         if answer is not None and requested is not None:
-            # This request path, as the client wrote it, is this entry (the format said
-            # so just now): the next one may skip the format (see answer_remembered).
-            self._aliases[(repo.id, requested)] = key
-            self._aliases.move_to_end((repo.id, requested))
-            while len(self._aliases) > HOT_ENTRIES:
-                self._aliases.popitem(last=False)
+            # The format mapped this request path to this entry just now: the next
+            # request for it may skip the format (see answer_remembered).
+            self.hot.alias(repo.id, requested, key)
         return answer
 
     def answer_remembered(
@@ -132,16 +121,8 @@ class RemoteEngine:
         path a format already mapped to a remembered entry whose small body is in memory,
         asked for plainly (GET or HEAD, no Range nor conditions). None for anything else:
         the format then answers as usual. No awaits, no copies of the body."""
-        key = self._aliases.get((repo.id, requested))
-        if key is None:
-            return None
-        hot = self.hot.get(key)
-        if hot is None or hot.body is None or hot.headers is None:
-            return None
-        headers = request.headers
-        if "Range" in headers or "If-None-Match" in headers or "If-Range" in headers:
-            return None
-        if not self.recall(key, hot):
+        hot = self.hot.quick(repo.id, requested, request.headers)
+        if hot is None:
             return None
         self._count(repo, hot.entry.path, "HIT")
         return web.Response(body=hot.body, headers=hot.headers)
@@ -280,77 +261,6 @@ class RemoteEngine:
         self._count(repo, fetch.path, "MISS")
         return await reply.filled(response)
 
-    def remember(
-        self, key: str, entry: Entry, blob: Blob, path: Path | None, body: bytes | None = None
-    ) -> None:
-        """Remember a fresh entry: its local file, or (a small blob in object storage) its
-        bytes, which then stand for it."""
-        self.forget(key)
-        hot = _Hot(entry, blob, path, time.monotonic())
-        if body is not None:
-            self._keep(hot, body)
-        if hot.path is None and hot.body is None:
-            return  # nothing to answer from without the database
-        self.hot[key] = hot
-        while len(self.hot) > HOT_ENTRIES:
-            self.forget(next(iter(self.hot)))
-
-    def _keep(self, hot: _Hot, body: bytes) -> None:
-        if len(body) != hot.blob.size or self._hot_bytes + len(body) > HOT_BODIES:
-            return
-        hot.body = body
-        self._hot_bytes += len(body)
-        extra = {**hot.entry.headers, "X-Cache": "HIT"}
-        hot.headers = blob_headers(hot.blob.digest, hot.entry.content_type, extra)
-
-    def forget(self, key: str) -> None:
-        hot = self.hot.pop(key, None)
-        if hot is not None and hot.body is not None:
-            self._hot_bytes -= len(hot.body)
-
-    def recall(self, key: str, hot: _Hot) -> bool:
-        """Whether a remembered entry may answer now: fresh, and its blob still stored.
-        A small blob's bytes are kept with it (within ``HOT_BODIES``), so its hits read
-        nothing and look for the blob only every ``HOT_RECHECK`` seconds: a collected
-        blob's bytes may still answer that long, and they are the right bytes. Other
-        hits look for their file each time, since the file is what they send. A blob in
-        object storage is looked for in the database, which only :meth:`confirm` can."""
-        if not hot.entry.fresh(time.time()):
-            self.forget(key)
-            return False
-        now = time.monotonic()
-        if hot.path is None:
-            if now - hot.checked > HOT_RECHECK:
-                return False
-        elif hot.body is None or now - hot.checked > HOT_RECHECK:
-            # One stat of a cached dentry: cheaper than the thread hop that would avoid it.
-            if not hot.path.is_file():
-                self.forget(key)
-                return False
-            hot.checked = now
-            if hot.body is None and 0 < hot.blob.size <= SMALL_BODY:
-                body = read_small(hot.path, 0, hot.blob.size)
-                if body is None:  # gone since the stat
-                    self.forget(key)
-                    return False
-                self._keep(hot, body)
-        self.hot.move_to_end(key)
-        return True
-
-    async def confirm(self, key: str, hot: _Hot) -> bool:
-        """:meth:`recall`, with the database asked where it must be (a blob in object
-        storage whose look is due)."""
-        if self.recall(key, hot):
-            return True
-        if hot.path is not None or self.hot.get(key) is not hot:
-            return False
-        if await self.cas.stat(hot.blob.digest) is None:
-            self.forget(key)
-            return False
-        hot.checked = time.monotonic()
-        self.hot.move_to_end(key)
-        return True
-
     def _count(self, repo: Repository, path: str, how: str) -> None:
         self.metrics.proxy.add(repo.name, how)
         if how != "MISS":
@@ -384,16 +294,6 @@ async def _counted(
         yield chunk
 
 
-@dataclass(slots=True)
-class _Hot:
-    entry: Entry
-    blob: Blob
-    path: Path | None  # None: the blob is in object storage, and ``body`` stands for it
-    checked: float  # time.monotonic() when the blob was last seen
-    body: bytes | None = None  # the whole blob, when it is small
-    headers: dict[str, str] | None = None  # a plain HIT's, made once
-
-
 @dataclass(frozen=True, slots=True)
 class Document:
     """A cached metadata document. Its body is read only if asked for: a format that
@@ -414,7 +314,7 @@ class _Reply(Protocol[T_co]):
 
     async def filled(self, response: aiohttp.ClientResponse) -> T_co: ...
 
-    async def hot(self, key: str, hot: _Hot) -> T_co | None:
+    async def hot(self, key: str, hot: Hot) -> T_co | None:
         """The answer from a remembered entry, or None to look it up properly."""
         ...
 
@@ -439,11 +339,11 @@ class _Cached:
             # In object storage: a small body is read whole, and remembered with its entry.
             data = b"".join([chunk async for chunk in engine.cas.open(blob.digest)])
         if how == "HIT":
-            engine.remember(f"{self.repo.id}:{entry.path}", entry, blob, path, data)
+            engine.hot.remember(f"{self.repo.id}:{entry.path}", entry, blob, path, data)
         return await self._send(entry, blob, how, path, data)
 
-    async def hot(self, key: str, hot: _Hot) -> web.StreamResponse | None:
-        if not await self.engine.confirm(key, hot):
+    async def hot(self, key: str, hot: Hot) -> web.StreamResponse | None:
+        if not await self.engine.hot.confirm(key, hot):
             return None  # expired, or collected: ask the database
         self.engine._count(self.repo, hot.entry.path, "HIT")
         return await self._send(hot.entry, hot.blob, "HIT", hot.path, hot.body)
@@ -552,7 +452,7 @@ class _Buffered:
 
         return Document(digest, entry.content_type, how, read)
 
-    async def hot(self, key: str, hot: _Hot) -> Document | None:
+    async def hot(self, key: str, hot: Hot) -> Document | None:
         return None  # documents are not remembered: reading them needs the CAS anyway
 
     async def filled(self, response: aiohttp.ClientResponse) -> Document:

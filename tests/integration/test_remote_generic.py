@@ -20,7 +20,7 @@ from yarl import URL
 from app import keys
 from app.config import ConfigError, parse_config
 from app.formats import available_formats, validate_repositories
-from app.proxy import engine as engine_module
+from app.proxy import hot as hot_module
 from app.server import create_app
 from tests.integration.conftest import ConfigFactory, RemoteFactory
 from tests.upstreams import File, FileTree
@@ -116,7 +116,8 @@ async def test_small_hits_from_memory_answer_like_any_other(
         assert len(headers["X-Request-ID"]) == 32
     assert len({h["X-Request-ID"] for _, _, h in answers}) == 5
     # The later ones took the quick path, on disk and on S3 alike.
-    assert [p for _, p in client.app[keys.PROXY]._aliases] == ["small/a b.bin"]
+    repo_id = client.app[keys.REPOSITORIES].get("mirror").id
+    assert client.app[keys.PROXY].hot.aliased(repo_id) == ["small/a b.bin"]
     ranged = await client.get(path, headers={"Range": "bytes=-10"})
     assert ranged.status == 206 and await ranged.read() == data[-10:]
     assert ranged.headers["Content-Range"] == "bytes 4086-4095/4096"
@@ -371,6 +372,6 @@ async def test_the_collector_evicts_idle_and_least_recently_used_entries(
     assert hit.headers["X-Cache"] == "HIT" and await hit.read() == tree.files["c.bin"].body
     # What this process remembered of d is checked against its blob (at once here; in
     # service, small bodies held in memory are looked for once a second): fetched again.
-    monkeypatch.setattr(engine_module, "HOT_RECHECK", 0.0)
+    monkeypatch.setattr(hot_module, "HOT_RECHECK", 0.0)
     evicted = await client.get("/repository/mirror/d.bin")
     assert evicted.headers["X-Cache"] == "MISS" and await evicted.read() == tree.files["d.bin"].body
