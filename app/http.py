@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,10 +201,18 @@ async def send_blob(
         # carry another response, so close it; aiohttp then finishes quietly.
         level = log.warning if isinstance(exc, ConnectionAbortedError) else log.info
         level("response body cut short", error=repr(exc))
+        return cut(request, response)
+    await response.write_eof()
+    return response
+
+
+def cut(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    """A response that started and cannot be finished: close the connection, so the
+    client sees a short body (never a complete wrong one, nor the next response run
+    into it); aiohttp then finishes quietly."""
+    with suppress(Exception):
         if request.transport is not None:
             request.transport.close()
-        return response
-    await response.write_eof()
     return response
 
 

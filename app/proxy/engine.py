@@ -30,8 +30,8 @@ from aiohttp import web
 
 from app.backends.metadata import MetadataStore
 from app.cas import Blob, ContentStore
-from app.errors import ApiError, BadGateway, GatewayTimeout, NotFound
-from app.http import SMALL_BODY, BlobBody, send_blob
+from app.errors import ApiError, BadGateway, GatewayTimeout, MethodNotAllowed, NotFound
+from app.http import SMALL_BODY, BlobBody, cut, send_blob
 from app.metrics import Metrics
 from app.proxy.entries import Entries, Entry
 from app.proxy.hot import Hot, HotEntries
@@ -66,6 +66,20 @@ class Fetch:
     keep_headers: tuple[str, ...] = ()  # upstream headers to remember and replay
     content_type: str | None = None  # instead of the upstream's
     headers: tuple[tuple[str, str], ...] = ()  # sent with every answer (a format's own)
+
+
+def read_only(request: web.Request, repo: Repository) -> None:
+    """Remote repositories answer GET and HEAD; anything else is a 405."""
+    if request.method not in ("GET", "HEAD"):
+        raise MethodNotAllowed(
+            f"{repo.name} is a remote repository: only GET and HEAD",
+            headers={"Allow": "GET, HEAD"},
+        )
+
+
+def cache_headers(how: str) -> dict[str, str]:
+    """``X-Cache``, and the ``Warning`` a stale copy carries."""
+    return {"X-Cache": how, "Warning": STALE_WARNING} if how == "STALE" else {"X-Cache": how}
 
 
 class _Unavailable(Exception):
@@ -351,9 +365,7 @@ class _Cached:
     async def _send(
         self, entry: Entry, blob: Blob, how: str, path: Path | None, data: bytes | None = None
     ) -> web.StreamResponse:
-        headers = {**entry.headers, "X-Cache": how}
-        if how == "STALE":
-            headers["Warning"] = STALE_WARNING
+        headers = {**entry.headers, **cache_headers(how)}
         body = BlobBody.stored(
             self.engine.cas,
             blob.digest,
@@ -410,7 +422,7 @@ class _Streamed(_Cached):
             )
             if client is None:
                 raise BadGateway(f"upstream body for {fetch.path} rejected: {exc}") from exc
-            return _cut(request, client)
+            return cut(request, client)
         entry = _entry(fetch, options, response, blob.digest, blob.size, content_type, kept)
         await engine.entries.put(self.repo.id, entry)
         if client is None:  # HEAD: answered from the new entry
@@ -419,7 +431,7 @@ class _Streamed(_Cached):
                 raise BadGateway(f"{fetch.path} vanished right after it was cached")
             return cached
         if tap is not None and tap.dropped:
-            return _cut(request, client)  # it left or stalled; the cache is filled all the same
+            return cut(request, client)  # it left or stalled; the cache is filled all the same
         with suppress(ConnectionError):
             await client.write_eof()
         return client
@@ -537,12 +549,3 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
     """A fill whose client left still ends; its failure is logged, not lost."""
     if not task.cancelled() and task.exception() is not None:
         log.debug("fetch ended with an error", error=repr(task.exception()))
-
-
-def _cut(request: web.Request, client: web.StreamResponse) -> web.StreamResponse:
-    """The response started and cannot be finished: close the connection, so the
-    client sees a short body instead of a complete wrong one."""
-    with suppress(Exception):
-        if request.transport is not None:
-            request.transport.close()
-    return client

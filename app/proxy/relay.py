@@ -4,13 +4,14 @@ status and all, with ``X-Cache: MISS``; nothing is stored."""
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager, suppress
+from contextlib import AbstractAsyncContextManager
 
 import aiohttp
 import structlog
 from aiohttp import web
 
 from app.errors import BadGateway, GatewayTimeout, PayloadTooLarge
+from app.http import cut
 from app.proxy.upstream import Upstream, UpstreamError, UpstreamTimeout
 from pipelines.sources import received
 
@@ -66,10 +67,7 @@ async def relay(
             except (aiohttp.ClientError, TimeoutError) as exc:
                 # Started: all that is left is to cut it, so the client sees it short.
                 log.warning("relayed answer broke off", path=path, error=repr(exc))
-                with suppress(Exception):
-                    if request.transport is not None:
-                        request.transport.close()
-                return response
+                return cut(request, response)
             await response.write_eof()
             return response
     except UpstreamTimeout as exc:

@@ -12,9 +12,8 @@ from urllib.parse import quote
 from aiohttp import web
 
 from app import keys
-from app.errors import MethodNotAllowed
 from app.formats.generic.paths import file_path, folder_path
-from app.proxy.engine import Fetch
+from app.proxy.engine import Fetch, read_only
 from app.proxy.options import RemoteOptions
 from app.repositories import Repository
 
@@ -29,11 +28,7 @@ class RemoteGenericOptions(RemoteOptions):
 
 
 async def serve(request: web.Request, repo: Repository, path: str) -> web.StreamResponse:
-    if request.method not in ("GET", "HEAD"):
-        raise MethodNotAllowed(
-            f"{repo.name} is a remote repository: only GET and HEAD",
-            headers={"Allow": "GET, HEAD"},
-        )
+    read_only(request, repo)
     options: RemoteGenericOptions = repo.options
     engine = request.app[keys.PROXY]
     if not path or path.endswith("/"):

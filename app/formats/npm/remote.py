@@ -24,7 +24,7 @@ from app.formats.npm import packuments
 from app.formats.npm.cache import packument
 from app.formats.npm.names import Target, check_package, parse_path, unescape_scope
 from app.http import etag_matches, external_url
-from app.proxy.engine import STALE_WARNING, Document, Fetch
+from app.proxy.engine import Document, Fetch, cache_headers, read_only
 from app.proxy.entries import Links
 from app.proxy.options import RemoteOptions
 from app.proxy.relay import read_body, relay
@@ -45,21 +45,13 @@ MAX_QUERY = 4096
 async def serve(request: web.Request, repo: Repository, path: str) -> web.StreamResponse:
     if path.startswith("-/"):
         return await _endpoint(request, repo, path)
-    _read_only(request, repo)
+    read_only(request, repo)
     target = parse_path(path)
     if target.tarball is not None:
         return await _tarball(request, repo, target)
     if target.version is not None:
         return await _version(request, repo, target)
     return await _packument(request, repo, target)
-
-
-def _read_only(request: web.Request, repo: Repository) -> None:
-    if request.method not in ("GET", "HEAD"):
-        raise MethodNotAllowed(
-            f"{repo.name} is a remote repository: only GET and HEAD",
-            headers={"Allow": "GET, HEAD"},
-        )
 
 
 async def _endpoint(request: web.Request, repo: Repository, path: str) -> web.StreamResponse:
@@ -73,7 +65,7 @@ async def _endpoint(request: web.Request, repo: Repository, path: str) -> web.St
         return await relay(
             request, upstream, path, body=body, headers={"Content-Type": content_type}
         )
-    _read_only(request, repo)
+    read_only(request, repo)
     if path == "-/ping":
         return web.json_response({}, headers={"X-Cache": "HIT"})
     if path == SEARCH:
@@ -135,12 +127,10 @@ def _answer(request: web.Request, body: bytes, how: str, content_type: str) -> w
     etag = hashlib.sha256(body).hexdigest()[:32]
     headers = {
         "ETag": f'"{etag}"',
-        "X-Cache": how,
+        **cache_headers(how),
         # The rewritten URLs depend on the Host the client used.
         "Vary": "Accept, Host",
     }
-    if how == "STALE":
-        headers["Warning"] = STALE_WARNING
     if etag_matches(request.headers.get("If-None-Match"), etag):
         return web.Response(status=304, headers=headers)
     return web.Response(body=body, headers={**headers, "Content-Type": content_type})

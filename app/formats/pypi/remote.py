@@ -13,9 +13,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from app import keys
-from app.errors import MethodNotAllowed, NotFound
+from app.errors import NotFound
 from app.formats.pypi import pages, simple
-from app.proxy.engine import STALE_WARNING, Fetch
+from app.proxy.engine import Fetch, cache_headers, read_only
 from app.proxy.entries import Links
 from app.proxy.options import RemoteOptions
 from app.proxy.upstream import Upstream
@@ -29,11 +29,7 @@ class RemotePypiOptions(RemoteOptions):
 
 
 async def serve(request: web.Request, repo: Repository, path: str) -> web.StreamResponse:
-    if request.method not in ("GET", "HEAD"):
-        raise MethodNotAllowed(
-            f"{repo.name} is a remote repository: only GET and HEAD",
-            headers={"Allow": "GET, HEAD"},
-        )
+    read_only(request, repo)
     parts = path.split("/")
     if parts[0] == "simple":
         if len(parts) == 1:
@@ -76,9 +72,11 @@ async def _project_page(
 
 
 def _page(rendered: pages.Rendered) -> web.Response:
-    headers = {"X-Cache": rendered.how, "Vary": "Accept", "Content-Type": rendered.content_type}
-    if rendered.how == "STALE":
-        headers["Warning"] = STALE_WARNING
+    headers = {
+        **cache_headers(rendered.how),
+        "Vary": "Accept",
+        "Content-Type": rendered.content_type,
+    }
     # aiohttp leaves out a HEAD's body
     return web.Response(body=rendered.body, headers=headers)
 
