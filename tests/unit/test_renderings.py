@@ -2,21 +2,23 @@
 
 import asyncio
 
-from app.proxy.renderings import Renderings
+from app.proxy.renderings import Renderings, rendering
 
 
 def test_least_recently_used_go_first_within_the_budget() -> None:
     memo = Renderings(budget=100)
-    memo.put("a", b"a" * 20)
-    memo.put("b", b"b" * 20)
-    assert memo.get("a") == b"a" * 20  # a is now the most recent
-    memo.put("c", b"c" * 20)
-    memo.put("d", b"d" * 20)
-    memo.put("e", b"e" * 20)  # 100 bytes: all fit
+    memo.put("a", rendering(b"a" * 20))
+    memo.put("b", rendering(b"b" * 20))
+    kept = memo.get("a")
+    assert kept is not None and kept.body == b"a" * 20  # a is now the most recent
+    memo.put("c", rendering(b"c" * 20))
+    memo.put("d", rendering(b"d" * 20))
+    memo.put("e", rendering(b"e" * 20))  # 100 bytes: all fit
     assert memo.size == 100
-    memo.put("f", b"f" * 20)  # b, the least recently used, goes
+    memo.put("f", rendering(b"f" * 20))  # b, the least recently used, goes
     assert memo.get("b") is None and memo.get("a") is not None and memo.size == 100
-    assert memo.put("huge", b"x" * 26) == b"x" * 26  # over a quarter: handed back, not kept
+    huge = rendering(b"x" * 26)
+    assert memo.put("huge", huge) is huge  # over a quarter: handed back, not kept
     assert memo.get("huge") is None and memo.size == 100
 
 
@@ -34,9 +36,10 @@ def test_a_rendering_is_made_once_and_big_documents_off_the_loop() -> None:
         return raw[:3].upper()
 
     async def both() -> tuple[bytes, bytes]:
-        return await memo.rendered(("k", 1), read, render), await memo.rendered(
-            ("k", 1), read, render
-        )
+        first = await memo.rendered(("k", 1), read, render)
+        second = await memo.rendered(("k", 1), read, render)
+        assert first.etag == second.etag == rendering(b"XXX").etag
+        return first.body, second.body
 
     assert asyncio.run(both()) == (b"XXX", b"XXX")
     assert reads == [1] and threads == [True]  # read and rendered once, in a thread

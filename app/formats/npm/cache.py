@@ -16,7 +16,8 @@ from app.errors import NotFound
 from app.formats.npm import packuments
 from app.formats.npm.names import Target
 from app.proxy.engine import Document, Fetch
-from app.proxy.entries import Links
+from app.proxy.entries import Link, Links
+from app.proxy.renderings import sized
 from app.repositories import Repository
 
 
@@ -37,10 +38,12 @@ async def packument(
     )
     links = Links(request.app[keys.METADATA].db)
 
+    def read_links(body: bytes) -> list[Link]:
+        return packuments.links(packuments.parse(body, target.package), target)
+
     async def accept(body: bytes) -> None:
         # Checked before it is cached: a broken document never replaces a good copy.
-        document = packuments.parse(body, target.package)
-        await links.put_many(repo.id, packuments.links(document, target))
+        await links.put_many(repo.id, await sized(read_links, body))
 
     upstream = request.app[keys.UPSTREAMS][repo.name]
     try:

@@ -13,7 +13,6 @@ search``, the audit ``npm install`` runs) are relayed to the upstream, never cac
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 from aiohttp import web
@@ -28,6 +27,7 @@ from app.proxy.engine import Document, Fetch, cache_headers, read_only
 from app.proxy.entries import Links
 from app.proxy.options import RemoteOptions
 from app.proxy.relay import read_body, relay
+from app.proxy.renderings import Rendering, rendering
 from app.repositories import Repository
 from pipelines import parse_digest
 
@@ -78,7 +78,7 @@ async def _endpoint(request: web.Request, repo: Repository, path: str) -> web.St
         target = Target(check_package(unescape_scope(package)))
         cached = await packument(request, repo, target, abbreviated=True)
         rendered = await _rendered(request, repo, target, cached)
-        tags = packuments.dist_tags(json.loads(rendered))
+        tags = packuments.dist_tags(json.loads(rendered.body))
         return _json(request, tags, cached.how, "application/json")
     raise NotFound(f"{path} not found")
 
@@ -86,14 +86,14 @@ async def _endpoint(request: web.Request, repo: Repository, path: str) -> web.St
 async def _packument(request: web.Request, repo: Repository, target: Target) -> web.Response:
     abbreviated = packuments.wants_abbreviated(request.headers.get("Accept"))
     cached = await packument(request, repo, target, abbreviated)
-    body = await _rendered(request, repo, target, cached)
-    return _answer(request, body, cached.how, cached.content_type)
+    rendered = await _rendered(request, repo, target, cached)
+    return _answer(request, rendered, cached.how, cached.content_type)
 
 
 async def _version(request: web.Request, repo: Repository, target: Target) -> web.Response:
     assert target.version is not None
     cached = await packument(request, repo, target, abbreviated=False)
-    rewritten = json.loads(await _rendered(request, repo, target, cached))
+    rewritten = json.loads((await _rendered(request, repo, target, cached)).body)
     manifest = packuments.version_document(rewritten, target.version)
     if manifest is None:
         raise NotFound(f"version not found: {target.version}", headers={"X-Cache": cached.how})
@@ -102,7 +102,7 @@ async def _version(request: web.Request, repo: Repository, target: Target) -> we
 
 async def _rendered(
     request: web.Request, repo: Repository, target: Target, cached: Document
-) -> bytes:
+) -> Rendering:
     """The packument rewritten for this repository's URL: made once per cached copy
     and URL, then remembered (a large packument takes tens of ms to parse and dump)."""
     base = f"{external_url(request)}/repository/{repo.name}"
@@ -119,21 +119,20 @@ def _dumps(document: object) -> bytes:
 
 
 def _json(request: web.Request, document: object, how: str, content_type: str) -> web.Response:
-    return _answer(request, _dumps(document), how, content_type)
+    return _answer(request, rendering(_dumps(document)), how, content_type)
 
 
-def _answer(request: web.Request, body: bytes, how: str, content_type: str) -> web.Response:
+def _answer(request: web.Request, rendered: Rendering, how: str, content_type: str) -> web.Response:
     """A document made from a cached packument, with its own ETag."""
-    etag = hashlib.sha256(body).hexdigest()[:32]
     headers = {
-        "ETag": f'"{etag}"',
+        "ETag": f'"{rendered.etag}"',
         **cache_headers(how),
         # The rewritten URLs depend on the Host the client used.
         "Vary": "Accept, Host",
     }
-    if etag_matches(request.headers.get("If-None-Match"), etag):
+    if etag_matches(request.headers.get("If-None-Match"), rendered.etag):
         return web.Response(status=304, headers=headers)
-    return web.Response(body=body, headers={**headers, "Content-Type": content_type})
+    return web.Response(body=rendered.body, headers={**headers, "Content-Type": content_type})
 
 
 async def _tarball(request: web.Request, repo: Repository, target: Target) -> web.StreamResponse:

@@ -11,7 +11,6 @@ files it lists are recorded (``remote_links``) then, once per fetch.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
@@ -22,7 +21,7 @@ from app.errors import BadGateway
 from app.formats.pypi import simple
 from app.proxy.engine import Document, Fetch
 from app.proxy.entries import Link, Links
-from app.proxy.renderings import BIG
+from app.proxy.renderings import sized
 from app.proxy.upstream import Upstream
 from app.repositories import Repository
 
@@ -45,7 +44,7 @@ async def project_page(
     links = Links(request.app[keys.METADATA].db)
 
     async def accept(body: bytes) -> None:
-        page = _parse(body, _kind(body), base, project)
+        page = await sized(lambda raw: _parse(raw, _kind(raw), base, project), body)
         await links.put_many(repo.id, _links(page, project))
 
     fetch = Fetch(path=key, upstream_path=key, kind="metadata", accept=simple.UPSTREAM_ACCEPT)
@@ -66,10 +65,7 @@ async def project_list(
     rendered with links relative to this repository."""
 
     async def accept(body: bytes) -> None:
-        if len(body) > BIG:  # pypi.org's is tens of MB
-            await asyncio.to_thread(_projects, body, _kind(body))
-        else:
-            _projects(body, _kind(body))
+        await sized(lambda raw: _projects(raw, _kind(raw)), body)  # pypi.org's is 40 MB
 
     fetch = Fetch(
         path="simple/", upstream_path="simple/", kind="metadata", accept=simple.UPSTREAM_ACCEPT
@@ -90,8 +86,8 @@ async def _rendered(
     render: Callable[[bytes], bytes],
     as_json: bool,
 ) -> Rendered:
-    body = await request.app[keys.PROXY].renderings.rendered(key, doc.read, render)
-    return Rendered(body, simple.JSON_TYPE if as_json else "text/html", doc.how)
+    kept = await request.app[keys.PROXY].renderings.rendered(key, doc.read, render)
+    return Rendered(kept.body, simple.JSON_TYPE if as_json else "text/html", doc.how)
 
 
 def _projects(body: bytes, content_type: str) -> list[str]:
