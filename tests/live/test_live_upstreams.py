@@ -21,11 +21,17 @@ PYPI = os.environ.get("ARTIFACTAPI_LIVE_PYPI_URL")
 NPM = os.environ.get("ARTIFACTAPI_LIVE_NPM_URL")
 
 
-async def _run(*command: str, cwd: Path, env: dict[str, str]) -> None:
-    result = await asyncio.to_thread(
+async def _completed(
+    *command: str, cwd: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
         subprocess.run, list(command), capture_output=True, text=True, timeout=300,
         check=False, cwd=cwd, env=env,
     )  # fmt: skip
+
+
+async def _run(*command: str, cwd: Path, env: dict[str, str]) -> None:
+    result = await _completed(*command, cwd=cwd, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -75,12 +81,9 @@ async def test_npm_through_a_live_registry(aiohttp_client, tmp_path: Path) -> No
     # search or audit, and npm says so either way.
     for command in (["audit", "--json"], ["search", "--json", "is-number"], ["ping"]):
         ours, theirs = [
-            await asyncio.to_thread(
-                subprocess.run, ["npm", *command, "--registry", url], capture_output=True,
-                text=True, timeout=300, check=False, cwd=project, env=env,
-            )
-            for url in (registry, NPM)
-        ]  # fmt: skip
+            await _completed("npm", *command, "--registry", url, cwd=project, env=env)
+            for url in (registry, str(NPM))
+        ]
         assert ours.returncode == theirs.returncode, (command, ours.stdout + ours.stderr)
         if command[0] == "search" and ours.returncode == 0:
             assert "is-number" in [p["name"] for p in json.loads(ours.stdout)]
