@@ -1,4 +1,5 @@
-"""Middlewares: request id, access log and metrics, and error shaping.
+"""The middleware (one, see :func:`observe`): request id, access log and metrics, and
+error shaping.
 
 Errors are turned into responses in one place, before the response starts; an
 error after the first byte went out can only abort the connection, which is
