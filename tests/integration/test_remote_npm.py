@@ -27,6 +27,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.integration.conftest import RemoteFactory
+from tests.waiting import expired
 
 Service = Callable[..., Any]
 ABBREVIATED = "application/vnd.npm.install-v1+json"
@@ -134,6 +135,10 @@ class FakeRegistry:
             return web.Response(status=500, text="registry broken")
         if self.fault == "html" and path in self.packages:  # a captive portal, a login page
             return web.Response(text="<html><body>Sign in</body></html>", content_type="text/html")
+        if self.fault == "json-error" and path in self.packages:  # a gateway's own JSON
+            return web.json_response({"error": "authentication required"})
+        if self.fault == "other-name" and path in self.packages:  # not the package asked for
+            return web.json_response(self.packument(self.packages[-1], False) | {"name": "other"})
         if path in self.tarballs:
             data = self.tarballs[path]
             if self.corrupt:
@@ -302,7 +307,7 @@ async def test_a_stale_packument_is_served_when_the_upstream_fails(
     client = await service(metadata_ttl=0.1)
     first = await client.get("/repository/npm-remote/@acme%2futil", headers={"Accept": NPM_ACCEPT})
     assert first.status == 200 and first.headers["X-Cache"] == "MISS"
-    await asyncio.sleep(0.2)
+    await expired(client, "@acme/util#abbreviated")
     registry.fault = "500"
     stale = await client.get("/repository/npm-remote/@acme%2futil", headers={"Accept": NPM_ACCEPT})
     assert stale.status == 200 and stale.headers["X-Cache"] == "STALE"
@@ -412,11 +417,12 @@ async def test_each_host_gets_its_own_rewritten_packument(
     assert registry.requests["demo"] == 1
 
 
-async def test_a_packument_that_is_not_json_is_refused_and_not_cached(
-    service: Service, registry: FakeRegistry
+@pytest.mark.parametrize("fault", ["html", "json-error", "other-name"])
+async def test_a_packument_that_is_not_the_packages_is_refused_and_not_cached(
+    service: Service, registry: FakeRegistry, fault: str
 ) -> None:
     client = await service(metadata_ttl=0.1)
-    registry.fault = "html"
+    registry.fault = fault
     for _ in range(2):
         refused = await client.get("/repository/npm-remote/demo")
         assert refused.status == 502 and "packument" in (await refused.json())["error"]
@@ -424,10 +430,11 @@ async def test_a_packument_that_is_not_json_is_refused_and_not_cached(
     registry.fault = None
     good = await client.get("/repository/npm-remote/demo")
     assert good.status == 200 and good.headers["X-Cache"] == "MISS"
-    await asyncio.sleep(0.2)
-    registry.fault = "html"  # an expired good copy is not replaced: it stands in
+    await expired(client, "demo#full")
+    registry.fault = fault  # an expired good copy is not replaced: it stands in
     for _ in range(2):
         kept = await client.get("/repository/npm-remote/demo")
         assert kept.status == 200 and kept.headers["X-Cache"] == "STALE"
-        assert (await kept.json())["dist-tags"] == {"latest": "1.0.0"}
+        document = await kept.json()
+        assert document["name"] == "demo" and document["dist-tags"] == {"latest": "1.0.0"}
     assert registry.requests["demo"] == 5

@@ -25,10 +25,18 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.integration.conftest import RemoteFactory
+from tests.waiting import expired
 
 Remote = Callable[..., Any]
 WHEEL = "demo-1.0-py3-none-any.whl"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+# What a proxy in front of an index answers when its session is gone: 200, and no page.
+LOGIN_PAGE = (
+    "<!DOCTYPE html><html><head><title>Sign in</title></head><body><h1>Please log in</h1>"
+    '<form method="post" action="/login"><input name="user"><input type="password"></form>'
+    '<a href="/login">Log in</a> <a href="/help/">help</a> <a href="/reset">Forgot password</a>'
+    "</body></html>"
+)
 
 
 def _record_hash(data: bytes) -> str:
@@ -61,7 +69,9 @@ def sha256(data: bytes) -> str:
 class Index:
     """A simple index: ``/simple/<project>/`` in HTML (JSON when asked), files under
     ``/packages/``. ``corrupt`` serves files other than their published hash;
-    ``fault = "500"`` breaks every answer."""
+    ``fault = "500"`` breaks every answer, ``"login"`` answers every page and the list
+    with a login page (200 text/html), ``"other"`` with JSON that is not the page asked
+    for (another project's, an error object)."""
 
     files: dict[str, bytes] = field(default_factory=dict)  # filename -> body
     requires_python: str = ">=3.8"
@@ -82,6 +92,10 @@ class Index:
         """Like pypi.org: root-relative links, and JSON for those who ask; one anchor
         names no project a client could ask for."""
         self.requests["simple/"] += 1
+        if self.fault == "login":
+            return web.Response(text=LOGIN_PAGE, content_type="text/html")
+        if self.fault == "other":
+            return web.json_response({"detail": "Authentication credentials were not provided."})
         if JSON_TYPE in request.headers.get("Accept", "") and not self.html_only:
             projects = [{"name": "demo"}, {"name": "Other_Project"}, {"name": "../x"}]
             return web.json_response(
@@ -98,6 +112,11 @@ class Index:
         self.requests[f"simple/{project}/"] += 1
         if self.fault == "500":
             return web.Response(status=500, text="broken")
+        if self.fault == "login":
+            return web.Response(text=LOGIN_PAGE, content_type="text/html")
+        if self.fault == "other":
+            document = {"meta": {"api-version": "1.0"}, "name": "other", "files": []}
+            return web.Response(body=json.dumps(document), content_type=JSON_TYPE)
         if project != "demo":
             return web.Response(status=404)
         if JSON_TYPE in request.headers.get("Accept", "") and not self.html_only:
@@ -311,3 +330,64 @@ async def test_a_stale_page_is_served_when_the_upstream_fails(
     await asyncio.sleep(0.2)
     refreshed = await client.get("/repository/pypi-remote/simple/demo/")
     assert refreshed.headers["X-Cache"] == "MISS" and await refreshed.text() == expected
+
+
+@pytest.mark.parametrize("fault", ["login", "other"])
+@pytest.mark.parametrize("accept", ["text/html", JSON_TYPE])
+async def test_a_page_that_is_not_the_projects_is_an_upstream_failure(
+    service: Remote, index: Index, fault: str, accept: str
+) -> None:
+    """A login page (or another project's page) answered 200 never replaces a good
+    copy: an expired copy stands in, with its links; with none the answer is a 502."""
+    client = await service(metadata_ttl=0.1)
+    url, headers = "/repository/pypi-remote/simple/demo/", {"Accept": accept}
+    fresh = await client.get(url, headers=headers)
+    assert fresh.status == 200 and fresh.headers["X-Cache"] == "MISS"
+    good = await fresh.read()
+    assert WHEEL.encode() in good
+    await expired(client, "simple/demo/")
+    index.fault = fault
+    for _ in range(2):
+        stale = await client.get(url, headers=headers)
+        assert stale.status == 200 and stale.headers["X-Cache"] == "STALE"
+        assert stale.headers["Warning"].startswith("110") and await stale.read() == good
+    assert index.requests["simple/demo/"] == 3  # asked each time, cached never
+    index.fault = None
+    assert (await client.get(url, headers=headers)).headers["X-Cache"] == "MISS"
+
+
+@pytest.mark.parametrize("fault", ["login", "other"])
+async def test_a_page_that_is_not_the_projects_is_a_502_without_a_copy(
+    service: Remote, index: Index, fault: str
+) -> None:
+    index.fault = fault
+    client = await service()
+    for path in ("simple/demo/", "simple/"):
+        for _ in range(2):
+            refused = await client.get(f"/repository/pypi-remote/{path}")
+            assert refused.status == 502, path
+            error = (await refused.json())["error"]
+            assert error["code"] == "BAD_GATEWAY" and "simple" in error["message"], error
+        assert index.requests[path] == 2  # nothing was cached
+    index.fault = None
+    page = await client.get("/repository/pypi-remote/simple/demo/")
+    assert page.headers["X-Cache"] == "MISS" and WHEEL in await page.text()
+
+
+@pytest.mark.parametrize("fault", ["login", "other"])
+async def test_a_project_list_that_is_not_one_leaves_the_copy_standing(
+    service: Remote, index: Index, fault: str
+) -> None:
+    client = await service(metadata_ttl=0.1)
+    fresh = await client.get("/repository/pypi-remote/simple/")
+    assert fresh.status == 200 and fresh.headers["X-Cache"] == "MISS"
+    good = await fresh.text()
+    assert '<a href="demo/">demo</a>' in good
+    await expired(client, "simple/")
+    index.fault = fault
+    stale = await client.get("/repository/pypi-remote/simple/")
+    assert stale.status == 200 and stale.headers["X-Cache"] == "STALE"
+    assert await stale.text() == good
+    as_json = await client.get("/repository/pypi-remote/simple/", headers={"Accept": JSON_TYPE})
+    assert as_json.headers["X-Cache"] == "STALE"
+    assert (await as_json.json())["projects"] == [{"name": "demo"}, {"name": "Other_Project"}]

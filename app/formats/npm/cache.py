@@ -39,7 +39,9 @@ async def packument(
     links = Links(request.app[keys.METADATA].db)
 
     def read_links(body: bytes) -> list[Link]:
-        return packuments.links(packuments.parse(body, target.package), target)
+        document = packuments.parse(body, target.package)
+        packuments.check(document, target.package)
+        return packuments.links(document, target)
 
     async def accept(body: bytes) -> None:
         # Checked before it is cached: a broken document never replaces a good copy.

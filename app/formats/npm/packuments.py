@@ -57,6 +57,19 @@ def parse(body: bytes, what: str) -> dict[str, Any]:
     return document
 
 
+def check(document: dict[str, Any], package: str) -> None:
+    """502 unless ``document`` is the packument of ``package``: its ``name`` is the
+    package (every registry writes it: npmjs, Verdaccio, Artifactory, Nexus) and its
+    ``versions``, if any, an object. A gateway's JSON error or another package's
+    document is not, and must not be cached as this one."""
+    name = document.get("name")
+    if name != package:
+        shown = name[:214] if isinstance(name, str) else name
+        raise BadGateway(f"upstream packument for {package} names {shown!r} instead")
+    if "versions" in document and not isinstance(document["versions"], dict):
+        raise BadGateway(f"upstream packument for {package} has no versions object")
+
+
 def _versions(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """(version, dist) for every version with a usable ``dist`` object."""
     versions = document.get("versions")

@@ -44,7 +44,7 @@ async def project_page(
     links = Links(request.app[keys.METADATA].db)
 
     async def accept(body: bytes) -> None:
-        page = await sized(lambda raw: _parse(raw, _kind(raw), base, project), body)
+        page = await sized(lambda raw: _parse(raw, _kind(raw), base, project, True), body)
         await links.put_many(repo.id, _links(page, project))
 
     fetch = Fetch(path=key, upstream_path=key, kind="metadata", accept=simple.UPSTREAM_ACCEPT)
@@ -65,7 +65,7 @@ async def project_list(
     rendered with links relative to this repository."""
 
     async def accept(body: bytes) -> None:
-        await sized(lambda raw: _projects(raw, _kind(raw)), body)  # pypi.org's is 40 MB
+        await sized(lambda raw: _projects(raw, _kind(raw), True), body)  # pypi.org's is 40 MB
 
     fetch = Fetch(
         path="simple/", upstream_path="simple/", kind="metadata", accept=simple.UPSTREAM_ACCEPT
@@ -90,11 +90,13 @@ async def _rendered(
     return Rendered(kept.body, simple.JSON_TYPE if as_json else "text/html", doc.how)
 
 
-def _projects(body: bytes, content_type: str) -> list[str]:
+def _projects(body: bytes, content_type: str, checked: bool = False) -> list[str]:
+    """The names a list has; ``checked`` (a newly fetched one): refused unless it is a
+    project list at all (a login page is not)."""
     try:
-        return simple.parse_projects(body, content_type)
+        return simple.parse_projects(body, content_type, checked)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise BadGateway(f"upstream project list is unreadable: {exc}") from None
+        raise BadGateway(f"upstream simple project list is unusable: {exc}") from None
 
 
 def _kind(body: bytes) -> str:
@@ -102,11 +104,19 @@ def _kind(body: bytes) -> str:
     return simple.JSON_TYPE if body.lstrip()[:1] == b"{" else "text/html"
 
 
-def _parse(body: bytes, content_type: str, base: str, project: str) -> simple.Page:
+def _parse(
+    body: bytes, content_type: str, base: str, project: str, checked: bool = False
+) -> simple.Page:
+    """The page; ``checked`` (a newly fetched one): refused unless it is the simple page
+    of ``project`` (a login page, another project's page are not). A cached copy
+    passed that check when it was fetched."""
     try:
-        return simple.parse(body, content_type, base, project)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadGateway(f"upstream page for {project} is unreadable: {exc}") from None
+        page = simple.parse(body, content_type, base, project)
+        if checked:
+            simple.check_page(page, project)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise BadGateway(f"upstream simple page for {project} is unusable: {exc}") from None
+    return page
 
 
 def _links(page: simple.Page, project: str) -> list[Link]:

@@ -5,6 +5,12 @@ PEP 503 ``requires-python`` and PEP 658/714 ``core-metadata`` additions). The
 upstream is never trusted: the page is size-capped by the caller, and a file whose
 name could escape its folder or whose URL is not http(s) is dropped, so whatever we
 record as a link can only ever make us fetch an http(s) URL the upstream published.
+
+Nor is every 200 a page: a proxy or SSO gateway in front of an index answers a login
+page when its session is gone. What the upstream sent is the page (or list) asked
+for only if it says so in a way every real index (pypi.org, devpi, Artifactory,
+Nexus, bandersnatch) does and a login or error page does not; see :func:`check_page`
+and :func:`check_projects`.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from itertools import islice
 from typing import Any
 from urllib.parse import quote, urldefrag, urljoin
 
@@ -28,6 +35,15 @@ API_VERSION = "1.1"
 
 _SEPARATORS = re.compile(r"[-_.]+")
 _ANCHOR_TEXT = re.compile(r"<a\b[^>]*>([^<]*)</a\s*>", re.IGNORECASE)
+_ANCHOR = re.compile(r"<a\b([^>]*)>([^<]*)</a\s*>", re.IGNORECASE)
+_HREF = re.compile(r"""\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.IGNORECASE)
+_VERSION_META = re.compile(
+    r"""<meta\b[^>]*\bname\s*=\s*["']?pypi:repository-version\b[^>]*>""", re.IGNORECASE
+)
+_CONTENT = re.compile(r"""\bcontent\s*=\s*["']?([^"'\s>]*)""", re.IGNORECASE)
+_LINKS_FOR = re.compile(r"links for\s+(\S+)\s*$", re.IGNORECASE)
+HEAD_BYTES = 64 * 1024  # where a list's <meta> is looked for: its head, not 40 MB
+LIST_SAMPLE = 100  # a list without one is judged by this many of its first anchors
 _VALID_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
 # Already-encoded URLs stay as they are; only what cannot appear raw gets quoted.
 _URL_SAFE = ":/?#[]@!$&'()*+,;=%~"
@@ -67,6 +83,11 @@ class DistFile:
 class Page:
     name: str
     files: list[DistFile]
+    # What the upstream said the page is, for check_page: PEP 629's <meta> or PEP
+    # 691's meta.api-version; JSON's own name; HTML's <title> and <h1> text.
+    api_version: str | None = None
+    declared: str | None = None
+    headings: tuple[str, ...] = ()
 
 
 def _best(hashes: Mapping[str, str]) -> str | None:
@@ -144,7 +165,15 @@ def parse_json(body: bytes, base: str, name: str) -> Page:
         )
         if entry is not None:
             files.append(entry)
-    return Page(name, files)
+    meta = document.get("meta")
+    version = meta.get("api-version") if isinstance(meta, dict) else None
+    declared = document.get("name")
+    return Page(
+        name,
+        files,
+        version if isinstance(version, str) else None,
+        declared if isinstance(declared, str) else "",
+    )
 
 
 class _Anchors(HTMLParser):
@@ -152,23 +181,37 @@ class _Anchors(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.anchors: list[tuple[dict[str, str | None], str]] = []
         self.base: str | None = None
+        self.version: str | None = None
+        self.headings: list[str] = []
         self._open: dict[str, str | None] | None = None
         self._text: list[str] = []
+        self._heading: list[str] | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "base" and self.base is None:
             self.base = dict(attrs).get("href")
         elif tag == "a":
             self._open, self._text = dict(attrs), []
+        elif tag == "meta":
+            named = dict(attrs)
+            if named.get("name") == "pypi:repository-version" and self.version is None:
+                self.version = named.get("content") or ""
+        elif tag in ("title", "h1"):
+            self._heading = []
 
     def handle_data(self, data: str) -> None:
         if self._open is not None:
             self._text.append(data)
+        if self._heading is not None:
+            self._heading.append(data)
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "a" and self._open is not None:
             self.anchors.append((self._open, "".join(self._text).strip()))
             self._open = None
+        elif tag in ("title", "h1") and self._heading is not None:
+            self.headings.append(" ".join("".join(self._heading).split()))
+            self._heading = None
 
 
 def parse_html(body: bytes, base: str, name: str) -> Page:
@@ -196,7 +239,7 @@ def parse_html(body: bytes, base: str, name: str) -> Page:
         )  # fmt: skip
         if entry is not None:
             files.append(entry)
-    return Page(name, files)
+    return Page(name, files, parser.version, None, tuple(parser.headings))
 
 
 def parse(body: bytes, content_type: str, base: str, name: str) -> Page:
@@ -206,20 +249,99 @@ def parse(body: bytes, content_type: str, base: str, name: str) -> Page:
     return parse_html(body, base, name)
 
 
-def parse_projects(body: bytes, content_type: str) -> list[str]:
+def _supported(version: str) -> bool:
+    # PEP 629: a client refuses a major version it does not know; minor ones it reads.
+    return version.split(".")[0].strip() == "1"
+
+
+def check_page(page: Page, project: str) -> None:
+    """Raise ValueError unless ``page`` is a simple page for ``project``.
+
+    JSON (PEP 691) must carry ``meta.api-version`` 1.x and ``name`` normalising to
+    ``project`` (``files`` a list: :func:`parse_json` sees to that). HTML must either
+    declare the API version (PEP 629's ``<meta name="pypi:repository-version">``,
+    1.x), or be titled "Links for <project>", or link at least one distribution of
+    the project (an anchor whose text is ``<project>-<version>…``). A login page does
+    none of these; an empty page of a project with no files still has the first two.
+    """
+    if page.declared is not None:  # JSON
+        if page.api_version is None or not _supported(page.api_version):
+            raise ValueError(f"not a simple page: api-version {page.api_version!r}")
+        if normalize(page.declared) != project:
+            raise ValueError(f"the simple page of {page.declared[:200]!r}, not of {project}")
+        return
+    if page.api_version is not None:
+        if not _supported(page.api_version):
+            raise ValueError(f"simple API version {page.api_version[:20]!r} is not supported")
+        return
+    for heading in page.headings:
+        titled = _LINKS_FOR.search(heading)
+        if titled and normalize(titled.group(1)) == project:
+            return
+    distribution = re.compile(rf"^{re.escape(project)}-v?[0-9]")
+    if any(distribution.match(normalize(file.filename)) for file in page.files):
+        return
+    raise ValueError(f"not a simple page for {project}: no API version, title or file of it")
+
+
+def _project_link(attributes: str, name: str) -> bool:
+    """Whether an anchor of a list links to the page of the project it names (PEP 503:
+    ``…/<name>/``, the name normalised or not)."""
+    href = _HREF.search(attributes)
+    if href is None:
+        return False
+    url = html.unescape(next(g for g in href.groups() if g is not None))
+    path = urldefrag(url)[0].split("?")[0]
+    return path.endswith("/") and normalize(path.rstrip("/").rpartition("/")[2]) == name
+
+
+def _check_list(text: str) -> None:
+    """Raise ValueError unless the HTML ``text`` is a project list: it declares the API
+    version in a ``<meta>`` (1.x), or most of its first anchors link to the page of the
+    project they name (``<a href="…/foo-bar/">Foo.Bar</a>``), as every list does and a
+    login page does not."""
+    meta = _VERSION_META.search(text, 0, HEAD_BYTES)
+    if meta is not None:
+        version = _CONTENT.search(meta.group(0))
+        if version is None or not _supported(version.group(1)):
+            raise ValueError("simple API version of the project list is not supported")
+        return
+    anchors = list(islice(_ANCHOR.finditer(text), LIST_SAMPLE))
+    linked = sum(
+        1
+        for anchor in anchors
+        if _project_link(anchor.group(1), normalize(html.unescape(anchor.group(2).strip())))
+    )
+    if not anchors or 2 * linked <= len(anchors):
+        raise ValueError("not a simple project list: no API version, few project links")
+
+
+def parse_projects(body: bytes, content_type: str, checked: bool = False) -> list[str]:
     """The project names an index's root page lists (PEP 691 ``projects``, or the PEP
-    503 anchors' text), in its order; names no project could have are dropped."""
+    503 anchors' text), in its order; names no project could have are dropped.
+
+    ``checked``: raise ValueError unless the body is a project list at all: JSON must
+    carry ``meta.api-version`` 1.x (and ``projects``, always), HTML see
+    :func:`_check_list`.
+    """
     names: list[object]
     if "json" in content_type.split(";")[0].lower():
         document = json.loads(body)
         projects = document.get("projects") if isinstance(document, dict) else None
         if not isinstance(projects, list):
             raise ValueError("no project list")
+        if checked:
+            meta = document.get("meta")
+            version = meta.get("api-version") if isinstance(meta, dict) else None
+            if not isinstance(version, str) or not _supported(version):
+                raise ValueError(f"not a simple project list: api-version {version!r}")
         names = [p.get("name") for p in projects if isinstance(p, dict)]
     else:
+        text = body.decode("utf-8", errors="replace")
+        if checked:
+            _check_list(text)
         # A regex, not the HTML parser project pages get: pypi.org's list is 40 MB, which
         # HTMLParser takes seconds over. Only the anchors' text is wanted.
-        text = body.decode("utf-8", errors="replace")
         names = [html.unescape(name.strip()) for name in _ANCHOR_TEXT.findall(text)]
     return [n for n in names if isinstance(n, str) and valid_project(n)]
 

@@ -1,0 +1,48 @@
+"""Waiting for something to happen in a test: the condition polled, within a bound,
+instead of a sleep long enough on a quiet machine and too short on a busy one."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp.test_utils import TestClient
+
+from app import keys
+
+POLL = 0.01
+BOUND = 10.0
+
+
+async def until(
+    condition: Callable[[], bool | Awaitable[bool]], what: str, bound: float = BOUND
+) -> None:
+    """Return as soon as ``condition()`` holds; fail naming ``what`` after ``bound`` s."""
+    deadline = time.monotonic() + bound
+    while True:
+        outcome = condition()
+        if inspect.isawaitable(outcome):
+            outcome = await outcome
+        if outcome:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still not {what} after {bound:g}s")
+        await asyncio.sleep(POLL)
+
+
+async def expired(client: TestClient, path: str, repository: str | None = None) -> None:
+    """Until the cache entry for ``path`` (in ``repository``, or the app's only remote
+    repository) is past its time to live: the next request revalidates it."""
+    app = client.app
+    remotes = [r for r in app[keys.REPOSITORIES] if r.kind == "remote"]
+    repo = app[keys.REPOSITORIES].get(repository) if repository else remotes[0]
+    entries = app[keys.PROXY].entries
+
+    async def past_ttl() -> bool:
+        entry = await entries.get(repo.id, path)
+        assert entry is not None, f"{path} is not cached"
+        return not entry.fresh(time.time())
+
+    await until(past_ttl, f"{path} expired")
