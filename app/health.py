@@ -12,6 +12,7 @@ from app.draining import INFLIGHT
 from app.metrics import CONTENT_TYPE_LATEST
 
 CHECK_TIMEOUT = 3.0
+OPTIONAL = frozenset({"cache"})  # this replica serves without them, less well
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -20,7 +21,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Database, storage and cache all answer (route traffic to me)."""
+    """Route traffic to me: the database and storage answer (503 naming which does
+    not). The cache is optional: without it single flight goes through the database,
+    so it is reported as degraded, and the answer is still 200."""
     app = request.app
     probes: dict[str, Callable[[], Awaitable[None]]] = {
         "database": app[keys.METADATA].ping,
@@ -31,13 +34,21 @@ async def readyz(request: web.Request) -> web.Response:
         *(asyncio.wait_for(probe(), CHECK_TIMEOUT) for probe in probes.values()),
         return_exceptions=True,
     )
-    checks = {
-        name: "ok" if result is None else f"failed: {_reason(result)}"
-        for name, result in zip(probes, results, strict=True)
-    }
-    failing = [name for name, state in checks.items() if state != "ok"]
+    checks: dict[str, str] = {}
+    failing: list[str] = []
+    degraded: list[str] = []
+    for name, result in zip(probes, results, strict=True):
+        if result is None:
+            checks[name] = "ok"
+        elif name in OPTIONAL:
+            checks[name] = f"degraded: {_reason(result)}"
+            degraded.append(name)
+        else:
+            checks[name] = f"failed: {_reason(result)}"
+            failing.append(name)
+    status = "unavailable" if failing else "degraded" if degraded else "ready"
     return web.json_response(
-        {"status": "unavailable" if failing else "ready", "failing": failing, "checks": checks},
+        {"status": status, "failing": failing, "degraded": degraded, "checks": checks},
         status=503 if failing else 200,
     )
 

@@ -155,6 +155,17 @@ class Metrics:
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
             registry=self.registry,
         )
+        self.cache_errors = Counter(
+            "artifactapi_cache_errors",
+            "Cache (Redis) calls that failed or timed out; single flight then goes through"
+            " the database.",
+            registry=self.registry,
+        )
+        self.cache_degraded = Gauge(
+            "artifactapi_cache_degraded",
+            "1 while this process cannot reach its cache (leases in the database), else 0.",
+            registry=self.registry,
+        )
         self.gc_runs = Counter(
             "artifactapi_gc_runs_total",
             "Collections, by outcome (ok, errors, skipped, dry_run).",

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from app import gc_routes, health, keys
 from app.access_log import AccessWriter, JsonAccessLog, console_access_log
-from app.backends.cache import open_cache
+from app.backends.cache import CacheError, open_cache
 from app.backends.metadata import open_metadata
 from app.backends.storage import open_storage
 from app.cas import ContentStore
@@ -30,7 +30,7 @@ from app.middleware import (
     observe,
 )
 from app.proxy.engine import RemoteEngine
-from app.proxy.singleflight import CacheLeases, DatabaseLeases
+from app.proxy.singleflight import CacheLeases, CacheOutage, DatabaseLeases, FallbackLeases
 from app.proxy.upstream import Upstream
 from app.repositories import Repositories
 from collector import Collector
@@ -73,7 +73,11 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
                     log.info("migrated", versions=applied)
             cache = open_cache(config.cache.url)
             stack.push_async_callback(cache.close)
-            await cache.ping()
+            outage = CacheOutage(app[keys.METRICS])
+            try:
+                await cache.ping()
+            except CacheError as exc:  # optional: the replica starts, leasing in the database
+                outage.failed(exc)
             app[keys.STORAGE] = storage
             app[keys.METADATA] = metadata
             app[keys.CACHE] = cache
@@ -82,7 +86,7 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
             leases = (
                 DatabaseLeases(metadata)
                 if config.cache.url.startswith("memory://")  # workers share the database only
-                else CacheLeases(cache)
+                else FallbackLeases(CacheLeases(cache), DatabaseLeases(metadata), outage)
             )
             app[keys.PROXY] = engine = RemoteEngine(
                 app[keys.CAS], metadata, leases, app[keys.METRICS]

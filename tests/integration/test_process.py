@@ -195,7 +195,6 @@ def test_invalid_config_stops_start_up_with_exit_2(tmp_path: Path) -> None:
             {"database": {"url": "postgresql://nobody@127.0.0.1:1/none"}},
             "cannot connect to PostgreSQL",
         ),
-        ({"cache": {"url": "redis://127.0.0.1:1/0"}}, "Redis unreachable"),
         (
             {"storage": {"driver": "filesystem", "root": "/proc/artifactapi"}},
             "cannot create storage root",
@@ -217,6 +216,19 @@ def test_unreachable_backend_at_start_is_a_clear_error(
     assert result.returncode == 1
     assert "cannot start" in result.stderr and expected in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_an_unreachable_cache_at_start_is_a_warning_not_an_exit(tmp_path: Path) -> None:
+    """The cache is optional: the replica starts and is ready, leases in the database."""
+    write_config(tmp_path, cache={"url": "redis://127.0.0.1:1/0"})
+    with serving(tmp_path) as (_, base):
+        async with session() as client:
+            ready = await client.get(f"{base}/readyz")
+            assert ready.status == 200 and (await ready.json())["degraded"] == ["cache"]
+            put = await client.put(f"{base}/repository/files/x.bin", data=b"x")
+            assert put.status == 201
+    logged = log_of(tmp_path)
+    assert "cache unavailable" in logged and "Traceback" not in logged
 
 
 def test_migrate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
