@@ -161,3 +161,65 @@ class Registry:
         if len(hexpart) != 64 or not all(c in "0123456789abcdef" for c in hexpart):
             raise ValueError(digest)
         return (self.layout / "blobs" / "sha256" / hexpart).read_bytes()
+
+
+@dataclass
+class RawFile:
+    """A body, and how a :class:`RawUpstream` sends it: "length" (Content-Length),
+    "close" (HTTP/1.0 style: no length, the end is the connection closing), "cut" (no
+    length, the connection closed after ``cut_at`` bytes: a crash mid-body)."""
+
+    body: bytes
+    how: str = "close"
+    cut_at: int = 0
+    content_type: str = "application/octet-stream"
+
+
+@dataclass
+class RawUpstream:
+    """An upstream below HTTP libraries: a raw asyncio TCP server writing its answers by
+    hand, for what aiohttp's server never does (a body delimited only by the close)."""
+
+    files: dict[str, RawFile] = field(default_factory=dict)  # path without "/" -> file
+    requests: Counter[str] = field(default_factory=Counter)
+    chunk: int = 64 * 1024
+    server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        host, port = self.server.sockets[0].getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._answer, "127.0.0.1", 0)
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
+            path = target.lstrip("/")
+            self.requests[path] += 1
+            file = self.files.get(path)
+            if file is None:
+                writer.write(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                return
+            lines = ["HTTP/1.0 200 OK", f"Content-Type: {file.content_type}"]
+            if file.how == "length":
+                lines.append(f"Content-Length: {len(file.body)}")
+            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+            if method == "HEAD":
+                return
+            body = file.body[: file.cut_at] if file.how == "cut" else file.body
+            for offset in range(0, len(body), self.chunk):
+                writer.write(body[offset : offset + self.chunk])
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()  # the end of the body, for "close" and "cut"

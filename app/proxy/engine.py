@@ -10,12 +10,17 @@
     the others                       → wait for the leader, then HIT
 
 A body that breaks (truncated, wrong checksum, too large) is never cached; a client
-already being served sees its response cut short, never a whole wrong body.
+already being served sees its response cut short, never a whole wrong body. Nor is a
+body whose end cannot be told from a crash: no Content-Length, not chunked (read
+until the connection closes) and no published digest. It is passed on as it comes,
+and for a while requests for that path go straight upstream: with nothing to cache,
+there is nothing to wait for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
@@ -40,7 +45,7 @@ from app.proxy.renderings import Renderings
 from app.proxy.singleflight import FlightFailed, Leases, SingleFlight
 from app.proxy.upstream import Upstream, UpstreamError, UpstreamTimeout
 from app.repositories import Repository
-from pipelines import Digest, DigestMismatch, TooLarge
+from pipelines import Digest, DigestMismatch, TooLarge, limited
 from pipelines.sources import once, received
 
 log = structlog.get_logger("artifactapi.proxy")
@@ -50,6 +55,7 @@ HIT_FLUSH_INTERVAL = 10.0
 ATTEMPTS = 3
 CLIENT_STALL = 30.0
 STALE_WARNING = '110 - "Response is Stale"'
+UNPROVABLE_FOR = 60.0  # a path whose body could not be proven whole skips single flight
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 
@@ -101,6 +107,7 @@ class RemoteEngine:
         self._hits: dict[tuple[int, str], tuple[float, int]] = {}
         self.hot = HotEntries(cas)
         self.renderings = Renderings()
+        self._unprovable: dict[str, float] = {}  # key -> until when it skips single flight
 
     async def serve(
         self, request: web.Request, repo: Repository, upstream: Upstream, fetch: Fetch
@@ -169,6 +176,10 @@ class RemoteEngine:
                 cached = await reply.cached(entry, "HIT")
                 if cached is not None:
                     return cached
+            if self._unprovable.get(key, 0.0) > time.monotonic():
+                # The last body could not be cached: a leader would leave nothing to
+                # wait for, and the others would queue up behind it one by one.
+                return await self._fetch(repo, upstream, fetch, reply)
             # Shielded: aiohttp cancels a handler whose client hangs up, and the fill
             # (and the lease other requests wait on) must outlive that.
             turn = asyncio.ensure_future(self._turn(repo, upstream, fetch, key, reply))
@@ -273,7 +284,18 @@ class RemoteEngine:
                     f"upstream metadata for {fetch.path} exceeds {options.max_metadata_size} bytes"
                 )
         self._count(repo, fetch.path, "MISS")
+        key = f"{repo.id}:{fetch.path}"
+        if fetch.expected is None and not _delimited(response):
+            self._skip_flight(key)
+            return await reply.unprovable(response)
+        self._unprovable.pop(key, None)
         return await reply.filled(response)
+
+    def _skip_flight(self, key: str) -> None:
+        now = time.monotonic()
+        if len(self._unprovable) >= 1000:  # rare; keep only what still counts
+            self._unprovable = {k: t for k, t in self._unprovable.items() if t > now}
+        self._unprovable[key] = now + UNPROVABLE_FOR
 
     def _count(self, repo: Repository, path: str, how: str) -> None:
         self.metrics.proxy.add(repo.name, how)
@@ -327,6 +349,10 @@ class _Reply(Protocol[T_co]):
         ...
 
     async def filled(self, response: aiohttp.ClientResponse) -> T_co: ...
+
+    async def unprovable(self, response: aiohttp.ClientResponse) -> T_co:
+        """The answer from a 200 whose body cannot be proven whole: not cached."""
+        ...
 
     async def hot(self, key: str, hot: Hot) -> T_co | None:
         """The answer from a remembered entry, or None to look it up properly."""
@@ -436,6 +462,38 @@ class _Streamed(_Cached):
             await client.write_eof()
         return client
 
+    async def unprovable(self, response: aiohttp.ClientResponse) -> web.StreamResponse:
+        """Passed on as it comes and never cached: without a length, chunking or a
+        digest, the connection closing is the only end there is, and a crash ends it
+        the same way. The client gets what the upstream sent, as any client of that
+        upstream would."""
+        engine, request, fetch = self.engine, self.request, self.fetch
+        log.info(
+            "upstream body unprovable (no length, no digest): served, not cached",
+            repository=self.repo.name,
+            path=fetch.path,
+        )
+        headers = {**_kept_headers(fetch, response), "Content-Type": _content_type(fetch, response)}
+        client = web.StreamResponse(headers={**headers, "X-Cache": "MISS"})
+        await client.prepare(request)
+        if request.method == "GET":
+            body = _counted(engine.metrics, self.repo.name, received(response.content))
+            if fetch.kind == "metadata":
+                body = limited(body, self.upstream.options.max_metadata_size)
+            tap = _ClientTap(client)
+            try:
+                async for chunk in body:
+                    await tap(chunk)
+            except (TooLarge, aiohttp.ClientError, TimeoutError, ConnectionResetError) as exc:
+                log.warning(
+                    "upstream body rejected", repository=self.repo.name, path=fetch.path,
+                    error=repr(exc),
+                )  # fmt: skip
+                return cut(request, client)
+        with suppress(ConnectionError):
+            await client.write_eof()
+        return client
+
 
 class _Buffered:
     """The whole document, for a format to rewrite; checked before it is cached."""
@@ -468,6 +526,23 @@ class _Buffered:
         return None  # documents are not remembered: reading them needs the CAS anyway
 
     async def filled(self, response: aiohttp.ClientResponse) -> Document:
+        fetch, document = self.fetch, await self._accepted(response)
+        blob = await self.engine.cas.ingest(once(document), fetch.expected)
+        content_type = _content_type(fetch, response)
+        entry = _entry(fetch, self.options, response, blob.digest, blob.size, content_type, {})
+        await self.engine.entries.put(self.repo.id, entry)
+        return Document(blob.digest, content_type, "MISS", partial(_ready, document))
+
+    async def unprovable(self, response: aiohttp.ClientResponse) -> Document:
+        """Checked and handed over like any other, but not cached (see
+        :meth:`_Streamed.unprovable`); its digest still names its renderings."""
+        document = await self._accepted(response)
+        digest = "sha256:" + hashlib.sha256(document).hexdigest()
+        content_type = _content_type(self.fetch, response)
+        return Document(digest, content_type, "MISS", partial(_ready, document))
+
+    async def _accepted(self, response: aiohttp.ClientResponse) -> bytes:
+        """The whole body, once ``accept`` has found it to be the document asked for."""
         fetch, limit = self.fetch, self.options.max_metadata_size
         body = bytearray()
         try:
@@ -483,15 +558,19 @@ class _Buffered:
             await self.accept(document)  # a broken document never replaces a good copy
         except BadGateway as exc:  # and the good copy, if expired, stands in (STALE)
             raise _Unavailable(exc) from exc
-        blob = await self.engine.cas.ingest(once(document), fetch.expected)
-        content_type = _content_type(fetch, response)
-        entry = _entry(fetch, self.options, response, blob.digest, blob.size, content_type, {})
-        await self.engine.entries.put(self.repo.id, entry)
-        return Document(blob.digest, content_type, "MISS", partial(_ready, document))
+        return document
 
 
 async def _ready(body: bytes) -> bytes:
     return body
+
+
+def _delimited(response: aiohttp.ClientResponse) -> bool:
+    """Whether the body's end is the upstream's word (a length, or chunked encoding's
+    last chunk), so that a body cut short is told from a whole one."""
+    if response.content_length is not None:
+        return True
+    return "chunked" in response.headers.get("Transfer-Encoding", "").lower()
 
 
 def _content_type(fetch: Fetch, response: aiohttp.ClientResponse) -> str:

@@ -9,7 +9,7 @@ import functools
 import hashlib
 import os
 import subprocess
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -23,7 +23,7 @@ from app.formats import available_formats, validate_repositories
 from app.proxy import hot as hot_module
 from app.server import create_app
 from tests.integration.conftest import ConfigFactory, RemoteFactory
-from tests.upstreams import File, FileTree
+from tests.upstreams import File, FileTree, RawFile, RawUpstream
 
 Remote = Callable[..., Any]
 
@@ -375,3 +375,57 @@ async def test_the_collector_evicts_idle_and_least_recently_used_entries(
     monkeypatch.setattr(hot_module, "HOT_RECHECK", 0.0)
     evicted = await client.get("/repository/mirror/d.bin")
     assert evicted.headers["X-Cache"] == "MISS" and await evicted.read() == tree.files["d.bin"].body
+
+
+@pytest.fixture
+async def raw() -> AsyncIterator[RawUpstream]:
+    upstream = RawUpstream()
+    await upstream.start()
+    yield upstream
+    await upstream.close()
+
+
+async def test_a_body_without_length_cut_by_a_crash_is_served_but_never_cached(
+    remote_service: RemoteFactory, raw: RawUpstream
+) -> None:
+    """No Content-Length, no chunking, no digest: the close is the only end there is,
+    and a crash mid-body ends it just so. What came is passed on, nothing is cached."""
+    data = os.urandom(8 * 1024 * 1024)
+    raw.files["big.iso"] = RawFile(data, "cut", cut_at=3 * 1024 * 1024 + 7)
+    client = await remote_service("mirror", "generic", raw.url)
+    for _ in range(2):
+        response = await client.get("/repository/mirror/big.iso")
+        assert response.status == 200 and response.headers["X-Cache"] == "MISS"
+        assert await response.read() == data[: 3 * 1024 * 1024 + 7]
+    assert raw.requests["big.iso"] == 2
+    repo_id = client.app[keys.REPOSITORIES].get("mirror").id
+    assert await client.app[keys.PROXY].entries.get(repo_id, "big.iso") is None
+    raw.files["big.iso"] = RawFile(data, "length")  # an upstream that says how long
+    whole = await client.get("/repository/mirror/big.iso")
+    assert whole.headers["X-Cache"] == "MISS" and await whole.read() == data
+    hit = await client.get("/repository/mirror/big.iso")
+    assert hit.headers["X-Cache"] == "HIT" and await hit.read() == data
+    assert raw.requests["big.iso"] == 3
+
+
+async def test_a_whole_body_without_length_is_not_cached_either(
+    remote_service: RemoteFactory, raw: RawUpstream
+) -> None:
+    """Complete or not cannot be told apart, so neither is cached; everyone asking at
+    once is answered in full (nobody is left waiting for a cache that never fills)."""
+    data = os.urandom(2 * 1024 * 1024 + 3)
+    raw.files["tool.tgz"] = RawFile(data, "close", content_type="application/gzip")
+    client = await remote_service("mirror", "generic", raw.url)
+    first = await client.get("/repository/mirror/tool.tgz")
+    assert first.status == 200 and first.headers["X-Cache"] == "MISS"
+    assert first.headers["Content-Type"] == "application/gzip" and await first.read() == data
+
+    async def download() -> tuple[int, str, bytes]:
+        response = await client.get("/repository/mirror/tool.tgz")
+        return response.status, response.headers["X-Cache"], await response.read()
+
+    answers = await asyncio.gather(*(download() for _ in range(6)))
+    assert answers == [(200, "MISS", data)] * 6
+    assert raw.requests["tool.tgz"] == 7
+    head = await client.head("/repository/mirror/tool.tgz")
+    assert head.status == 200 and head.headers["X-Cache"] == "MISS"

@@ -25,6 +25,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.integration.conftest import RemoteFactory
+from tests.upstreams import RawFile, RawUpstream
 from tests.waiting import expired
 
 Remote = Callable[..., Any]
@@ -391,3 +392,35 @@ async def test_a_project_list_that_is_not_one_leaves_the_copy_standing(
     as_json = await client.get("/repository/pypi-remote/simple/", headers={"Accept": JSON_TYPE})
     assert as_json.headers["X-Cache"] == "STALE"
     assert (await as_json.json())["projects"] == [{"name": "demo"}, {"name": "Other_Project"}]
+
+
+async def test_a_file_without_length_is_cached_when_its_published_hash_proves_it(
+    remote_service: RemoteFactory,
+) -> None:
+    """An upstream that ends bodies by closing the connection (no length, no chunks):
+    a file whose page published its sha256 is proven whole by it and cached; cut short,
+    it fails that check and is not."""
+    wheel = build_wheel()
+    raw = RawUpstream()
+    await raw.start()
+    try:
+        page = f'<a href="/packages/{WHEEL}#sha256={sha256(wheel)}">{WHEEL}</a>'
+        raw.files["simple/demo/"] = RawFile(page.encode(), "close", content_type="text/html")
+        raw.files[f"packages/{WHEEL}"] = RawFile(wheel, "cut", cut_at=len(wheel) // 2)
+        client = await remote_service("pypi-remote", "pypi", raw.url)
+        listed = await client.get("/repository/pypi-remote/simple/demo/")
+        assert listed.status == 200 and WHEEL in await listed.text()
+        url = f"/repository/pypi-remote/files/demo/{WHEEL}"
+        cut = await client.get(url)
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await cut.read()
+        raw.files[f"packages/{WHEEL}"] = RawFile(wheel, "close")
+        for expected in ("MISS", "HIT"):
+            response = await client.get(url)
+            assert response.headers["X-Cache"] == expected and await response.read() == wheel
+        assert raw.requests[f"packages/{WHEEL}"] == 2
+        # The page itself had no length and no digest: served, never cached.
+        again = await client.get("/repository/pypi-remote/simple/demo/")
+        assert again.headers["X-Cache"] == "MISS" and raw.requests["simple/demo/"] == 2
+    finally:
+        await raw.close()
