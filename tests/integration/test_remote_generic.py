@@ -9,6 +9,7 @@ import functools
 import hashlib
 import os
 import subprocess
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -24,6 +25,7 @@ from app.proxy import hot as hot_module
 from app.server import create_app
 from tests.integration.conftest import ConfigFactory, RemoteFactory
 from tests.upstreams import File, FileTree, RawFile, RawUpstream
+from tests.waiting import expired, until
 
 Remote = Callable[..., Any]
 
@@ -205,13 +207,13 @@ async def test_metadata_is_revalidated_after_its_ttl(service: Remote, tree: File
     client = await service(metadata_ttl=0.3)
     assert await (await client.get("/repository/mirror/index.json")).read() == b'{"v": 1}'
     assert (await client.get("/repository/mirror/index.json")).headers["X-Cache"] == "HIT"
-    await asyncio.sleep(0.4)
+    await expired(client, "index.json")
     again = await client.get("/repository/mirror/index.json")  # 304 from the upstream
     assert again.headers["X-Cache"] == "HIT" and await again.read() == b'{"v": 1}'
     assert tree.conditional["index.json"] == 1 and tree.requests["index.json"] == 2
     tree.files["index.json"] = File(b'{"v": 2}', "application/json")
     assert await (await client.get("/repository/mirror/index.json")).read() == b'{"v": 1}'
-    await asyncio.sleep(0.4)
+    await expired(client, "index.json")
     changed = await client.get("/repository/mirror/index.json")
     assert changed.headers["X-Cache"] == "MISS" and await changed.read() == b'{"v": 2}'
 
@@ -223,7 +225,7 @@ async def test_upstream_404s_are_remembered_briefly(service: Remote, tree: FileT
         assert missing.status == 404 and (await missing.json())["error"]["code"] == "NOT_FOUND"
     assert tree.requests["nope.bin"] == 1
     tree.files["nope.bin"] = File(b"here now")
-    await asyncio.sleep(0.4)
+    await expired(client, "nope.bin")
     assert await (await client.get("/repository/mirror/nope.bin")).read() == b"here now"
 
 
@@ -234,7 +236,7 @@ async def test_stale_metadata_is_served_when_the_upstream_fails(
     tree.files["never.bin"] = File(b"never fetched")
     client = await service(metadata_ttl=0.1, read_timeout=0.5)
     assert (await client.get("/repository/mirror/index.json")).status == 200
-    await asyncio.sleep(0.2)
+    await expired(client, "index.json")
     for fault in ("500", "timeout"):
         tree.fault, tree.delay = fault, 2.0
         stale = await client.get("/repository/mirror/index.json")
@@ -281,13 +283,12 @@ async def test_a_client_leaving_does_not_stop_the_cache_fill(
         response = await other.get(url)
         await response.content.readexactly(100_000)
         response.close()  # hang up after the first bytes
-    for _ in range(100):
-        entry = await client.app[keys.PROXY].entries.get(
-            client.app[keys.REPOSITORIES].get("mirror").id, "fill.bin"
-        )
-        if entry is not None:
-            break
-        await asyncio.sleep(0.05)
+    repo_id = client.app[keys.REPOSITORIES].get("mirror").id
+
+    async def filled() -> bool:
+        return await client.app[keys.PROXY].entries.get(repo_id, "fill.bin") is not None
+
+    await until(filled, "the fill recorded after its client left")
     hit = await client.get("/repository/mirror/fill.bin")
     assert hit.headers["X-Cache"] == "HIT" and await hit.read() == data
     assert tree.requests["fill.bin"] == 1
@@ -347,14 +348,20 @@ async def test_the_collector_evicts_idle_and_least_recently_used_entries(
     app = client.app
     for name in ("a.bin", "b.bin", "c.bin", "d.bin"):
         assert (await client.get(f"/repository/mirror/{name}")).status == 200
-        await asyncio.sleep(0.01)
     assert (await client.get("/repository/mirror/missing.bin")).status == 404
     hit = await client.get("/repository/mirror/d.bin")  # a hit: remembered in memory
     assert hit.headers["X-Cache"] == "HIT"
     db = app[keys.METADATA].db
     await app[keys.PROXY].flush_hits()
-    # d was fetched last but nobody asked for it in 40 days; a, b, c in order.
+    # d was fetched last but nobody asked for it in 40 days; a, b, c in order, each
+    # a minute after the one before (set, not waited for).
     await db.execute("UPDATE remote_entries SET last_requested_at = 1 WHERE path = 'd.bin'")
+    for minutes, name in ((3, "a.bin"), (2, "b.bin"), (1, "c.bin")):
+        await db.execute(
+            "UPDATE remote_entries SET last_requested_at = $1 WHERE path = $2",
+            time.time() - 60 * minutes,
+            name,
+        )
     collector = Collector(
         GcConfig(blob_grace=0), app[keys.METADATA], app[keys.STORAGE], app[FORMATS],
         app[keys.REPOSITORIES],

@@ -321,14 +321,14 @@ async def test_a_stale_page_is_served_when_the_upstream_fails(
     fresh = await client.get("/repository/pypi-remote/simple/demo/")
     assert fresh.status == 200 and fresh.headers["X-Cache"] == "MISS"
     expected = await fresh.text()
-    await asyncio.sleep(0.2)
+    await expired(client, "simple/demo/")
     index.fault = "500"
     stale = await client.get("/repository/pypi-remote/simple/demo/")
     assert stale.status == 200 and stale.headers["X-Cache"] == "STALE"
     assert stale.headers["Warning"].startswith("110") and await stale.text() == expected
     assert index.requests["simple/demo/"] == 2
     index.fault = None
-    await asyncio.sleep(0.2)
+    await expired(client, "simple/demo/")
     refreshed = await client.get("/repository/pypi-remote/simple/demo/")
     assert refreshed.headers["X-Cache"] == "MISS" and await refreshed.text() == expected
 
