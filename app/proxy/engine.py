@@ -486,9 +486,11 @@ class _Streamed(_Cached):
                     await tap(chunk)
             except (TooLarge, aiohttp.ClientError, TimeoutError, ConnectionResetError) as exc:
                 log.warning(
-                    "upstream body rejected", repository=self.repo.name, path=fetch.path,
+                    "upstream body rejected",
+                    repository=self.repo.name,
+                    path=fetch.path,
                     error=repr(exc),
-                )  # fmt: skip
+                )
                 return cut(request, client)
         with suppress(ConnectionError):
             await client.write_eof()
