@@ -202,3 +202,32 @@ async def test_a_lease_lost_with_redis_after_the_fill_leaves_every_answer_whole(
     assert "lease release failed" in logged
     assert "Traceback" not in logged and "status=500" not in logged
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+async def test_a_cache_that_stops_answering_costs_a_bounded_wait_not_a_request(
+    replica: Any,
+    redis_process: RedisProcess,
+    tree: FileTree,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Redis frozen (connections open, no answers, as across a partition): a miss
+    waits for it at most CACHE_TIMEOUT, then leases in the database; the next ones do
+    not wait for it at all until it is worth trying again."""
+    monkeypatch.setattr(singleflight, "CACHE_TIMEOUT", 0.5)
+    redis_process.start()
+    client = await replica()
+    data = os.urandom(100_000)
+    tree.files["warm.bin"] = File(data)
+    assert (await cold_misses(client, "warm.bin", data, 1)) == ["MISS"]  # via Redis
+    redis_process.pause()
+    loop = asyncio.get_running_loop()
+    for name in ("one.bin", "two.bin", "three.bin"):
+        tree.files[name] = File(data)
+        started = loop.time()
+        assert (await cold_misses(client, name, data, 3)).count("MISS") == 1
+        assert loop.time() - started < 3.0, name  # far below Redis's own 10 s timeout
+    metrics = await (await client.get("/metrics")).text()
+    assert metric(metrics, "artifactapi_cache_degraded") == 1
+    ready = await client.get("/readyz")
+    assert ready.status == 200 and (await ready.json())["degraded"] == ["cache"]
+    redis_process.resume()
