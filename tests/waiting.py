@@ -8,6 +8,7 @@ import inspect
 import time
 from collections.abc import Awaitable, Callable
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from app import keys
@@ -46,3 +47,17 @@ async def expired(client: TestClient, path: str, repository: str | None = None) 
         return entry is not None and not entry.fresh(time.time())
 
     await until(past_ttl, f"{path} cached and expired")
+
+
+async def logged(capsys: pytest.CaptureFixture[str], text: str, count: int = 1) -> str:
+    """Everything logged (to stdout) until ``text`` has been, ``count`` times: a
+    request's access-log line is written once its handler returns, which may be after
+    its client has read the last byte."""
+    seen: list[str] = []
+
+    def there() -> bool:
+        seen.append(capsys.readouterr().out)
+        return "".join(seen).count(text) >= count
+
+    await until(there, f"{count} x {text!r} logged")
+    return "".join(seen)

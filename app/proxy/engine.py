@@ -33,7 +33,8 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from app.backends.metadata import MetadataStore
+from app.backends.metadata import MetadataError, MetadataStore
+from app.backends.storage import StorageError
 from app.cas import Blob, ContentStore
 from app.errors import ApiError, BadGateway, GatewayTimeout, MethodNotAllowed, NotFound
 from app.http import SMALL_BODY, BlobBody, cut, send_blob
@@ -432,9 +433,10 @@ class _Streamed(_Cached):
                 client.content_length = response.content_length
             await client.prepare(request)
         tap = _ClientTap(client) if client is not None else None
+        source = _Source(_counted(engine.metrics, self.repo.name, received(response.content)))
         try:
             blob = await engine.cas.ingest(
-                _counted(engine.metrics, self.repo.name, received(response.content)),
+                source,
                 fetch.expected,
                 max_size=options.max_metadata_size if fetch.kind == "metadata" else None,
                 tap=tap,
@@ -449,8 +451,19 @@ class _Streamed(_Cached):
             if client is None:
                 raise BadGateway(f"upstream body for {fetch.path} rejected: {exc}") from exc
             return cut(request, client)
+        except (MetadataError, StorageError) as exc:
+            # Stored last (the object, then its row): the client may have every
+            # verified byte already, and then keeps its answer whole.
+            if client is None or tap is None or not source.ended or tap.sent != source.read:
+                raise
+            return await self._unrecorded(client, tap, exc)
         entry = _entry(fetch, options, response, blob.digest, blob.size, content_type, kept)
-        await engine.entries.put(self.repo.id, entry)
+        try:
+            await engine.entries.put(self.repo.id, entry)
+        except MetadataError as exc:
+            if client is None or tap is None:
+                raise
+            return await self._unrecorded(client, tap, exc)
         if client is None:  # HEAD: answered from the new entry
             cached = await self.cached(entry, "MISS")
             if cached is None:
@@ -458,6 +471,24 @@ class _Streamed(_Cached):
             return cached
         if tap is not None and tap.dropped:
             return cut(request, client)  # it left or stalled; the cache is filled all the same
+        with suppress(ConnectionError):
+            await client.write_eof()
+        return client
+
+    async def _unrecorded(
+        self, client: web.StreamResponse, tap: _ClientTap, error: Exception
+    ) -> web.StreamResponse:
+        """The client got the whole verified body; only keeping it failed. Work after
+        the last byte never changes the answer (nor its access-log line): a warning,
+        and the next request fetches again."""
+        log.warning(
+            "fill not recorded; the answer went out whole",
+            repository=self.repo.name,
+            path=self.fetch.path,
+            error=str(error) or type(error).__name__,
+        )
+        if tap.dropped:
+            return cut(self.request, client)
         with suppress(ConnectionError):
             await client.write_eof()
         return client
@@ -609,6 +640,21 @@ def _entry(
     )
 
 
+class _Source:
+    """The upstream body, telling whether it was read to its end and how much of it."""
+
+    def __init__(self, body: AsyncIterator[bytes]) -> None:
+        self.body = body
+        self.read = 0
+        self.ended = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self.body:
+            self.read += len(chunk)
+            yield chunk
+        self.ended = True
+
+
 class _ClientTap:
     """Feeds the client that asked first while the cache fills. A client that stops
     reading for ``CLIENT_STALL`` seconds is dropped (its connection cut), so one slow
@@ -617,6 +663,7 @@ class _ClientTap:
     def __init__(self, response: web.StreamResponse) -> None:
         self.response = response
         self.dropped = False
+        self.sent = 0
 
     async def __call__(self, chunk: bytes) -> None:
         try:
@@ -624,6 +671,7 @@ class _ClientTap:
         except BaseException:
             self.dropped = True
             raise ConnectionResetError("client dropped from the cache fill") from None
+        self.sent += len(chunk)
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:

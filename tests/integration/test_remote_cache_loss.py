@@ -25,7 +25,7 @@ from tests import shapes
 from tests.redis_process import RedisProcess
 from tests.services import S3Settings
 from tests.upstreams import File, FileTree
-from tests.waiting import until
+from tests.waiting import logged, until
 
 FILE = "dist/big.bin"
 
@@ -196,11 +196,11 @@ async def test_a_lease_lost_with_redis_after_the_fill_leaves_every_answer_whole(
     assert caches.count("MISS") == 1 and tree.requests[FILE] == 1
     hit = await client.get(f"/repository/mirror/{FILE}")
     assert hit.status == 200 and hit.headers["X-Cache"] == "HIT" and await hit.read() == data
-    logged = capsys.readouterr().out
-    requests = [line for line in logged.splitlines() if f"path=/repository/mirror/{FILE}" in line]
-    assert len(requests) == 6 and all("status=200" in line for line in requests), logged
-    assert "lease release failed" in logged
-    assert "Traceback" not in logged and "status=500" not in logged
+    output = await logged(capsys, f"path=/repository/mirror/{FILE}", count=6)
+    requests = [line for line in output.splitlines() if f"path=/repository/mirror/{FILE}" in line]
+    assert len(requests) == 6 and all("status=200" in line for line in requests), output
+    assert "lease release failed" in output
+    assert "Traceback" not in output and "status=500" not in output
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 

@@ -25,7 +25,7 @@ from app.proxy import hot as hot_module
 from app.server import create_app
 from tests.integration.conftest import ConfigFactory, RemoteFactory
 from tests.upstreams import File, FileTree, RawFile, RawUpstream
-from tests.waiting import expired, until
+from tests.waiting import expired, logged, until
 
 Remote = Callable[..., Any]
 
@@ -436,3 +436,24 @@ async def test_a_whole_body_without_length_is_not_cached_either(
     assert raw.requests["tool.tgz"] == 7
     head = await client.head("/repository/mirror/tool.tgz")
     assert head.status == 200 and head.headers["X-Cache"] == "MISS"
+
+
+async def test_a_fill_that_cannot_be_recorded_after_its_last_byte_is_still_a_whole_answer(
+    service: Remote, tree: FileTree, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The database goes away while a fill streams: the blob's row and the entry cannot
+    be written once every (verified) byte went out. The client keeps its whole 200,
+    the access log says 200, the failure is a warning of its own; nothing is cached."""
+    data = os.urandom(4 * 1024 * 1024)
+    tree.files["late.bin"] = File(data)
+    tree.chunk, tree.delay = 256 * 1024, 0.02
+    client = await service()
+    response = await client.get("/repository/mirror/late.bin")
+    assert response.status == 200 and response.headers["X-Cache"] == "MISS"
+    first = await response.content.readexactly(256 * 1024)
+    await client.app[keys.METADATA].db.close()  # gone before the fill is recorded
+    assert first + await response.read() == data
+    output = await logged(capsys, "path=/repository/mirror/late.bin")
+    [line] = [line for line in output.splitlines() if "path=/repository/mirror/late.bin" in line]
+    assert "status=200" in line, output
+    assert "fill not recorded" in output and "Traceback" not in output
