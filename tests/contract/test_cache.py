@@ -12,9 +12,11 @@ import redis.asyncio as aioredis
 from app.backends.cache import Cache, CacheError, open_cache
 from app.backends.cache.memory import MemoryCache
 from app.backends.cache.redis import RedisCache
+from tests.waiting import until
 
 TTL = 0.2
-PAST_TTL = 0.35
+PAST_TTL = 0.35  # to show something did not expire: waited for, there is nothing to poll
+TTL_BOUND = 5.0  # what expires is polled for, within this
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -53,8 +55,11 @@ async def test_values_expire_after_their_ttl(cache: Cache) -> None:
     await cache.set("reset", b"v", ttl=TTL)
     await cache.set("reset", b"w")  # a set without ttl drops the old expiry
     assert await cache.get("short") == b"v"
-    await asyncio.sleep(PAST_TTL)
-    assert await cache.get("short") is None
+
+    async def gone() -> bool:
+        return await cache.get("short") is None
+
+    await until(gone, "the value expired", bound=TTL_BOUND)
     assert await cache.delete("short") is False
     assert await cache.get("forever") == b"v"
     assert await cache.get("reset") == b"w"
@@ -74,7 +79,11 @@ async def test_incr_ttl_applies_when_the_counter_is_created(cache: Cache) -> Non
     assert await cache.incr("windowed", ttl=TTL) == 2
     assert await cache.incr("kept") == 1
     assert await cache.incr("kept", ttl=TTL) == 2
-    await asyncio.sleep(PAST_TTL)
+
+    async def gone() -> bool:
+        return await cache.get("windowed") is None
+
+    await until(gone, "the counter expired", bound=TTL_BOUND)
     assert await cache.incr("windowed", ttl=TTL) == 1
     assert await cache.incr("kept") == 3
 
@@ -104,9 +113,13 @@ async def test_lease_is_exclusive_and_only_its_holder_renews_or_releases(cache: 
 
 async def test_lease_expires_after_its_ttl(cache: Cache) -> None:
     assert await cache.acquire("job", "A", ttl=TTL) is True
-    await asyncio.sleep(PAST_TTL)
+    assert await cache.acquire("job", "B", ttl=10) is False
+
+    async def taken_by_b() -> bool:
+        return await cache.acquire("job", "B", ttl=10)
+
+    await until(taken_by_b, "the lease expired and taken", bound=TTL_BOUND)
     assert await cache.renew("job", "A", ttl=10) is False
-    assert await cache.acquire("job", "B", ttl=10) is True
     assert await cache.release("job", "A") is False
     assert await cache.release("job", "B") is True
 
