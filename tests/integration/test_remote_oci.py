@@ -4,7 +4,9 @@ wants the token flow; digests are verified; misses and faults take the spec's sh
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,8 +18,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from app.server import create_app
 from tests.e2e import oci_layout
 from tests.e2e.harness import require_tool
-from tests.integration.conftest import ConfigFactory
-from tests.upstreams import Registry
+from tests.integration.conftest import ConfigFactory, RemoteFactory
+from tests.upstreams import RawFile, RawUpstream, Registry
 
 UPSTREAM_NAME = "library/app"  # as Docker Hub spells an official image
 
@@ -131,3 +133,29 @@ async def test_unknown_names_and_pushes_take_the_spec_shape(client: TestClient) 
     assert push.status == 405 and (await push.json())["errors"][0]["code"] == "UNSUPPORTED"
     bad = await client.get("/v2/hub/app/manifests/sha256:xyz")
     assert bad.status == 400
+
+
+async def test_a_blob_without_length_is_cached_as_its_digest_proves_it(
+    remote_service: RemoteFactory,
+) -> None:
+    """An upstream that ends bodies by closing the connection: a blob is asked for by
+    digest, which proves it whole (cached) or cut short (not cached)."""
+    data = os.urandom(300_000)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    raw = RawUpstream()
+    await raw.start()
+    try:
+        path = f"v2/app/blobs/{digest}"
+        raw.files[path] = RawFile(data, "cut", cut_at=100_000)
+        client = await remote_service("hub", "oci", raw.url)
+        cut = await client.get(f"/v2/hub/app/blobs/{digest}")
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await cut.read()
+        raw.files[path] = RawFile(data, "close")
+        for expected in ("MISS", "HIT"):
+            blob = await client.get(f"/v2/hub/app/blobs/{digest}")
+            assert blob.status == 200 and blob.headers["X-Cache"] == expected
+            assert await blob.read() == data
+        assert raw.requests[path] == 2
+    finally:
+        await raw.close()
