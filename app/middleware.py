@@ -22,7 +22,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from app import keys, logs
 from app.access_log import AccessWriter
 from app.backends.cache import CacheError
-from app.backends.metadata import MetadataError
+from app.backends.metadata import BlobsGone, MetadataError
 from app.backends.storage import InvalidKey, StorageError
 from app.draining import INFLIGHT
 from app.errors import (
@@ -164,6 +164,8 @@ def _translate(exc: Exception) -> ApiError:
         return DigestMismatch(str(exc), detail={"expected": exc.expected, "actual": exc.actual})
     if isinstance(exc, (InvalidDigest, InvalidKey)):
         return BadRequest(str(exc))
+    if isinstance(exc, BlobsGone):  # collected while this request wrote a reference to it
+        return Unavailable(f"{exc}; try again", headers={"Retry-After": "1"})
     if isinstance(exc, (ClientPayloadError, HttpProcessingError, ConnectionResetError)):
         # The client went away or sent a broken body; nothing of it was kept.
         log.info("request body incomplete", error=repr(exc))

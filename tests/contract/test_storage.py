@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import random
 import socket
+import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -452,6 +453,59 @@ async def test_filesystem_directories_are_not_objects(fs: FilesystemStorage) -> 
     with pytest.raises(ObjectNotFound):
         await fs.move("dir", "elsewhere")
     assert await read(fs, "dir/file") == b"x"
+
+
+# --- writes a killed process left ----------------------------------------------------------
+
+
+async def _killed_mid_put(storage: BlobStorage, key: str) -> None:
+    """Start a put in another process, wait until the driver holds part of it, kill it."""
+    if isinstance(storage, FilesystemStorage):
+        where = ("filesystem", str(storage.root))
+    else:
+        assert isinstance(storage, S3Storage)
+        where = ("s3", storage.config.model_dump_json())
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.dead_writer", *where, key
+    )
+    try:
+        deadline = asyncio.get_running_loop().time() + 30
+        while not await _partial(storage):
+            assert process.returncode is None, "the writer died on its own"
+            assert asyncio.get_running_loop().time() < deadline, "the writer never began"
+            await asyncio.sleep(0.05)
+    finally:
+        process.kill()
+        await process.wait()
+
+
+async def _partial(storage: BlobStorage) -> bool:
+    """Whether the killed writer's part is there yet (a file that has its first bytes)."""
+    if isinstance(storage, FilesystemStorage):
+        files = list((storage.root / INCOMING).iterdir())
+        return any(f.stat().st_size >= PART for f in files)
+    assert isinstance(storage, S3Storage)
+    client, prefix = storage._client, storage.config.prefix + "/"
+    listed = await client.list_multipart_uploads(Bucket=storage.bucket, Prefix=prefix)
+    for upload in listed.get("Uploads", []):
+        ids = {"Bucket": storage.bucket, "Key": upload["Key"], "UploadId": upload["UploadId"]}
+        if (await client.list_parts(**ids)).get("Parts"):
+            return True
+    return False
+
+
+async def test_writes_a_killed_process_left_are_reaped_once_old(storage: BlobStorage) -> None:
+    await _killed_mid_put(storage, "uploads/dead/0-part")
+    assert await leftovers(storage)
+    assert await storage.reap_incomplete(timedelta(hours=1)) == []  # too young
+    assert await leftovers(storage)
+    [seen] = await storage.reap_incomplete(timedelta(0), dry_run=True)
+    assert seen.size >= PART and await leftovers(storage)  # a dry run removes nothing
+    [reaped] = await storage.reap_incomplete(timedelta(0))
+    assert reaped.size == seen.size
+    assert await leftovers(storage) == []
+    assert await storage.stat("uploads/dead/0-part") is None
+    assert await storage.reap_incomplete(timedelta(0)) == []
 
 
 # --- S3 only -------------------------------------------------------------------------------

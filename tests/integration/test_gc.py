@@ -7,9 +7,14 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import AsyncIterator
+from contextlib import suppress
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
@@ -24,6 +29,8 @@ from pipelines.sources import once
 from tests import s3server, shapes
 from tests.integration.conftest import ConfigFactory
 from tests.oci_docs import digest_of, image_manifest
+from tests.processes import serving
+from tests.services import S3Settings
 
 REPOS = [
     {"name": "files", "format": "generic", "kind": "local"},
@@ -370,3 +377,70 @@ async def test_a_storage_outage_is_reported_and_the_next_run_finishes(
         assert await (await client.get("/repository/files/live.bin")).read() == live
     finally:
         server.stop()
+
+
+async def test_a_replica_killed_mid_patch_leaves_nothing_once_collected(
+    aiohttp_client,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    postgres_dsn: str,
+    redis_server: str,
+    s3_server: S3Settings,
+    s3_prefix: str,
+) -> None:
+    """A replica killed while a PATCH streams into S3 leaves an incomplete multipart
+    upload that no row names; the collector aborts it once it is as old as an
+    abandoned upload."""
+    sections = {
+        "database": {"url": postgres_dsn},
+        "storage": shapes.s3_storage(s3_server, s3_prefix),
+        "cache": {"url": redis_server},
+        "repositories": REPOS,
+    }
+    (tmp_path / "artifactapi.yaml").write_text(yaml.safe_dump(sections))
+    with serving(tmp_path) as (process, base):
+        async with aiohttp.ClientSession() as session:
+            started = await session.post(f"{base}/v2/{NAME}/blobs/uploads/")
+            location = started.headers["Location"]
+
+            async def body() -> AsyncIterator[bytes]:
+                yield os.urandom(6 * 1024 * 1024)  # more than one part
+                await asyncio.Event().wait()  # then the client stalls, and the replica dies
+
+            patch = asyncio.create_task(session.patch(f"{base}{location}", data=body()))
+            client = await aiohttp_client(create_app(shapes.scale_out(
+                postgres_dsn, redis_server, s3_server, s3_prefix, repositories=REPOS
+            )))  # fmt: skip
+            storage = client.app[keys.STORAGE]
+            await until(lambda: _parts_uploaded(storage), within=30)
+            process.kill()
+            process.wait()
+            with suppress(aiohttp.ClientError):
+                await patch
+
+    young = await collector(client.app).run()  # uploads are young for a day by default
+    assert "incomplete" not in young.freed and await _parts_uploaded(storage)
+    report = await collector(client.app, upload_max_age=0).run()
+    assert report.error_count == 0, report.errors
+    assert report.freed["incomplete"].objects == 1
+    assert report.freed["incomplete"].bytes >= 5 * 1024 * 1024
+    assert not await _parts_uploaded(storage)
+
+
+async def _parts_uploaded(storage: Any) -> bool:
+    """Whether an incomplete multipart upload holding some part sits under the prefix."""
+    client, prefix = storage._client, storage.config.prefix + "/"
+    listed = await client.list_multipart_uploads(Bucket=storage.bucket, Prefix=prefix)
+    for upload in listed.get("Uploads", []):
+        ids = {"Bucket": storage.bucket, "Key": upload["Key"], "UploadId": upload["UploadId"]}
+        if (await client.list_parts(**ids)).get("Parts"):
+            return True
+    return False
+
+
+async def until(condition: Any, within: float) -> None:
+    """Poll ``condition`` (an async callable) until true, failing after ``within`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not await condition():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
