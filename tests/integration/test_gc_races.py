@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,6 +23,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from app import cas as cas_module
 from app import keys
 from app.backends.metadata.base import SqlDriver
 from app.backends.storage import BlobStorage, StorageError
@@ -334,3 +336,21 @@ async def test_an_index_naming_a_child_collected_meanwhile_is_refused(
     assert reports[0].freed["manifests"].objects == 1  # the child went
     assert answer.status == 400 and "MANIFEST_BLOB_UNKNOWN" in await answer.text()
     assert (await client.get(f"/v2/{NAME}/manifests/v1")).status == 404
+
+
+async def test_an_upload_never_waits_longer_than_its_bound_for_a_collector(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A blob a collector keeps marked (its deletes keep failing, each run re-marks it)
+    answers an upload of the same bytes with 503 and Retry-After, not a hung request."""
+    app = client.app
+    data = os.urandom(1200)
+    await app[keys.CAS].ingest(once(data))
+    monkeypatch.setattr(cas_module, "DELETION_WAIT", 0.3)
+    await app[keys.METADATA].mark_orphans(float("inf"), (), "", 10, time.time())
+    response = await asyncio.wait_for(
+        client.post(f"/v2/{NAME}/blobs/uploads/?digest={digest_of(data)}", data=data), WAIT
+    )
+    assert response.status == 503 and response.headers["Retry-After"] == "1"
+    assert "being collected" in await response.text()
+    assert await state(app, digest_of(data)) == "deleting"
