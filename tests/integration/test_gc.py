@@ -116,9 +116,17 @@ async def test_the_grace_keeps_a_blob_whose_reference_is_not_written_yet(
 
 
 async def test_an_upload_meeting_a_deletion_waits_then_writes_the_blob_anew(
-    client: TestClient,
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app = client.app
+    cas, polls = app[keys.CAS], []
+    waiting_for_the_collector = cas._outlast_collection
+
+    async def counted(row: Any) -> Any:
+        polls.append(row.digest)
+        return await waiting_for_the_collector(row)
+
+    monkeypatch.setattr(cas, "_outlast_collection", counted)
     data = os.urandom(4000)
     await put_file(client, "a.bin", data)
     assert (await client.delete("/repository/files/a.bin")).status == 204
@@ -128,7 +136,11 @@ async def test_an_upload_meeting_a_deletion_waits_then_writes_the_blob_anew(
     # A GET no longer sees it; an upload of the same bytes waits for the deletion.
     assert (await client.get(f"/v2/{NAME}/blobs/{digest_of(data)}")).status == 404
     upload = asyncio.create_task(client.put("/repository/files/b.bin", data=data))
-    await asyncio.sleep(0.5)
+
+    async def waited_twice() -> bool:
+        return len(polls) >= 2
+
+    await until(waited_twice, within=30)
     assert not upload.done()
     report = await collector(app, blob_grace=3600).run()  # finishes the marked blob
     assert freed(report, "blobs") == (1, len(data))
