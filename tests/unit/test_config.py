@@ -309,3 +309,44 @@ def test_a_three_level_override_below_a_value_names_that_key() -> None:
 def test_an_override_that_is_not_yaml_names_the_variable() -> None:
     message = _refusal({}, {"ARTIFACTAPI_SERVER__HOST": "[unclosed"})
     assert message.startswith("ARTIFACTAPI_SERVER__HOST: not a YAML value")
+
+
+# Values each checked key accepts, and one it refuses (naming the key).
+ACCEPTED = [
+    ("server.loop", ["uvloop", "asyncio"], "trio"),
+    ("server.base_url", ["http://a.example", "https://a.example/x"], "ftp://a.example"),
+    ("server.base_url", ["https://a.example:8443"], "https://a.example/?q=1"),
+    ("server.base_url", ["https://a.example"], "https://a.example/#top"),
+    ("server.base_url", ["https://a.example"], "https://"),
+    ("logging.format", ["console", "json"], "xml"),
+    ("logging.level", ["debug", "info", "warning", "error"], "trace"),
+    ("database.url", ["sqlite:///x.db", "postgresql://h/db", "postgres://h/db"], "mysql://h"),
+    ("cache.url", ["memory://", "redis://h:6379/0", "rediss://h/1", "unix:///r.sock"], "x://"),
+    ("s3.checksums", ["when_required", "when_supported"], "always"),
+]
+
+
+@pytest.mark.parametrize(
+    ("key", "accepted", "refused"), ACCEPTED, ids=[f"{k}={r}" for k, _, r in ACCEPTED]
+)
+def test_checked_values(key: str, accepted: list[str], refused: str) -> None:
+    for value in accepted:
+        assert _value(parse_config(_at(key, value), env={}), key) == value
+    assert _only_fault(_refusal(_at(key, refused))) == key.replace("s3.", "storage.")
+
+
+def test_base_url_loses_its_trailing_slash() -> None:
+    config = parse_config(_at("server.base_url", "https://a.example/sub/"), env={})
+    assert config.server.base_url == "https://a.example/sub"
+
+
+@pytest.mark.parametrize("name", ["a", "0", "a" * 64, "a.b_c-d9"])
+def test_repository_names_accepted(name: str) -> None:
+    config = parse_config({"repositories": [{"name": name, "format": "generic"}]}, env={})
+    assert config.repositories[0].name == name and config.repositories[0].kind == "local"
+
+
+@pytest.mark.parametrize("name", ["", "a" * 65, ".a", "-a", "_a", "A", "a/b", "a b"])
+def test_repository_names_refused(name: str) -> None:
+    message = _refusal({"repositories": [{"name": name, "format": "generic"}]})
+    assert _only_fault(message) == "repositories[0].name"
