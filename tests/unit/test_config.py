@@ -350,3 +350,42 @@ def test_repository_names_accepted(name: str) -> None:
 def test_repository_names_refused(name: str) -> None:
     message = _refusal({"repositories": [{"name": name, "format": "generic"}]})
     assert _only_fault(message) == "repositories[0].name"
+
+
+def test_a_missing_variable_in_a_list_names_its_index() -> None:
+    data = {"repositories": [{"name": "a", "format": "generic", "options": {"u": "${NOPE}"}}]}
+    message = _refusal(data)
+    assert message == "repositories[0].options.u: environment variable NOPE is not set"
+    assert interpolate(["${A}", ["${A:-x}"]], {"A": "1"}) == ["1", ["1"]]
+
+
+def test_errors_name_the_storage_key_without_the_driver_and_join_with_semicolons() -> None:
+    message = _refusal({"storage": {"driver": "filesystem", "root": 5}, "server": {"port": "x"}})
+    assert [part.split(": ")[0] for part in message.split("; ")] == [
+        "server.port",
+        "storage.root",
+    ]
+    assert _refusal([1]) == "config: the top level must be a mapping"
+
+
+def test_an_empty_override_is_an_empty_string() -> None:
+    config = parse_config({"server": {"host": "0.0.0.0"}}, env={"ARTIFACTAPI_SERVER__HOST": ""})
+    assert config.server.host == ""
+
+
+def test_the_process_environment_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ARTIFACTAPI_SERVER__PORT", "9191")
+    assert parse_config({}).server.port == 9191
+    assert parse_config({}, env={}).server.port == 8080
+
+
+def test_load_config_passes_its_environment_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ARTIFACTAPI_SERVER__PORT", "9191")
+    path = tmp_path / "a.yaml"
+    path.write_text("", encoding="utf-8")  # an empty file is the defaults
+    assert load_config(path, env={}).server.port == 8080
+    assert load_config(path, env={"ARTIFACTAPI_SERVER__PORT": "7070"}).server.port == 7070
+    path.write_text("server: {host: ünïcode.example}\n", encoding="utf-8")
+    assert load_config(path, env={}).server.host == "ünïcode.example"

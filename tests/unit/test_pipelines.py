@@ -153,3 +153,35 @@ def test_digests_computes_every_algorithm_it_allows_once() -> None:
     for name, length in ALGORITHMS.items():
         assert digests.digest(name) == Digest(name, hashlib.new(name, b"abc").hexdigest())
         assert len(digests.hexdigest(name)) == length
+
+
+def test_errors_say_what_was_wrong() -> None:
+    assert str(TooLarge(4)) == "body exceeds the limit of 4 bytes"
+    mismatch = DigestMismatch("sha256:" + "0" * 64, "sha256:" + "1" * 64)
+    expected = f"content digest sha256:{'1' * 64} does not match the expected sha256:{'0' * 64}"
+    assert str(mismatch) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("sha256", "expected algorithm:hex"),
+        ("sha384:" + "a" * 96, "unsupported algorithm 'sha384'"),
+        ("x" * 30 + ":", f"unsupported algorithm {'x' * 20!r}"),
+        ("sha256:abc", "expected 64 lowercase hex digits"),
+        ("sha512:" + "A" * 128, "expected 128 lowercase hex digits"),
+    ],
+)
+def test_parse_digest_says_why(text: str, why: str) -> None:
+    with pytest.raises(InvalidDigest) as info:
+        parse_digest(text)
+    assert str(info.value) == f"invalid digest {text!r}: {why}"
+    assert info.value.text == text
+
+
+def test_an_invalid_digest_quotes_at_most_200_characters_of_it() -> None:
+    text = "sha256:" + "a" * 300
+    with pytest.raises(InvalidDigest) as info:
+        parse_digest(text)
+    assert str(info.value) == f"invalid digest {text[:200]!r}: expected 64 lowercase hex digits"
+    assert info.value.text == text
