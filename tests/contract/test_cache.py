@@ -14,6 +14,7 @@ from app.backends.cache.memory import MemoryCache
 from app.backends.cache.redis import RedisCache
 
 TTL = 0.2
+# Sleeping PAST_TTL lets a TTL run out on purpose: expiry is what those tests check.
 PAST_TTL = 0.35
 
 

@@ -433,6 +433,7 @@ async def test_statements_stay_out_of_other_coroutines_transactions(store: Metad
         async with store.db.transaction() as tx:
             await insert_blob(tx, BLOB)
             inside.set()
+            # Held open a while on purpose, for the other statement to run meanwhile.
             await asyncio.sleep(0.05)
             raise Boom
 
