@@ -496,29 +496,15 @@ async def _killed_mid_put(storage: BlobStorage, key: str) -> None:
         sys.executable, "-m", "tests.dead_writer", *where, key
     )
     try:
-        deadline = asyncio.get_running_loop().time() + 30
-        while not await _partial(storage):
+
+        async def begun() -> bool:
             assert process.returncode is None, "the writer died on its own"
-            assert asyncio.get_running_loop().time() < deadline, "the writer never began"
-            await asyncio.sleep(0.05)
+            return await unfinished_bytes(storage) >= PART
+
+        await until(begun, "holding the killed writer's first part", bound=30)
     finally:
         process.kill()
         await process.wait()
-
-
-async def _partial(storage: BlobStorage) -> bool:
-    """Whether the killed writer's part is there yet (a file that has its first bytes)."""
-    if isinstance(storage, FilesystemStorage):
-        files = list((storage.root / INCOMING).iterdir())
-        return any(f.stat().st_size >= PART for f in files)
-    assert isinstance(storage, S3Storage)
-    client, prefix = storage._client, storage.config.prefix + "/"
-    listed = await client.list_multipart_uploads(Bucket=storage.bucket, Prefix=prefix)
-    for upload in listed.get("Uploads", []):
-        ids = {"Bucket": storage.bucket, "Key": upload["Key"], "UploadId": upload["UploadId"]}
-        if (await client.list_parts(**ids)).get("Parts"):
-            return True
-    return False
 
 
 async def test_writes_a_killed_process_left_are_reaped_once_old(storage: BlobStorage) -> None:

@@ -27,10 +27,12 @@ from app.server import create_app
 from collector import Collector, Report
 from pipelines.sources import once
 from tests import s3server, shapes
+from tests.contract.test_storage import unfinished_bytes
 from tests.integration.conftest import ConfigFactory
 from tests.oci_docs import digest_of, image_manifest
 from tests.processes import serving
 from tests.services import S3Settings
+from tests.waiting import until
 
 REPOS = [
     {"name": "files", "format": "generic", "kind": "local"},
@@ -137,10 +139,7 @@ async def test_an_upload_meeting_a_deletion_waits_then_writes_the_blob_anew(
     assert (await client.get(f"/v2/{NAME}/blobs/{digest_of(data)}")).status == 404
     upload = asyncio.create_task(client.put("/repository/files/b.bin", data=data))
 
-    async def waited_twice() -> bool:
-        return len(polls) >= 2
-
-    await until(waited_twice, within=30)
+    await until(lambda: len(polls) >= 2, "waiting for the collector", bound=30)
     assert not upload.done()
     report = await collector(app, blob_grace=3600).run()  # finishes the marked blob
     assert freed(report, "blobs") == (1, len(data))
@@ -423,36 +422,20 @@ async def test_a_replica_killed_mid_patch_leaves_nothing_once_collected(
                 postgres_dsn, redis_server, s3_server, s3_prefix, repositories=REPOS
             )))  # fmt: skip
             storage = client.app[keys.STORAGE]
-            await until(lambda: _parts_uploaded(storage), within=30)
+            await until(lambda: _holds_a_part(storage), "holding a part", bound=30)
             process.kill()
             process.wait()
             with suppress(aiohttp.ClientError):
                 await patch
 
     young = await collector(client.app).run()  # uploads are young for a day by default
-    assert "incomplete" not in young.freed and await _parts_uploaded(storage)
+    assert "incomplete" not in young.freed and await _holds_a_part(storage)
     report = await collector(client.app, upload_max_age=0).run()
     assert report.error_count == 0, report.errors
     assert report.freed["incomplete"].objects == 1
     assert report.freed["incomplete"].bytes >= 5 * 1024 * 1024
-    assert not await _parts_uploaded(storage)
+    assert await unfinished_bytes(storage) == 0
 
 
-async def _parts_uploaded(storage: Any) -> bool:
-    """Whether an incomplete multipart upload holding some part sits under the prefix."""
-    client, prefix = storage._client, storage.config.prefix + "/"
-    listed = await client.list_multipart_uploads(Bucket=storage.bucket, Prefix=prefix)
-    for upload in listed.get("Uploads", []):
-        ids = {"Bucket": storage.bucket, "Key": upload["Key"], "UploadId": upload["UploadId"]}
-        if (await client.list_parts(**ids)).get("Parts"):
-            return True
-    return False
-
-
-async def until(condition: Any, within: float) -> None:
-    """Poll ``condition`` (an async callable) until true, failing after ``within`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not await condition():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
+async def _holds_a_part(storage: Any) -> bool:
+    return await unfinished_bytes(storage) >= 5 * 1024 * 1024

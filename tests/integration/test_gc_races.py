@@ -34,6 +34,7 @@ from pipelines.sources import once
 from tests.integration.conftest import ConfigFactory
 from tests.integration.test_gc import REPOS, collector, state, stored
 from tests.oci_docs import digest_of, image_manifest
+from tests.waiting import until
 
 NAME = "docker-local/team/app"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -146,17 +147,16 @@ async def _waiting_on_a_lock(app: web.Application) -> None:
     db = app[keys.METADATA].db
     if db.dialect != "postgres":
         return
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT
-    while loop.time() < deadline:
-        waiting = await db.fetchval(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+
+    async def waiting() -> bool:
+        return bool(
+            await db.fetchval(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
         )
-        if waiting:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the collector never waited for the writer's lock")
+
+    await until(waiting, "waiting for the writer's lock", bound=WAIT)
 
 
 async def test_a_reference_held_before_the_mark_is_seen_and_its_blobs_kept(
