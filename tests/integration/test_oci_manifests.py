@@ -495,3 +495,16 @@ async def test_malformed_references(
         assert await error_code(response) == code
     else:
         assert response.status == 400
+
+
+async def test_a_page_size_past_any_limit_is_refused_before_it_is_parsed(
+    registry: TestClient,
+) -> None:
+    assert (await put(registry, "v1", await image(registry))).status == 201
+    huge = "9" * 5000  # past Python's 4,300-digit int() limit
+    for url in (f"/v2/{NAME}/tags/list?n={huge}", f"/v2/_catalog?n={huge}"):
+        response = await registry.get(url)
+        assert response.status == 400, url[:60]
+        assert await error_code(response) == "PAGINATION_NUMBER_INVALID"
+    # A large number within the bound is a page of at most the server's size.
+    assert (await registry.get(f"/v2/{NAME}/tags/list?n={'9' * 18}")).status == 200
