@@ -113,3 +113,12 @@ def test_load_config_uses_artifactapi_yaml_in_the_working_directory(
     assert load_config(env={}).server.port == 8080
     (tmp_path / "artifactapi.yaml").write_text("server: {port: 8181}\n")
     assert load_config(env={}).server.port == 8181
+
+
+def test_header_timeout_defaults_to_30_seconds_and_must_be_positive() -> None:
+    assert parse_config({}, env={}).server.header_timeout == 30
+    assert (
+        parse_config({"server": {"header_timeout": "500ms"}}, env={}).server.header_timeout == 0.5
+    )
+    with pytest.raises(ConfigError, match=r"server\.header_timeout"):
+        parse_config({"server": {"header_timeout": "0s"}}, env={})
