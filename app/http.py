@@ -16,6 +16,7 @@ from aiohttp import web
 from app import keys
 from app.cas import ContentStore
 from app.errors import RangeNotSatisfiable
+from app.inputs import whole_number
 from pipelines.sources import received
 
 log = structlog.get_logger(__name__)
@@ -26,7 +27,7 @@ SMALL_BODY = 64 * 1024
 # Request key: body bytes sent by sendfile, which aiohttp's response does not count.
 SENDFILE_BYTES: web.RequestKey[int] = web.RequestKey("sendfile_bytes")
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
 # host, host:port, [v6]:port; letters, digits, dots and dashes only.
 _HOST = re.compile(r"^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$")
 
@@ -81,19 +82,28 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     match = _RANGE.match(header.strip())
     if not match or (not match.group(1) and not match.group(2)):
         return None
-    first, last = match.group(1), match.group(2)
-    if not first:  # suffix: the last N bytes
-        suffix = int(last)
-        if suffix == 0 or size == 0:
+    first, last = _position(match.group(1), size), _position(match.group(2), size)
+    if first is None:  # suffix: the last N bytes
+        assert last is not None
+        if last == 0 or size == 0:
             raise _unsatisfiable(size)
-        return ByteRange(max(0, size - suffix), size - 1)
-    start = int(first)
-    end = size - 1 if not last else min(int(last), size - 1)
-    if last and int(last) < start:
+        return ByteRange(max(0, size - last), size - 1)
+    if last is not None and last < first:
         return None  # invalid syntax per the RFC: ignore it
-    if start >= size:
+    if first >= size:
         raise _unsatisfiable(size)
-    return ByteRange(start, end)
+    return ByteRange(first, size - 1 if last is None else min(last, size - 1))
+
+
+def _position(text: str, size: int) -> int | None:
+    """One number of a range; None where it is left out. A number longer than any
+    stored size can be is a 416, refused before ``int()`` meets thousands of digits."""
+    if not text:
+        return None
+    number = whole_number(text)
+    if number is None:
+        raise _unsatisfiable(size)
+    return number
 
 
 def _unsatisfiable(size: int) -> RangeNotSatisfiable:

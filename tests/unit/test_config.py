@@ -389,3 +389,12 @@ def test_load_config_passes_its_environment_on(
     assert load_config(path, env={"ARTIFACTAPI_SERVER__PORT": "7070"}).server.port == 7070
     path.write_text("server: {host: ünïcode.example}\n", encoding="utf-8")
     assert load_config(path, env={}).server.host == "ünïcode.example"
+
+
+def test_header_timeout_defaults_to_30_seconds_and_must_be_positive() -> None:
+    assert parse_config({}, env={}).server.header_timeout == 30
+    assert (
+        parse_config({"server": {"header_timeout": "500ms"}}, env={}).server.header_timeout == 0.5
+    )
+    with pytest.raises(ConfigError, match=r"server\.header_timeout"):
+        parse_config({"server": {"header_timeout": "0s"}}, env={})

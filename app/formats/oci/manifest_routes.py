@@ -23,6 +23,7 @@ from app.formats.oci.manifests import ManifestTooLarge, PaginationNumberInvalid
 from app.formats.oci.names import blob_digest, parse_reference
 from app.formats.oci.records import Manifest
 from app.http import BlobBody, send_blob
+from app.inputs import whole_number
 from pipelines import Digest
 from pipelines.sources import once
 
@@ -225,10 +226,10 @@ def _page(request: web.Request) -> tuple[int, str]:
         raise PaginationNumberInvalid("last must not contain NUL")
     if text is None:
         return PAGE, last
-    # isascii: str.isdigit also accepts digits such as "²" that int() refuses.
-    if not (text.isascii() and text.isdigit()):
+    n = whole_number(text)
+    if n is None:
         raise PaginationNumberInvalid(f"n must be a non-negative integer, not {text[:20]!r}")
-    return min(int(text), PAGE), last
+    return min(n, PAGE), last
 
 
 def _paged(
