@@ -354,3 +354,26 @@ async def test_an_upload_never_waits_longer_than_its_bound_for_a_collector(
     assert response.status == 503 and response.headers["Retry-After"] == "1"
     assert "being collected" in await response.text()
     assert await state(app, digest_of(data)) == "deleting"
+
+
+@pytest.mark.parametrize("size", [1000, 300_000], ids=["small", "large"])
+async def test_content_whose_object_is_gone_is_a_404_never_a_cut_200(
+    client: TestClient, size: int
+) -> None:
+    """Whatever lost an object under its live row, readers answer 404 in the format's
+    shape before any header of a 200 goes out (the large path opens the file or the
+    S3 stream first)."""
+    app = client.app
+    data = os.urandom(size)
+    assert await upload(client, data) == 201
+    assert (await client.put("/repository/files/gone.bin", data=data)).status == 201
+    await app[keys.STORAGE].delete(blob_key(digest_of(data)))
+
+    blob = await client.get(f"/v2/{NAME}/blobs/{digest_of(data)}")
+    assert blob.status == 404 and "BLOB_UNKNOWN" in await blob.text()
+    ranged = await client.get(f"/v2/{NAME}/blobs/{digest_of(data)}", headers={"Range": "bytes=10-"})
+    assert ranged.status == 404
+    file = await client.get("/repository/files/gone.bin")
+    assert file.status == 404 and "application/json" in file.headers["Content-Type"]
+    # The connection carried clean answers: the next request on it is served.
+    assert (await client.get("/v2/")).status == 200
