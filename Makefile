@@ -5,9 +5,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+MUTATE_STAMP := $(VENV)/.mutate-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint format bench clean
+.PHONY: install run test lint format bench mutate clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -34,5 +35,15 @@ format: install
 bench: install
 	$(BIN)/python -m bench
 
+$(MUTATE_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[test,mutate]'
+	touch $(MUTATE_STAMP)
+
+# Mutation testing of the core modules, each against its own tests (slow; not in CI):
+# prints each one's kill score. MUTATE_MODULES="pipelines/ app/config.py" picks some,
+# MUTATE_JOBS sets how many mutants run at once (default: one per core).
+mutate: $(MUTATE_STAMP)
+	$(BIN)/python -m tests.mutate $(MUTATE_MODULES)
+
 clean:
-	rm -rf $(VENV) .coverage .coverage.* htmlcov .pytest_cache
+	rm -rf $(VENV) .coverage .coverage.* htmlcov .pytest_cache .mutate

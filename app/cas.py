@@ -23,7 +23,8 @@ from pathlib import Path
 
 from app.backends.metadata import MetadataStore
 from app.backends.metadata.store import BlobRow
-from app.backends.storage import BlobStorage, StorageError
+from app.backends.storage import BlobStorage
+from app.errors import Unavailable
 from pipelines import Digest, Digests, drain, hashed, limited, teed, verified
 
 # A collector acts on a blob it marked "deleting" only this soon after marking it; an
@@ -32,6 +33,18 @@ from pipelines import Digest, Digests, drain, hashed, limited, teed, verified
 COLLECTOR_DEADLINE = 150.0
 TAKEOVER_AFTER = 2 * COLLECTOR_DEADLINE
 DELETION_POLL = 0.1
+# How long a request waits for a collector deleting the blob it writes or names.
+DELETION_WAIT = 30.0
+
+
+class BlobBeingCollected(Unavailable):
+    """A collector is deleting this blob (for longer than a request waits, or it
+    marked the blob while this request wrote it): the client should try again."""
+
+    def __init__(self, digest: str) -> None:
+        super().__init__(
+            f"blob {digest} is being collected; try again", headers={"Retry-After": "1"}
+        )
 
 
 def blob_key(digest: Digest | str) -> str:
@@ -127,10 +140,17 @@ class ContentStore:
         return Blob(row.digest, row.size) if row is not None else None
 
     async def _claimed(self, digest: str) -> BlobRow | None:
+        """The live row, touched; None if there is none (absent, "missing", or deleted
+        by the collector this waited for)."""
         row = await self.metadata.touch_blob(digest)
+        waited_until = time.monotonic() + DELETION_WAIT
         while row is not None and row.state == "deleting":
+            if time.monotonic() > waited_until:
+                # A collector that keeps failing to delete it (storage down) re-marks
+                # it every run: never hold a request for that long.
+                raise BlobBeingCollected(digest)
             row = await self._outlast_collection(row)
-        return row
+        return row if row is not None and row.state == "live" else None
 
     async def _outlast_collection(self, row: BlobRow) -> BlobRow | None:
         """Wait for the collector that marked ``row`` to finish deleting it; take the
@@ -151,7 +171,15 @@ class ContentStore:
         if not await self.metadata.add_blob(digest, size):
             # Marked between our check and now: only possible with a grace shorter
             # than this ingest. The client's retry writes it anew.
-            raise StorageError(f"blob {digest} was being collected; try again")
+            raise BlobBeingCollected(digest)
+        # Another ingest of the same bytes may have recorded them first, and a
+        # collector marked, deleted and dropped them, all after this ingest wrote its
+        # object: a row recorded now would point at nothing. Looked for after the row
+        # is live, so any later deletion must mark it first (and no reference can be
+        # written to it then). Only a grace shorter than an ingest gets here.
+        if await self.storage.stat(blob_key(digest)) is None:
+            await self.metadata.lose_blob(digest)
+            raise BlobBeingCollected(digest)
 
     @staticmethod
     def _blob(digests: Digests) -> Blob:

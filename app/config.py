@@ -65,6 +65,10 @@ class ServerConfig(_Section):
     # Largest request body accepted by any upload; larger ones get 413.
     max_body_size: ByteSize = ByteSize(10 * 1024**3)
     shutdown_grace: Seconds = 30.0
+    # How long a client may take to send a request's headers (from connecting, or
+    # from the first byte of a kept-alive connection's next request); then the
+    # connection is closed, so slow clients (slowloris) cannot hold connections.
+    header_timeout: Seconds = Field(default=30.0, gt=0)
     # The URL clients reach the service at (https://artifacts.example.com), for the
     # absolute URLs some formats hand out (npm tarballs). Unset: the request's own
     # scheme and Host, or with trust_forwarded, those a proxy in front passes on

@@ -31,6 +31,13 @@ class NotFound(ApiError):
     code = "NOT_FOUND"
 
 
+class ContentMissing(NotFound):
+    """A row names content whose stored object is gone: answered before any byte of
+    a 200, never as a cut body."""
+
+    code = "CONTENT_MISSING"
+
+
 class MethodNotAllowed(ApiError):
     status = 405
     code = "METHOD_NOT_ALLOWED"

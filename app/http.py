@@ -9,13 +9,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import structlog
 from aiohttp import web
 
 from app import keys
+from app.backends.storage import ObjectNotFound, StorageError
 from app.cas import ContentStore
-from app.errors import RangeNotSatisfiable
+from app.errors import ContentMissing, RangeNotSatisfiable
+from app.inputs import whole_number
 from pipelines.sources import received
 
 log = structlog.get_logger(__name__)
@@ -26,7 +29,7 @@ SMALL_BODY = 64 * 1024
 # Request key: body bytes sent by sendfile, which aiohttp's response does not count.
 SENDFILE_BYTES: web.RequestKey[int] = web.RequestKey("sendfile_bytes")
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
 # host, host:port, [v6]:port; letters, digits, dots and dashes only.
 _HOST = re.compile(r"^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$")
 
@@ -81,19 +84,28 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     match = _RANGE.match(header.strip())
     if not match or (not match.group(1) and not match.group(2)):
         return None
-    first, last = match.group(1), match.group(2)
-    if not first:  # suffix: the last N bytes
-        suffix = int(last)
-        if suffix == 0 or size == 0:
+    first, last = _position(match.group(1), size), _position(match.group(2), size)
+    if first is None:  # suffix: the last N bytes
+        assert last is not None
+        if last == 0 or size == 0:
             raise _unsatisfiable(size)
-        return ByteRange(max(0, size - suffix), size - 1)
-    start = int(first)
-    end = size - 1 if not last else min(int(last), size - 1)
-    if last and int(last) < start:
+        return ByteRange(max(0, size - last), size - 1)
+    if last is not None and last < first:
         return None  # invalid syntax per the RFC: ignore it
-    if start >= size:
+    if first >= size:
         raise _unsatisfiable(size)
-    return ByteRange(start, end)
+    return ByteRange(first, size - 1 if last is None else min(last, size - 1))
+
+
+def _position(text: str, size: int) -> int | None:
+    """One number of a range; None where it is left out. A number longer than any
+    stored size can be is a 416, refused before ``int()`` meets thousands of digits."""
+    if not text:
+        return None
+    number = whole_number(text)
+    if number is None:
+        raise _unsatisfiable(size)
+    return number
 
 
 def _unsatisfiable(size: int) -> RangeNotSatisfiable:
@@ -186,24 +198,39 @@ async def send_blob(
         data = _small(body, offset, count)
         if data is not None:
             return web.Response(status=status, headers=out, body=data)
+    # Opened before the headers go out: content whose object is gone is a 404, never
+    # a 200 that is cut after its headers.
+    source = await _opened(request, body, offset, count) if request.method == "GET" else None
     response = web.StreamResponse(status=status, headers=out)
     response.content_length = count
-    await response.prepare(request)
-    if request.method == "HEAD" or count == 0:
-        await response.write_eof()
-        return response
     try:
-        if body.local_path is None or not await _sendfile(request, body.local_path, offset, count):
-            async for chunk in body.open(offset, count):
+        await response.prepare(request)
+        if isinstance(source, _Chunks):
+            await response.write(source.first)
+            async for chunk in source.rest:
                 await response.write(chunk)
+        elif source is not None:
+            await _sendfile(request, source, offset, count)
     except ConnectionError as exc:
         # The client left, or the body cannot be completed: the connection cannot
         # carry another response, so close it; aiohttp then finishes quietly.
         level = log.warning if isinstance(exc, ConnectionAbortedError) else log.info
         level("response body cut short", error=repr(exc))
         return cut(request, response)
+    finally:
+        await _close(source)
     await response.write_eof()
     return response
+
+
+async def _close(source: _Chunks | BinaryIO | None) -> None:
+    """Let go of a source whatever happened to the response (closing twice is fine)."""
+    if isinstance(source, _Chunks):
+        close = getattr(source.rest, "aclose", None)
+        if close is not None:
+            await close()
+    elif source is not None:
+        source.close()
 
 
 def cut(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
@@ -235,8 +262,52 @@ def read_small(path: Path, offset: int, count: int) -> bytes | None:
     return data if len(data) == count else None
 
 
-async def _sendfile(request: web.Request, path: Path, offset: int, count: int) -> bool:
-    """Let the kernel copy the file to the socket; False where it cannot (TLS).
+@dataclass(frozen=True, slots=True)
+class _Chunks:
+    first: bytes
+    rest: AsyncIterator[bytes]
+
+
+async def _opened(
+    request: web.Request, body: BlobBody, offset: int, count: int
+) -> _Chunks | BinaryIO | None:
+    """The body's source, ready to send: an open file for sendfile, else its stream
+    with the first chunk read. :class:`ContentMissing` if the object is gone."""
+    if count == 0:
+        return None
+    if body.local_path is not None and _sendfile_possible(request):
+        try:
+            return await asyncio.to_thread(open, body.local_path, "rb", buffering=0)
+        except FileNotFoundError:
+            raise _missing(body) from None
+        except OSError as exc:
+            raise StorageError(f"stored file unreadable: {exc}") from exc
+    chunks = body.open(offset, count)
+    try:
+        first = await anext(chunks)
+    except ObjectNotFound:
+        raise _missing(body) from None
+    except StopAsyncIteration:
+        first = b""  # shorter than its row says: the streaming loop reports it
+    return _Chunks(first, chunks)
+
+
+def _missing(body: BlobBody) -> ContentMissing:
+    log.error("stored object missing under its row", etag=body.etag)
+    return ContentMissing(f"content {body.etag} is missing from storage")
+
+
+def _sendfile_possible(request: web.Request) -> bool:
+    transport = request.transport
+    return (
+        transport is not None
+        and transport.get_extra_info("socket") is not None
+        and transport.get_extra_info("sslcontext") is None
+    )
+
+
+async def _sendfile(request: web.Request, handle: BinaryIO, offset: int, count: int) -> None:
+    """Let the kernel copy the file to the socket (never over TLS: see _sendfile_possible).
 
     Neither uvloop (no ``loop.sendfile``) nor the transport's own buffer is used: the
     headers are flushed, then ``os.sendfile`` writes straight to a duplicate of the
@@ -248,26 +319,16 @@ async def _sendfile(request: web.Request, path: Path, offset: int, count: int) -
     if transport is None or transport.is_closing():
         raise ConnectionResetError("connection lost")
     sock = transport.get_extra_info("socket")
-    if sock is None or transport.get_extra_info("sslcontext") is not None:
-        return False
+    await _flushed(transport)
     try:
-        handle = await asyncio.to_thread(open, path, "rb")
-    except OSError as exc:  # the headers are out: all we can do is cut the response
-        raise ConnectionAbortedError(f"stored file unreadable: {exc}") from exc
+        out = os.dup(sock.fileno())
+    except OSError as exc:  # closed while the headers went out
+        raise ConnectionResetError("connection lost") from exc
     try:
-        await _flushed(transport)
-        try:
-            out = os.dup(sock.fileno())
-        except OSError as exc:  # closed while the headers went out
-            raise ConnectionResetError("connection lost") from exc
-        try:
-            await _copy_file(out, handle.fileno(), offset, count)
-        finally:
-            os.close(out)
+        await _copy_file(out, handle.fileno(), offset, count)
     finally:
-        handle.close()
+        os.close(out)
     request[SENDFILE_BYTES] = count
-    return True
 
 
 async def _flushed(transport: asyncio.Transport) -> None:

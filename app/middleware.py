@@ -22,7 +22,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from app import keys, logs
 from app.access_log import AccessWriter
 from app.backends.cache import CacheError
-from app.backends.metadata import MetadataError
+from app.backends.metadata import BlobsGone, MetadataError
 from app.backends.storage import InvalidKey, StorageError
 from app.draining import INFLIGHT
 from app.errors import (
@@ -35,6 +35,7 @@ from app.errors import (
 )
 from app.formats.base import Format
 from app.http import SENDFILE_BYTES
+from app.inputs import unstorable_part
 from pipelines import DigestMismatch as StreamDigestMismatch
 from pipelines import InvalidDigest, TooLarge
 
@@ -121,10 +122,19 @@ def _bytes_sent(response: web.StreamResponse | None) -> int:
 
 
 def _format_owning(request: web.Request) -> Format | None:
-    for fmt in request.app[FORMATS].values():
+    """The format of the prefix (``/v2/``) or repository the request is for, for an
+    error raised before the dispatcher named it."""
+    formats = request.app[FORMATS]
+    for fmt in formats.values():
         if fmt.path_prefix and request.path.startswith(fmt.path_prefix):
             return fmt
-    return None
+    name = request.match_info.get("repository")
+    if name is None or keys.REPOSITORIES not in request.app:
+        return None
+    try:
+        return formats[request.app[keys.REPOSITORIES].get(name).format]
+    except ApiError:  # no such repository
+        return None
 
 
 async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
@@ -139,6 +149,9 @@ async def add_request_id(request: web.Request, response: web.StreamResponse) -> 
 async def _shaped(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The handler's response, or its error in the shape of the format that owns it."""
     try:
+        refused = unstorable_part(request)
+        if refused is not None:
+            raise BadRequest(f"{refused} holds a NUL or text that is not UTF-8")
         return await handler(request)
     except asyncio.CancelledError:
         raise
@@ -164,6 +177,8 @@ def _translate(exc: Exception) -> ApiError:
         return DigestMismatch(str(exc), detail={"expected": exc.expected, "actual": exc.actual})
     if isinstance(exc, (InvalidDigest, InvalidKey)):
         return BadRequest(str(exc))
+    if isinstance(exc, BlobsGone):  # collected while this request wrote a reference to it
+        return Unavailable(f"{exc}; try again", headers={"Retry-After": "1"})
     if isinstance(exc, (ClientPayloadError, HttpProcessingError, ConnectionResetError)):
         # The client went away or sent a broken body; nothing of it was kept.
         log.info("request body incomplete", error=repr(exc))

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from app.backends.metadata import open_metadata
 from app.config import Config
+from app.connections import GuardedRunner
 from app.draining import INFLIGHT
 from app.logs import configure_logging
 from app.server import create_app
@@ -46,13 +47,23 @@ def _run(config: Config, main: Coroutine[Any, Any, None]) -> None:
         asyncio.run(main)
 
 
+def make_runner(app: web.Application, config: Config) -> web.AppRunner:
+    """The runner every worker serves ``app`` with: our access log instead of
+    aiohttp's, signals left to us, and connections bounded (see app.connections)."""
+    return GuardedRunner(
+        app,
+        header_timeout=config.server.header_timeout,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=config.server.shutdown_grace,
+    )
+
+
 async def _serve(
     config: Config, reuse_port: bool, announce: bool, ready_fd: int | None = None
 ) -> None:
     app = create_app(config, migrate=False)
-    runner = web.AppRunner(
-        app, access_log=None, handle_signals=False, shutdown_timeout=config.server.shutdown_grace
-    )
+    runner = make_runner(app, config)
     await runner.setup()
     try:
         site = web.TCPSite(

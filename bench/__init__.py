@@ -1,3 +1,3 @@
 """Benchmarks: ``python -m bench`` (``make bench``) runs every module in :data:`MODULES`."""
 
-MODULES = ("bench.ingest", "bench.registry", "bench.gc", "bench.proxy")
+MODULES = ("bench.ingest", "bench.registry", "bench.gc", "bench.proxy", "bench.slowloris")

@@ -2,17 +2,23 @@
 
 The order, for each batch of up to ``batch`` blobs in digest order:
 
-1. one conditional UPDATE marks "deleting" the blobs that are still orphans (live,
-   untouched since the grace cutoff, referenced by nothing). A writer that touched a
-   blob first keeps it; a writer that comes after the mark sees "deleting" and waits;
+1. the orphans (live, untouched since the grace cutoff, referenced by nothing) are
+   locked, then marked "deleting" by a second look that sees every reference a
+   writer committed while it held one of them (see ``MetadataStore.mark_orphans``
+   and ``hold_blobs``). A writer after the mark finds the blob marked and writes
+   no reference: the client is told to push it again;
 2. the objects are deleted, but only within ``COLLECTOR_DEADLINE`` of the mark: an
    ingest takes back a mark twice that old, assuming its collector died;
 3. the rows of the deleted objects go, with the rows that only name them (links),
-   if still marked as this run marked them.
+   if still marked as this run marked them. A row something references after all
+   is kept as "missing" (its object is gone; the next ingest writes it again) and
+   reported; the batch and the run go on.
 
-A failure at 2 leaves the row marked; the next run marks it again and finishes it.
-So a row never points at a missing object that anyone may read: a "deleting" row
-is already invisible to readers.
+A failure at 2 leaves the row marked; the next run marks it again, looks once more
+for references (a marked blob that is referenced is taken back, not deleted: rows
+an older version left under a late reference), and finishes it. So a row never
+points at a missing object that anyone may read: a "deleting" or "missing" row is
+invisible to readers.
 """
 
 from __future__ import annotations
@@ -27,6 +33,14 @@ from app.cas import COLLECTOR_DEADLINE, blob_key
 from collector.report import Report
 
 Renew = Callable[[], Awaitable[None]]
+
+
+class ReferencedWhileMarked(RuntimeError):
+    """Reported, not raised: a blob marked for deletion turned out to be referenced."""
+
+    def __init__(self, digest: str, present: bool) -> None:
+        what = "kept live" if present else "its object is gone; kept as missing until pushed again"
+        super().__init__(f"{digest} is referenced although it was marked: {what}")
 
 
 class BlobSweep:
@@ -44,7 +58,7 @@ class BlobSweep:
         self.renew = renew
         self.batch = batch
 
-    async def leftovers(self, unlink: tuple[str, ...]) -> None:
+    async def leftovers(self, references: tuple[str, ...], unlink: tuple[str, ...]) -> None:
         """Finish blobs an earlier run marked but did not delete."""
         after = ""
         while True:
@@ -52,9 +66,19 @@ class BlobSweep:
             marked = await self.metadata.remark_blobs(after, self.batch, now)
             if not marked:
                 return
-            await self._delete(marked, now, unlink)
             after = marked[-1].digest
+            referenced = await self.metadata.referenced(marked, references)
+            for blob in (b for b in marked if b.digest in referenced):
+                await self._take_back(blob)
+            await self._delete([b for b in marked if b.digest not in referenced], now, unlink)
             await self.renew()
+
+    async def _take_back(self, blob: BlobRow) -> None:
+        """A marked blob something references: live again if its object is still
+        there, else "missing" until an ingest writes it again."""
+        present = await self.storage.stat(blob_key(blob.digest)) is not None
+        await self.metadata.unmark_blob(blob, "live" if present else "missing")
+        self.report.error("blobs", ReferencedWhileMarked(blob.digest, present))
 
     async def orphans(
         self, cutoff: float, references: tuple[str, ...], unlink: tuple[str, ...]
@@ -92,5 +116,8 @@ class BlobSweep:
         for error in failed.values():
             self.report.error("blobs", error)
         deleted = [b for b in marked if blob_key(b.digest) not in failed]
-        await self.metadata.drop_blobs(deleted, unlink)
-        self.report.add("blobs", len(deleted), sum(b.size for b in deleted))
+        kept = await self.metadata.drop_blobs(deleted, unlink)
+        for blob in kept:
+            self.report.error("blobs", ReferencedWhileMarked(blob.digest, present=False))
+        dropped = [b for b in deleted if b not in kept]
+        self.report.add("blobs", len(dropped), sum(b.size for b in dropped))

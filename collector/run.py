@@ -116,12 +116,14 @@ class Collector:
         if report.dry_run:
             await blobs.count_orphans(grace_cutoff, references)
         else:
-            await blobs.leftovers(unlink)
+            await blobs.leftovers(references, unlink)
             await blobs.orphans(grace_cutoff, references, unlink)
         await self._staging(report, upload_cutoff)
 
     async def _staging(self, report: Report, cutoff: float) -> None:
-        """Ingests that died before finishing (``tmp/``), once as old as an abandoned upload."""
+        """Ingests that died before finishing (``tmp/``), and writes a killed process
+        left half-done in the storage itself (multipart uploads on S3), once as old as
+        an abandoned upload."""
         age = timedelta(seconds=max(0.0, time.time() - cutoff))
         try:
             async for info in self.storage.list_stale("tmp/", age):
@@ -130,6 +132,11 @@ class Collector:
                 report.add("staging", 1, info.size)
         except Exception as exc:
             report.error("staging", exc)
+        try:
+            incomplete = await self.storage.reap_incomplete(age, dry_run=report.dry_run)
+            report.add("incomplete", len(incomplete), sum(i.size for i in incomplete))
+        except Exception as exc:
+            report.error("incomplete", exc)
 
     async def _renew(self) -> None:
         if not await self.metadata.acquire_lease(LEASE, self.holder, LEASE_TTL):

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from app.backends.metadata.base import Row, SqlDriver
+from app.backends.metadata.store import holding
 
 _COLUMNS = (
     "path, status, blob_digest, size, content_type, etag, last_modified, headers,"
@@ -48,8 +49,17 @@ class Entries:
         return _entry(row) if row else None
 
     async def put(self, repository_id: int, entry: Entry) -> None:
+        """Record what the upstream answered for a path; :class:`BlobsGone` if its
+        blob was collected since it was stored (nothing is recorded: a miss again)."""
         now = time.time()
-        await self.db.execute(
+        async with self.db.transaction() as tx:
+            if entry.blob_digest is not None:
+                await holding(tx, [entry.blob_digest])
+            await self._upsert(tx, repository_id, entry, now)
+
+    @staticmethod
+    async def _upsert(tx: SqlDriver, repository_id: int, entry: Entry, now: float) -> None:
+        await tx.execute(
             "INSERT INTO remote_entries (repository_id, path, status, blob_digest, size,"
             " content_type, etag, last_modified, headers, fetched_at, expires_at,"
             " last_requested_at, request_count)"

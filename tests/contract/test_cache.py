@@ -15,8 +15,9 @@ from app.backends.cache.redis import RedisCache
 from tests.waiting import until
 
 TTL = 0.2
-PAST_TTL = 0.35  # to show something did not expire: waited for, there is nothing to poll
-TTL_BOUND = 5.0  # what expires is polled for, within this
+# Sleeping PAST_TTL shows that something did not expire; what expires is polled for.
+PAST_TTL = 0.35
+TTL_BOUND = 5.0
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -433,6 +433,7 @@ async def test_statements_stay_out_of_other_coroutines_transactions(store: Metad
         async with store.db.transaction() as tx:
             await insert_blob(tx, BLOB)
             inside.set()
+            # Held open a while on purpose, for the other statement to run meanwhile.
             await asyncio.sleep(0.05)
             raise Boom
 
@@ -480,3 +481,21 @@ async def test_iterate_streams_every_row_in_order(store: MetadataStore) -> None:
     assert await store.db.execute("DELETE FROM blobs WHERE size <= $1", 100) == 100
     assert await store.db.execute("UPDATE blobs SET size = 0 WHERE size < 0") == 0
     assert await store.db.fetchval("SELECT size FROM blobs WHERE digest = $1", "none") is None
+
+
+async def test_text_no_database_holds_is_a_metadata_error(store: MetadataStore) -> None:
+    # The middleware refuses such text first; a driver that meets it all the same
+    # fails as a database, never with an error nothing translates.
+    with pytest.raises(MetadataError):  # a lone surrogate encodes in neither
+        await store.db.fetchval("SELECT $1", "\ud800")
+    try:  # NUL: SQLite holds it, PostgreSQL's text cannot
+        assert await store.db.fetchval("SELECT $1", "a\x00b") == "a\x00b"
+    except MetadataError:
+        assert store.db.dialect == "postgres"
+
+
+async def test_a_connection_closed_underneath_is_a_metadata_error(sqlite_url: str) -> None:
+    async with opened(sqlite_url) as store:
+        await store.db.conn.close()  # type: ignore[attr-defined]  # aiosqlite's own connection
+        with pytest.raises(MetadataError):
+            await store.db.fetchval("SELECT 1")

@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import random
 import socket
+import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,7 @@ from app.backends.storage.s3 import S3Storage
 from app.config import S3StorageConfig
 from tests.services import S3Settings
 from tests.shapes import s3_storage
+from tests.waiting import until
 
 MiB = 1024 * 1024
 PART = 5 * MiB
@@ -80,6 +82,22 @@ async def leftovers(storage: BlobStorage) -> list[str]:
         Bucket=storage.bucket, Prefix=storage.config.prefix + "/"
     )
     return sorted(upload["Key"] for upload in response.get("Uploads", []))
+
+
+async def unfinished_bytes(storage: BlobStorage) -> int:
+    """Bytes of partial writes the backend holds: in temp files, or in uploaded parts."""
+    if isinstance(storage, FilesystemStorage):
+        return sum(p.stat().st_size for p in (storage.root / INCOMING).iterdir())
+    assert isinstance(storage, S3Storage)
+    client, bucket = storage._client, storage.bucket
+    response = await client.list_multipart_uploads(
+        Bucket=bucket, Prefix=storage.config.prefix + "/"
+    )
+    total = 0
+    for upload in response.get("Uploads", []):
+        ids = {"Bucket": bucket, "Key": upload["Key"], "UploadId": upload["UploadId"]}
+        total += sum(part["Size"] for part in (await client.list_parts(**ids)).get("Parts", []))
+    return total
 
 
 @pytest.fixture
@@ -196,7 +214,11 @@ async def test_overwrite_replaces_atomically(storage: BlobStorage) -> None:
 
     writer = asyncio.create_task(storage.put("k", slow_new()))
     await halfway.wait()
-    await asyncio.sleep(0.2)  # let the first part reach the backend
+
+    async def first_part_stored() -> bool:
+        return await unfinished_bytes(storage) >= PART
+
+    await until(first_part_stored, "the first part stored")
     assert await read(storage, "k") == old  # readers see the old object, whole
     release.set()
     assert await writer == len(new)
@@ -238,7 +260,11 @@ async def test_put_cancelled_while_waiting_for_data_leaves_nothing(storage: Blob
 
     writer = asyncio.create_task(storage.put("k", stalls()))
     await started.wait()
-    await asyncio.sleep(0.2)  # let part uploads / writes get under way
+
+    async def both_parts_stored() -> bool:
+        return await unfinished_bytes(storage) >= 2 * PART
+
+    await until(both_parts_stored, "both parts stored")  # there is something to clean up
     writer.cancel()
     with pytest.raises(asyncio.CancelledError):
         await writer
@@ -330,7 +356,8 @@ async def test_copy_or_move_of_missing_key_raises(storage: BlobStorage, operatio
 async def test_list_stale_filters_by_prefix(storage: BlobStorage) -> None:
     for key, body in [("up/a", b"1"), ("up/b/c", b"22"), ("upper", b"3"), ("other/x", b"4")]:
         await storage.put(key, chunked(body))
-    await asyncio.sleep(0.05)  # "older than zero" must be strictly in the past
+    # Time passes on purpose: "older than zero" must be strictly in the past.
+    await asyncio.sleep(0.05)
     stale = [info async for info in storage.list_stale("up/", timedelta(0))]
     assert sorted((info.key, info.size) for info in stale) == [("up/a", 1), ("up/b/c", 2)]
     assert all(info.modified.utcoffset() == timedelta(0) for info in stale)
@@ -340,7 +367,8 @@ async def test_list_stale_filters_by_prefix(storage: BlobStorage) -> None:
 
 async def test_list_stale_skips_fresh_objects(storage: BlobStorage) -> None:
     await storage.put("up/old", chunked(b"old"))
-    # S3 truncates LastModified to seconds, so keep the cutoff a safe second from either.
+    # Ages on purpose: S3 truncates LastModified to seconds, so keep the cutoff a safe
+    # second from either object.
     await asyncio.sleep(2.6)
     await storage.put("up/fresh", chunked(b"fresh"))
     stale = [info.key async for info in storage.list_stale("up/", timedelta(seconds=1.5))]
@@ -454,6 +482,45 @@ async def test_filesystem_directories_are_not_objects(fs: FilesystemStorage) -> 
     assert await read(fs, "dir/file") == b"x"
 
 
+# --- writes a killed process left ----------------------------------------------------------
+
+
+async def _killed_mid_put(storage: BlobStorage, key: str) -> None:
+    """Start a put in another process, wait until the driver holds part of it, kill it."""
+    if isinstance(storage, FilesystemStorage):
+        where = ("filesystem", str(storage.root))
+    else:
+        assert isinstance(storage, S3Storage)
+        where = ("s3", storage.config.model_dump_json())
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.dead_writer", *where, key
+    )
+    try:
+
+        async def begun() -> bool:
+            assert process.returncode is None, "the writer died on its own"
+            return await unfinished_bytes(storage) >= PART
+
+        await until(begun, "holding the killed writer's first part", bound=30)
+    finally:
+        process.kill()
+        await process.wait()
+
+
+async def test_writes_a_killed_process_left_are_reaped_once_old(storage: BlobStorage) -> None:
+    await _killed_mid_put(storage, "uploads/dead/0-part")
+    assert await leftovers(storage)
+    assert await storage.reap_incomplete(timedelta(hours=1)) == []  # too young
+    assert await leftovers(storage)
+    [seen] = await storage.reap_incomplete(timedelta(0), dry_run=True)
+    assert seen.size >= PART and await leftovers(storage)  # a dry run removes nothing
+    [reaped] = await storage.reap_incomplete(timedelta(0))
+    assert reaped.size == seen.size
+    assert await leftovers(storage) == []
+    assert await storage.stat("uploads/dead/0-part") is None
+    assert await storage.reap_incomplete(timedelta(0)) == []
+
+
 # --- S3 only -------------------------------------------------------------------------------
 
 
@@ -502,7 +569,12 @@ async def test_s3_put_cancelled_while_creating_the_upload_aborts_it(s3: S3Storag
     )
     writer = asyncio.create_task(s3.put("k", chunked(payload(2 * PART))))
     await probe.called.wait()
-    await asyncio.sleep(0.25)
+
+    async def created() -> bool:
+        return await leftovers(s3) == [f"{s3.config.prefix}/k"]
+
+    await until(created, "the upload created on the server")
+    assert not probe.returned.is_set()  # still within the probe's delay
     writer.cancel()
     with pytest.raises(asyncio.CancelledError):
         await writer

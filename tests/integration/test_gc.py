@@ -7,9 +7,14 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import AsyncIterator
+from contextlib import suppress
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
@@ -22,8 +27,12 @@ from app.server import create_app
 from collector import Collector, Report
 from pipelines.sources import once
 from tests import s3server, shapes
+from tests.contract.test_storage import unfinished_bytes
 from tests.integration.conftest import ConfigFactory
 from tests.oci_docs import digest_of, image_manifest
+from tests.processes import serving
+from tests.services import S3Settings
+from tests.waiting import until
 
 REPOS = [
     {"name": "files", "format": "generic", "kind": "local"},
@@ -109,9 +118,17 @@ async def test_the_grace_keeps_a_blob_whose_reference_is_not_written_yet(
 
 
 async def test_an_upload_meeting_a_deletion_waits_then_writes_the_blob_anew(
-    client: TestClient,
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app = client.app
+    cas, polls = app[keys.CAS], []
+    waiting_for_the_collector = cas._outlast_collection
+
+    async def counted(row: Any) -> Any:
+        polls.append(row.digest)
+        return await waiting_for_the_collector(row)
+
+    monkeypatch.setattr(cas, "_outlast_collection", counted)
     data = os.urandom(4000)
     await put_file(client, "a.bin", data)
     assert (await client.delete("/repository/files/a.bin")).status == 204
@@ -121,7 +138,8 @@ async def test_an_upload_meeting_a_deletion_waits_then_writes_the_blob_anew(
     # A GET no longer sees it; an upload of the same bytes waits for the deletion.
     assert (await client.get(f"/v2/{NAME}/blobs/{digest_of(data)}")).status == 404
     upload = asyncio.create_task(client.put("/repository/files/b.bin", data=data))
-    await asyncio.sleep(0.5)
+
+    await until(lambda: len(polls) >= 2, "waiting for the collector", bound=30)
     assert not upload.done()
     report = await collector(app, blob_grace=3600).run()  # finishes the marked blob
     assert freed(report, "blobs") == (1, len(data))
@@ -370,3 +388,54 @@ async def test_a_storage_outage_is_reported_and_the_next_run_finishes(
         assert await (await client.get("/repository/files/live.bin")).read() == live
     finally:
         server.stop()
+
+
+async def test_a_replica_killed_mid_patch_leaves_nothing_once_collected(
+    aiohttp_client,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    postgres_dsn: str,
+    redis_server: str,
+    s3_server: S3Settings,
+    s3_prefix: str,
+) -> None:
+    """A replica killed while a PATCH streams into S3 leaves an incomplete multipart
+    upload that no row names; the collector aborts it once it is as old as an
+    abandoned upload."""
+    sections = {
+        "database": {"url": postgres_dsn},
+        "storage": shapes.s3_storage(s3_server, s3_prefix),
+        "cache": {"url": redis_server},
+        "repositories": REPOS,
+    }
+    (tmp_path / "artifactapi.yaml").write_text(yaml.safe_dump(sections))
+    with serving(tmp_path) as (process, base):
+        async with aiohttp.ClientSession() as session:
+            started = await session.post(f"{base}/v2/{NAME}/blobs/uploads/")
+            location = started.headers["Location"]
+
+            async def body() -> AsyncIterator[bytes]:
+                yield os.urandom(6 * 1024 * 1024)  # more than one part
+                await asyncio.Event().wait()  # then the client stalls, and the replica dies
+
+            patch = asyncio.create_task(session.patch(f"{base}{location}", data=body()))
+            client = await aiohttp_client(create_app(shapes.scale_out(
+                postgres_dsn, redis_server, s3_server, s3_prefix, repositories=REPOS
+            )))  # fmt: skip
+            storage = client.app[keys.STORAGE]
+            await until(lambda: _holds_a_part(storage), "holding a part", bound=30)
+            process.kill()
+            process.wait()
+            with suppress(aiohttp.ClientError):
+                await patch
+
+    young = await collector(client.app).run()  # uploads are young for a day by default
+    assert "incomplete" not in young.freed and await _holds_a_part(storage)
+    report = await collector(client.app, upload_max_age=0).run()
+    assert report.error_count == 0, report.errors
+    assert report.freed["incomplete"].objects == 1
+    assert report.freed["incomplete"].bytes >= 5 * 1024 * 1024
+    assert await unfinished_bytes(storage) == 0
+
+
+async def _holds_a_part(storage: Any) -> bool:
+    return await unfinished_bytes(storage) >= 5 * 1024 * 1024

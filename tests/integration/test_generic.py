@@ -243,3 +243,56 @@ async def test_expect_100_continue_refuses_a_too_large_body_before_it_is_sent(
     accepted = await exchange(10)
     assert accepted.startswith(b"HTTP/1.1 201"), accepted
     assert await (await client.get(f"{BASE}/e.bin")).read() == b"z" * 10
+
+
+HUGE = "9" * 5000  # past Python's 4,300-digit int() limit
+
+
+async def test_numbers_past_any_size_are_refused_before_they_are_parsed(
+    app_client: TestClient,
+) -> None:
+    data = b"0123456789"
+    await put(app_client, "n.bin", data)
+    for header in (f"bytes=0-{HUGE}", f"bytes={HUGE}-", f"bytes=-{HUGE}"):
+        response = await app_client.get(f"{BASE}/n.bin", headers={"Range": header})
+        assert response.status == 416, header[:30]
+        assert response.headers["Content-Range"] == f"bytes */{len(data)}"
+        assert (await response.json())["error"]["code"] == "RANGE_NOT_SATISFIABLE"
+    response = await app_client.get(f"{BASE}/?limit={HUGE}")
+    assert response.status == 400
+    assert (await response.json())["error"]["code"] == "BAD_REQUEST"
+
+
+async def test_a_304_carries_the_etag_and_weak_validators_match(app_client: TestClient) -> None:
+    data = b"conditional"
+    await put(app_client, "c.txt", data)
+    etag = f'"sha256:{sha256(data)}"'
+    for condition in (etag, f"W/{etag}", f'"other", W/{etag}'):
+        response = await app_client.get(f"{BASE}/c.txt", headers={"If-None-Match": condition})
+        assert response.status == 304, condition
+        assert response.headers["ETag"] == etag
+        assert await response.read() == b""
+    other = await app_client.get(f"{BASE}/c.txt", headers={"If-None-Match": 'W/"other"'})
+    assert other.status == 200 and await other.read() == data
+
+
+async def test_suffix_ranges_on_empty_and_one_byte_bodies(app_client: TestClient) -> None:
+    await put(app_client, "empty", b"")
+    await put(app_client, "one", b"x")
+    for header in ("bytes=-1", "bytes=-5"):
+        empty = await app_client.get(f"{BASE}/empty", headers={"Range": header})
+        assert empty.status == 416 and empty.headers["Content-Range"] == "bytes */0"
+        one = await app_client.get(f"{BASE}/one", headers={"Range": header})
+        assert one.status == 206
+        assert one.headers["Content-Range"] == "bytes 0-0/1"
+        assert await one.read() == b"x"
+
+
+async def test_a_range_past_the_small_body_limit_of_a_large_file(app_client: TestClient) -> None:
+    data = os.urandom(300_000)
+    await put(app_client, "large.bin", data)
+    response = await app_client.get(f"{BASE}/large.bin", headers={"Range": "bytes=100000-"})
+    assert response.status == 206
+    assert response.headers["Content-Range"] == f"bytes 100000-{len(data) - 1}/{len(data)}"
+    assert response.headers["Content-Length"] == str(len(data) - 100000)
+    assert await response.read() == data[100000:]

@@ -315,3 +315,45 @@ async def test_s3_redirects_blob_downloads_but_not_heads_or_manifests(
     async with aiohttp.ClientSession() as direct, direct.get(moved.headers["Location"]) as fetched:
         assert fetched.headers["Content-Type"] == "text/plain"
         assert await fetched.read() == b"plain text"
+
+
+HUGE = "9" * 5000  # past Python's 4,300-digit int() limit
+
+
+async def test_numbers_past_any_size_are_refused_before_they_are_parsed(
+    registry: TestClient,
+) -> None:
+    data = b"0123456789"
+    digest = digest_of(data)
+    assert (
+        await registry.post(f"/v2/{NAME}/blobs/uploads/?digest={digest}", data=data)
+    ).status == 201
+    for header in (f"bytes=0-{HUGE}", f"bytes={HUGE}-", f"bytes=-{HUGE}"):
+        response = await registry.get(f"/v2/{NAME}/blobs/{digest}", headers={"Range": header})
+        assert response.status == 416, header[:30]
+        assert response.headers["Content-Range"] == f"bytes */{len(data)}"
+        assert (await response.json())["errors"][0]["code"] == "BLOB_UPLOAD_INVALID"
+
+    location = await start(registry)
+    await registry.patch(location, data=b"a" * 10, headers={"Content-Range": "0-9"})
+    for content_range in (f"0-{HUGE}", f"{HUGE[:4000]}-{HUGE[:4000]}", f"10-{HUGE}"):
+        response = await registry.patch(
+            location, data=b"b" * 5, headers={"Content-Range": content_range}
+        )
+        assert response.status == 416, content_range[:30]
+        assert response.headers["Range"] == "0-9"
+        assert (await response.json())["errors"][0]["code"] == "BLOB_UPLOAD_INVALID"
+    assert (await registry.get(location)).headers["Range"] == "0-9"
+
+
+async def test_a_range_past_the_small_body_limit_of_a_large_blob(registry: TestClient) -> None:
+    data = os.urandom(300_000)
+    digest = digest_of(data)
+    assert (
+        await registry.post(f"/v2/{NAME}/blobs/uploads/?digest={digest}", data=data)
+    ).status == 201
+    response = await registry.get(f"/v2/{NAME}/blobs/{digest}", headers={"Range": "bytes=100000-"})
+    assert response.status == 206
+    assert response.headers["Content-Range"] == f"bytes 100000-{len(data) - 1}/{len(data)}"
+    assert response.headers["Content-Length"] == str(len(data) - 100000)
+    assert await response.read() == data[100000:]

@@ -19,6 +19,7 @@ import yaml
 
 from app.cli import main
 from tests.processes import log_of, serving
+from tests.waiting import until
 
 CONFIG = {
     "server": {"host": "127.0.0.1", "port": 0, "shutdown_grace": 20},
@@ -48,11 +49,11 @@ def children(pid: int) -> list[str]:
 
 async def wait_in_flight(client: aiohttp.ClientSession, base: str, count: int) -> None:
     gauge = f"artifactapi_http_requests_in_flight {count}.0"
-    for _ in range(200):
-        if gauge in await (await client.get(f"{base}/metrics")).text():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"never saw {count} requests in flight")
+
+    async def seen() -> bool:
+        return gauge in await (await client.get(f"{base}/metrics")).text()
+
+    await until(seen, f"{count} requests in flight")
 
 
 async def test_serve_answers_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
@@ -84,7 +85,8 @@ async def test_in_flight_upload_finishes_during_graceful_shutdown(tmp_path: Path
             )
             await wait_in_flight(client, base, 2)  # the upload and the scrape itself
             process.send_signal(signal.SIGTERM)
-            for _ in range(10):  # it keeps serving the upload in flight meanwhile
+            # A second passes on purpose: the server keeps serving the upload meanwhile.
+            for _ in range(10):
                 await asyncio.sleep(0.1)
                 assert process.poll() is None
             release.set()

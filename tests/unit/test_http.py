@@ -8,7 +8,10 @@ from pydantic import ValidationError
 from app import keys
 from app.config import Config
 from app.errors import RangeNotSatisfiable
+from app.formats.oci.errors import BlobUploadInvalid, RangeInvalid
+from app.formats.oci.uploads import parse_content_range
 from app.http import ByteRange, etag_matches, external_url, parse_range
+from app.inputs import MAX_DIGITS, whole_number
 
 
 @pytest.mark.parametrize(
@@ -21,19 +24,38 @@ from app.http import ByteRange, etag_matches, external_url, parse_range
         ("bytes=-30", 10, ByteRange(0, 9)),
         ("bytes=2-100", 10, ByteRange(2, 9)),
         ("bytes=9-9", 10, ByteRange(9, 9)),
+        # Suffixes of the shortest bodies.
+        ("bytes=-1", 1, ByteRange(0, 0)),
+        ("bytes=-5", 1, ByteRange(0, 0)),
+        ("bytes=0-" + "9" * MAX_DIGITS, 10, ByteRange(0, 9)),
         # Ignored, as RFC 9110 allows: other units, several ranges, garbage, last < first.
         ("items=0-3", 10, None),
         ("bytes=0-1,3-4", 10, None),
         ("bytes=abc", 10, None),
         ("bytes=-", 10, None),
         ("bytes=5-2", 10, None),
+        ("bytes=\u00b2-", 10, None),  # a digit int() would not read as 2
     ],
 )
 def test_parse_range(header: str | None, size: int, expected: ByteRange | None) -> None:
     assert parse_range(header, size) == expected
 
 
-@pytest.mark.parametrize(("header", "size"), [("bytes=10-", 10), ("bytes=-0", 10), ("bytes=0-", 0)])
+@pytest.mark.parametrize(
+    ("header", "size"),
+    [
+        ("bytes=10-", 10),
+        ("bytes=-0", 10),
+        ("bytes=0-", 0),
+        ("bytes=-1", 0),
+        ("bytes=-5", 0),
+        # Longer than any stored size: refused before int() parses it.
+        ("bytes=0-" + "9" * 5000, 10),
+        ("bytes=" + "9" * 5000 + "-", 10),
+        ("bytes=-" + "9" * 5000, 10),
+        ("bytes=0-" + "0" * (MAX_DIGITS + 1), 10),
+    ],
+)
 def test_unsatisfiable_range_is_416_with_the_size(header: str, size: int) -> None:
     with pytest.raises(RangeNotSatisfiable) as info:
         parse_range(header, size)
@@ -43,9 +65,45 @@ def test_unsatisfiable_range_is_416_with_the_size(header: str, size: int) -> Non
 def test_etag_matching() -> None:
     assert etag_matches('"sha256:ab"', "sha256:ab")
     assert etag_matches('W/"x", "sha256:ab"', "sha256:ab")
+    assert etag_matches('W/"sha256:ab"', "sha256:ab")
+    assert etag_matches('"x",W/"sha256:ab"', "sha256:ab")
     assert etag_matches("*", "anything")
     assert not etag_matches('"other"', "sha256:ab")
     assert not etag_matches(None, "sha256:ab")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0", 0),
+        ("42", 42),
+        ("9" * MAX_DIGITS, int("9" * MAX_DIGITS)),
+        ("9" * (MAX_DIGITS + 1), None),
+        ("9" * 5000, None),
+        ("", None),
+        ("-1", None),
+        ("+1", None),
+        (" 1", None),
+        ("1.5", None),
+        ("\u00b2", None),
+        ("\u0661", None),  # ARABIC-INDIC DIGIT ONE: int() reads it, no client sends it
+    ],
+)
+def test_whole_number_is_bounded_before_it_is_parsed(text: str, expected: int | None) -> None:
+    assert whole_number(text) == expected
+
+
+def test_content_range_numbers_past_any_offset_are_out_of_order() -> None:
+    assert parse_content_range("10-19", 10) == (10, 19)
+    assert parse_content_range("bytes 0-0", 0) == (0, 0)
+    for text in ("0-" + "9" * 5000, "9" * 4000 + "-" + "9" * 4000):
+        with pytest.raises(RangeInvalid) as info:
+            parse_content_range(text, 10)
+        assert info.value.status == 416
+        assert info.value.headers["Range"] == "0-9"
+    for text in ("5-2", "x-1", "\u0661-\u0662", "1-"):
+        with pytest.raises(BlobUploadInvalid):
+            parse_content_range(text, 0)
 
 
 def _request(headers: dict[str, str], **server: Any) -> web.Request:

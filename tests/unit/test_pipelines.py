@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from pipelines import (
+    ALGORITHMS,
     Digest,
     DigestMismatch,
     Digests,
@@ -88,6 +89,31 @@ async def test_teed_feeds_the_side_and_survives_its_failure() -> None:
 
 
 @pytest.mark.parametrize(
+    "error", [ConnectionResetError("reset"), RuntimeError("closing transport"), OSError("pipe")]
+)
+async def test_teed_never_calls_a_side_again_once_it_failed(error: Exception) -> None:
+    # Fails once only: a stage that kept calling a dead client would reach it again.
+    calls: list[bytes] = []
+
+    async def client(chunk: bytes) -> None:
+        calls.append(chunk)
+        if len(calls) == 2:
+            raise error
+
+    out = await collect(teed(source(b"1", b"2", b"3", b"4"), client))
+    assert out == [b"1", b"2", b"3", b"4"]
+    assert calls == [b"1", b"2"]
+
+
+async def test_teed_lets_other_errors_of_the_side_through() -> None:
+    async def client(chunk: bytes) -> None:
+        raise KeyError("a bug, not a client that left")
+
+    with pytest.raises(KeyError):
+        await collect(teed(source(b"1"), client))
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "sha256:" + "a" * 63,
@@ -112,6 +138,50 @@ def test_parse_digest_accepts_sha256_and_sha512() -> None:
     assert parse_digest("md5:" + "f" * 32, allowed=("md5",)).algorithm == "md5"
 
 
-def test_digests_refuses_unknown_algorithms() -> None:
-    with pytest.raises(ValueError):
-        Digests("crc32")
+@pytest.mark.parametrize("algorithm", ["sha384", "sha224", "sha3_256", "blake2b"])
+def test_digests_refuses_algorithms_hashlib_knows_but_formats_do_not_use(algorithm: str) -> None:
+    hashlib.new(algorithm)  # hashlib alone would accept it: the refusal is ours
+    with pytest.raises(ValueError, match=rf"^unsupported digest algorithm\(s\): \['{algorithm}'\]"):
+        Digests("sha512", algorithm)
+
+
+def test_digests_computes_every_algorithm_it_allows_once() -> None:
+    assert ALGORITHMS == {"sha256": 64, "sha512": 128, "sha1": 40, "md5": 32}
+    digests = Digests("sha256", "sha1", "md5", "sha512", "md5")
+    assert digests.algorithms == ("sha256", "sha1", "md5", "sha512")
+    digests.update(b"abc")
+    for name, length in ALGORITHMS.items():
+        assert digests.digest(name) == Digest(name, hashlib.new(name, b"abc").hexdigest())
+        assert len(digests.hexdigest(name)) == length
+
+
+def test_errors_say_what_was_wrong() -> None:
+    assert str(TooLarge(4)) == "body exceeds the limit of 4 bytes"
+    mismatch = DigestMismatch("sha256:" + "0" * 64, "sha256:" + "1" * 64)
+    expected = f"content digest sha256:{'1' * 64} does not match the expected sha256:{'0' * 64}"
+    assert str(mismatch) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("sha256", "expected algorithm:hex"),
+        ("sha384:" + "a" * 96, "unsupported algorithm 'sha384'"),
+        ("x" * 30 + ":", f"unsupported algorithm {'x' * 20!r}"),
+        ("sha256:abc", "expected 64 lowercase hex digits"),
+        ("sha512:" + "A" * 128, "expected 128 lowercase hex digits"),
+    ],
+)
+def test_parse_digest_says_why(text: str, why: str) -> None:
+    with pytest.raises(InvalidDigest) as info:
+        parse_digest(text)
+    assert str(info.value) == f"invalid digest {text!r}: {why}"
+    assert info.value.text == text
+
+
+def test_an_invalid_digest_quotes_at_most_200_characters_of_it() -> None:
+    text = "sha256:" + "a" * 300
+    with pytest.raises(InvalidDigest) as info:
+        parse_digest(text)
+    assert str(info.value) == f"invalid digest {text[:200]!r}: expected 64 lowercase hex digits"
+    assert info.value.text == text

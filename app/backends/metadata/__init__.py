@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.backends.metadata.base import Conflict, MetadataError
-from app.backends.metadata.store import MetadataStore
+from app.backends.metadata.store import BlobsGone, MetadataStore, hold_blobs, holding
 
 
 async def open_metadata(url: str, pool_min: int = 1, pool_max: int = 10) -> MetadataStore:
@@ -17,4 +17,12 @@ async def open_metadata(url: str, pool_min: int = 1, pool_max: int = 10) -> Meta
     return MetadataStore(await PostgresDriver.connect(url, pool_min, pool_max))
 
 
-__all__ = ["Conflict", "MetadataError", "MetadataStore", "open_metadata"]
+__all__ = [
+    "BlobsGone",
+    "Conflict",
+    "MetadataError",
+    "MetadataStore",
+    "hold_blobs",
+    "holding",
+    "open_metadata",
+]

@@ -21,7 +21,11 @@ def _translate(exc: Exception) -> MetadataError:
     return MetadataError(str(exc))
 
 
-_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+# asyncpg's three roots: what the server said, misuse and closed connections, and its
+# own state machine (InternalClientError: "cannot switch to state …" when a query
+# meets a connection the server has just terminated, as in a restart). OSError covers
+# the socket and command_timeout (TimeoutError).
+_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
 
 
 class PostgresDriver:

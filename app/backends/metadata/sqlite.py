@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,21 @@ def path_from_url(url: str) -> str:
     if rest in (":memory:", "/:memory:"):
         return ":memory:"
     return rest[1:] if rest.startswith("/") else rest
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """sqlite3's errors as the metadata errors; aiosqlite's ValueError ("Connection
+    closed", on a connection closed under a request) and a text sqlite3 cannot encode
+    (UnicodeEncodeError is a ValueError) as a failed database rather than a 500."""
+    try:
+        yield
+    except MetadataError:
+        raise
+    except sqlite3.IntegrityError as exc:
+        raise Conflict(str(exc)) from exc
+    except (sqlite3.Error, ValueError) as exc:
+        raise MetadataError(str(exc)) from exc
 
 
 class SqliteDriver:
@@ -77,22 +92,20 @@ class SqliteDriver:
         return self._conn
 
     async def _run(self, sql: str, args: Sequence[Any]) -> aiosqlite.Cursor:
-        try:
+        with _translated():
             return await self.conn.execute(_sql(sql), args)
-        except sqlite3.IntegrityError as exc:
-            raise Conflict(str(exc)) from exc
-        except sqlite3.Error as exc:
-            raise MetadataError(str(exc)) from exc
 
     @asynccontextmanager
     async def _statement(self) -> AsyncIterator[None]:
         # Outside a transaction a single statement still takes the lock, so it never
-        # lands in the middle of another coroutine's transaction.
-        if self._in_transaction:
-            yield
-        else:
-            async with self._lock:
+        # lands in the middle of another coroutine's transaction. Fetching rows and
+        # closing the cursor step the statement too, so they are translated as well.
+        with _translated():
+            if self._in_transaction:
                 yield
+            else:
+                async with self._lock:
+                    yield
 
     async def execute(self, sql: str, *args: Any) -> int:
         async with self._statement():
@@ -103,12 +116,7 @@ class SqliteDriver:
 
     async def executemany(self, sql: str, args: Sequence[Sequence[Any]]) -> None:
         async with self._statement():
-            try:
-                await self.conn.executemany(_sql(sql), args)
-            except sqlite3.IntegrityError as exc:
-                raise Conflict(str(exc)) from exc
-            except sqlite3.Error as exc:
-                raise MetadataError(str(exc)) from exc
+            await self.conn.executemany(_sql(sql), args)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         async with self._statement():

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from app.backends.metadata import migrations
-from app.backends.metadata.base import Row, SqlDriver
+from app.backends.metadata.base import Conflict, Row, SqlDriver
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +29,10 @@ class BlobRow:
     digest: str
     size: int
     created_at: float
-    state: str = "live"  # or "deleting": the collector has marked it
+    # "live"; "deleting": a collector has marked it and may delete its object;
+    # "missing": its object was lost while something still referenced it (kept for
+    # that reference, absent to readers, written anew by the next ingest).
+    state: str = "live"
     marked_at: float | None = None
 
 
@@ -41,6 +44,49 @@ CORE_BLOB_REFERENCES = (
 )
 # Sorts after every digest ("sha256:…", "sha512:…") under any collation.
 _LAST_DIGEST = "zzzzzzzz"
+# Rows per statement where a list of digests becomes placeholders.
+_CHUNK = 1000
+
+
+class BlobsGone(Conflict):
+    """A writer was about to reference blobs that are absent or being collected; it
+    wrote nothing. The client pushes them again, or simply retries."""
+
+    def __init__(self, digests: Collection[str]) -> None:
+        super().__init__(f"blobs being collected or absent: {', '.join(sorted(digests))}")
+        self.digests = frozenset(digests)
+
+
+async def hold_blobs(tx: SqlDriver, digests: Collection[str]) -> set[str]:
+    """Inside a writer's transaction, before it writes a reference to ``digests``:
+    keep them from being marked until it commits; return those it must not reference
+    (absent, or already marked by a collector).
+
+    This is the writer's half of the collector's safety argument: on PostgreSQL the
+    rows are share-locked in digest order (a collector marks with an exclusive lock
+    and looks at references again once it holds it; see :meth:`MetadataStore.mark_
+    orphans`); SQLite runs one write transaction at a time, so nothing can mark them
+    between this check and the commit.
+    """
+    wanted = sorted(set(digests))
+    lock = " ORDER BY digest FOR SHARE" if tx.dialect == "postgres" else ""
+    live: set[str] = set()
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start : start + _CHUNK]
+        marks = ", ".join(f"${i + 1}" for i in range(len(chunk)))
+        rows = await tx.fetch(
+            f"SELECT digest FROM blobs WHERE digest IN ({marks}) AND state = 'live'{lock}",
+            *chunk,
+        )
+        live.update(r["digest"] for r in rows)
+    return set(wanted) - live
+
+
+async def holding(tx: SqlDriver, digests: Collection[str]) -> None:
+    """:func:`hold_blobs`, raising :class:`BlobsGone` for any it cannot hold."""
+    gone = await hold_blobs(tx, digests)
+    if gone:
+        raise BlobsGone(gone)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,14 +188,16 @@ class MetadataStore:
         return BlobRow(**row) if row else None
 
     async def add_blob(self, digest: str, size: int) -> bool:
-        """Record a stored blob, or touch it if already recorded; False only if the
-        collector has marked it meanwhile (the caller waits for it and writes again)."""
+        """Record a stored blob, or touch it if already recorded (a "missing" one is
+        live again); False only if a collector has marked it meanwhile (the caller
+        waits for it and writes again)."""
         now = time.time()
         count = await self.db.execute(
             "INSERT INTO blobs (digest, size, created_at, touched_at, state)"
             " VALUES ($1, $2, $3, $3, 'live')"
-            " ON CONFLICT (digest) DO UPDATE SET touched_at = excluded.touched_at"
-            " WHERE blobs.state = 'live'",
+            # A "missing" row gets its object back with this write.
+            " ON CONFLICT (digest) DO UPDATE SET touched_at = excluded.touched_at,"
+            " state = 'live', marked_at = NULL WHERE blobs.state IN ('live', 'missing')",
             digest,
             size,
             now,
@@ -166,6 +214,13 @@ class MetadataStore:
         )
         return await self.get_blob(digest)
 
+    async def lose_blob(self, digest: str) -> None:
+        """A live row whose object is gone becomes "missing": absent to readers, written
+        again by the next ingest, dropped by the collector once nothing references it."""
+        await self.db.execute(
+            "UPDATE blobs SET state = 'missing' WHERE digest = $1 AND state = 'live'", digest
+        )
+
     async def reclaim_blob(self, digest: str, marked_at: float) -> bool:
         """Take back a blob whose collector stopped half-way (marked long ago)."""
         count = await self.db.execute(
@@ -181,8 +236,10 @@ class MetadataStore:
 
     @staticmethod
     def _orphan_condition(references: Iterable[str]) -> str:
+        """Over ``b``, with the grace cutoff as ``$1``: a blob nothing keeps. A "missing"
+        row has no object left to delete; once unreferenced its row goes the same way."""
         unreferenced = "".join(f" AND NOT {ref}" for ref in (*CORE_BLOB_REFERENCES, *references))
-        return f"b.state = 'live' AND b.touched_at < $1{unreferenced}"
+        return f"b.state IN ('live', 'missing') AND b.touched_at < $1{unreferenced}"
 
     async def orphaned_blobs(
         self, cutoff: float, references: Iterable[str], after: str = "", limit: int = 1000
@@ -202,24 +259,46 @@ class MetadataStore:
     async def mark_orphans(
         self, cutoff: float, references: Iterable[str], after: str, limit: int, now: float
     ) -> tuple[list[BlobRow], str | None]:
-        """Mark "deleting" the orphans among the next ``limit`` blobs after ``after``,
-        in one conditional update: a blob touched or referenced meanwhile is skipped.
-        Return the marked blobs and where the next batch starts (None at the end)."""
+        """Mark "deleting" the orphans among the next ``limit`` blobs after ``after``;
+        return them and where the next batch starts (None at the end).
+
+        The collector's half of the safety argument (the writer's is
+        :func:`hold_blobs`): the candidates are locked first, which waits for every
+        writer holding one of them to commit; then a second statement, which sees
+        what those writers committed, marks only those still unreferenced. A writer
+        that comes after the lock finds the blob marked and writes no reference.
+        """
         upper = await self.db.fetchval(
             "SELECT digest FROM blobs WHERE digest > $1 ORDER BY digest LIMIT 1 OFFSET $2",
             after,
             limit - 1,
         )
-        rows = await self.db.fetch(
-            "UPDATE blobs AS b SET state = 'deleting', marked_at = $4"
-            f" WHERE {self._orphan_condition(references)} AND b.digest > $2 AND b.digest <= $3"
-            " RETURNING digest, size, created_at, state, marked_at",
-            cutoff,
-            after,
-            upper if upper is not None else _LAST_DIGEST,
-            now,
-        )
-        return [BlobRow(**r) for r in rows], upper
+        condition = self._orphan_condition(references)
+        async with self.db.transaction() as tx:
+            lock = " ORDER BY b.digest FOR UPDATE" if tx.dialect == "postgres" else ""
+            candidates = await tx.fetch(
+                f"SELECT b.digest FROM blobs b WHERE {condition}"
+                f" AND b.digest > $2 AND b.digest <= $3{lock}",
+                cutoff,
+                after,
+                upper if upper is not None else _LAST_DIGEST,
+            )
+            if not candidates:
+                return [], upper
+            digests = [r["digest"] for r in candidates]
+            rows: list[Row] = []
+            for start in range(0, len(digests), _CHUNK):
+                chunk = digests[start : start + _CHUNK]
+                marks = ", ".join(f"${i + 3}" for i in range(len(chunk)))
+                rows += await tx.fetch(
+                    "UPDATE blobs AS b SET state = 'deleting', marked_at = $2"
+                    f" WHERE b.digest IN ({marks}) AND {condition}"
+                    " RETURNING digest, size, created_at, state, marked_at",
+                    cutoff,
+                    now,
+                    *chunk,
+                )
+        return sorted((BlobRow(**r) for r in rows), key=lambda b: b.digest), upper
 
     async def remark_blobs(self, after: str, limit: int, now: float) -> list[BlobRow]:
         """Mark again, at ``now``, blobs an earlier run left "deleting", so this run may
@@ -235,12 +314,66 @@ class MetadataStore:
         )
         return sorted((BlobRow(**r) for r in rows), key=lambda b: b.digest)
 
-    async def drop_blobs(self, blobs: Iterable[BlobRow], unlink: Iterable[str] = ()) -> None:
+    async def referenced(self, blobs: Collection[BlobRow], references: Iterable[str]) -> set[str]:
+        """Which of ``blobs`` something references now (``references`` as for
+        :meth:`mark_orphans`): a collector finds none among blobs it marked itself;
+        rows an older version left marked under a late reference may be."""
+        anything = " OR ".join((*CORE_BLOB_REFERENCES, *references))
+        digests = [b.digest for b in blobs]
+        found: set[str] = set()
+        for start in range(0, len(digests), _CHUNK):
+            chunk = digests[start : start + _CHUNK]
+            marks = ", ".join(f"${i + 1}" for i in range(len(chunk)))
+            rows = await self.db.fetch(
+                f"SELECT b.digest FROM blobs b WHERE b.digest IN ({marks}) AND ({anything})",
+                *chunk,
+            )
+            found.update(r["digest"] for r in rows)
+        return found
+
+    async def unmark_blob(self, blob: BlobRow, state: str) -> bool:
+        """Take a marked blob back ("live" with its object, "missing" without), if
+        still marked as it was."""
+        count = await self.db.execute(
+            "UPDATE blobs SET state = $3, marked_at = NULL, touched_at = $4"
+            " WHERE digest = $1 AND state = 'deleting' AND marked_at = $2",
+            blob.digest,
+            blob.marked_at,
+            state,
+            time.time(),
+        )
+        return count > 0
+
+    async def drop_blobs(
+        self, blobs: Iterable[BlobRow], unlink: Iterable[str] = ()
+    ) -> list[BlobRow]:
         """Delete the rows of blobs whose objects are gone, if still marked as they
-        were; ``unlink`` statements first remove rows that only name the blob (``$1``)."""
+        were; ``unlink`` statements first remove rows that only name the blob (``$1``).
+
+        Return the blobs whose rows had to stay because something references them
+        after all (their objects are gone): they are kept as "missing", never as
+        a failure of the whole batch.
+        """
         rows = list(blobs)
+        statements = tuple(unlink)
         if not rows:
-            return
+            return []
+        try:
+            await self._drop(rows, statements)
+        except Conflict:
+            pass
+        else:
+            return []
+        kept = []
+        for blob in rows:  # one at a time, to find the referenced ones
+            try:
+                await self._drop([blob], statements)
+            except Conflict:
+                await self.unmark_blob(blob, "missing")
+                kept.append(blob)
+        return kept
+
+    async def _drop(self, rows: list[BlobRow], unlink: tuple[str, ...]) -> None:
         async with self.db.transaction() as tx:
             for statement in unlink:
                 await tx.executemany(statement, [(blob.digest,) for blob in rows])
@@ -309,6 +442,7 @@ class MetadataStore:
         """Point ``path`` at a blob, replacing what it pointed at; True if it is new."""
         args = (repository_id, path, blob_digest, size, content_type, time.time())
         async with self.db.transaction() as tx:
+            await holding(tx, [blob_digest])
             # Insert-or-nothing, then update: of two concurrent puts of a new path
             # only the one whose insert lands reports it as new (a SELECT first
             # would let both see it absent on PostgreSQL).

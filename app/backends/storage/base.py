@@ -104,6 +104,15 @@ class BlobStorage(Protocol):
         """Objects under ``prefix`` last modified more than ``older_than`` ago."""
         ...
 
+    async def reap_incomplete(
+        self, older_than: timedelta, dry_run: bool = False
+    ) -> list[ObjectInfo]:
+        """Writes a process never finished (it was killed mid-``put``) begun more than
+        ``older_than`` ago: removed, unless ``dry_run``, and returned with the bytes
+        they held. A ``put`` that fails cleans up after itself; only a dead process
+        leaves these (a partial file on disk, an incomplete multipart upload on S3)."""
+        ...
+
     async def copy(self, src: str, dst: str) -> None:
         """Server-side copy; ``dst`` appears atomically. Raises ObjectNotFound."""
         ...

@@ -169,6 +169,13 @@ class FilesystemStorage:
         for info in found:
             yield info
 
+    async def reap_incomplete(
+        self, older_than: timedelta, dry_run: bool = False
+    ) -> list[ObjectInfo]:
+        cutoff = (datetime.now(UTC) - older_than).timestamp()
+        with _os_errors():
+            return await asyncio.to_thread(_reap_incoming, self._incoming, cutoff, dry_run)
+
     async def copy(self, src: str, dst: str) -> None:
         source, target = self._path(src), self._path(dst)
         temp = self._incoming / uuid.uuid4().hex
@@ -324,4 +331,20 @@ def _walk_stale(root: Path, base: Path, prefix: str, cutoff: float) -> list[Obje
                 continue
             if st.st_mtime < cutoff:
                 found.append(ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC)))
+    return found
+
+
+def _reap_incoming(incoming: Path, cutoff: float, dry_run: bool) -> list[ObjectInfo]:
+    found: list[ObjectInfo] = []
+    for path in incoming.iterdir() if incoming.is_dir() else ():
+        try:
+            st = path.stat()
+            if st.st_mtime >= cutoff:
+                continue  # a put in progress touches its file with every write
+            if not dry_run:
+                path.unlink()
+        except FileNotFoundError:
+            continue  # finished (renamed into place) meanwhile
+        when = datetime.fromtimestamp(st.st_mtime, UTC)
+        found.append(ObjectInfo(f"{INCOMING}/{path.name}", st.st_size, when))
     return found

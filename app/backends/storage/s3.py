@@ -289,6 +289,46 @@ class S3Storage:
                     if modified < cutoff:
                         yield ObjectInfo(self._key(obj["Key"]), int(obj["Size"]), modified)
 
+    async def reap_incomplete(
+        self, older_than: timedelta, dry_run: bool = False
+    ) -> list[ObjectInfo]:
+        cutoff = datetime.now(UTC) - older_than
+        found: list[ObjectInfo] = []
+        paginator = self._client.get_paginator("list_multipart_uploads")
+        args = {"Bucket": self.bucket, **({"Prefix": f"{self._prefix}/"} if self._prefix else {})}
+        with _errors():
+            async for page in paginator.paginate(**args):
+                for upload in page.get("Uploads", []):
+                    begun = upload["Initiated"].astimezone(UTC)
+                    if begun >= cutoff:
+                        continue
+                    ids = {
+                        "Bucket": self.bucket,
+                        "Key": upload["Key"],
+                        "UploadId": upload["UploadId"],
+                    }
+                    size = await self._uploaded(ids)
+                    if not dry_run:
+                        try:
+                            await self._client.abort_multipart_upload(**ids)
+                        except ClientError as exc:
+                            if _code(exc) != "NoSuchUpload":  # completed or aborted meanwhile
+                                raise
+                    found.append(ObjectInfo(self._key(upload["Key"]), size, begun))
+        return found
+
+    async def _uploaded(self, ids: dict[str, str]) -> int:
+        """The bytes an incomplete multipart upload holds in its parts."""
+        total = 0
+        paginator = self._client.get_paginator("list_parts")
+        try:
+            async for page in paginator.paginate(**ids):
+                total += sum(int(part["Size"]) for part in page.get("Parts", []))
+        except ClientError as exc:
+            if _code(exc) != "NoSuchUpload":
+                raise
+        return total
+
     async def copy(self, src: str, dst: str) -> None:
         source, target = self._name(src), self._name(dst)
         head = await self._head(source)

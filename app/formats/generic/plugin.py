@@ -15,6 +15,7 @@ from app.formats.generic import remote
 from app.formats.generic.local import LocalFiles, LocalOptions
 from app.formats.generic.paths import file_path, folder_path
 from app.http import BlobBody, request_body, send_blob
+from app.inputs import whole_number
 from app.repositories import Repository
 from pipelines import Digest, InvalidDigest, parse_digest
 
@@ -110,12 +111,9 @@ async def _download(
 async def _listing(
     request: web.Request, files: LocalFiles, repo: Repository, folder: str
 ) -> web.StreamResponse:
-    try:
-        limit = int(request.query.get("limit", LIST_LIMIT_DEFAULT))
-    except ValueError:
-        raise BadRequest("limit must be a whole number") from None
-    if not 1 <= limit <= LIST_LIMIT_MAX:
-        raise BadRequest(f"limit must be between 1 and {LIST_LIMIT_MAX}")
+    limit = whole_number(request.query.get("limit", str(LIST_LIMIT_DEFAULT)))
+    if limit is None or not 1 <= limit <= LIST_LIMIT_MAX:
+        raise BadRequest(f"limit must be a whole number between 1 and {LIST_LIMIT_MAX}")
     after = request.query.get("after", "")
     entries = await files.list(repo, folder, limit, after)
     children = []

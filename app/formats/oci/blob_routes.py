@@ -110,7 +110,7 @@ async def append_chunk(request: web.Request) -> web.StreamResponse:
     uploads = _uploads(request)
     upload = await uploads.get(request.match_info["upload"], t.repo.id, t.image)
     header = request.headers.get("Content-Range")
-    content_range = parse_content_range(header) if header else None
+    content_range = parse_content_range(header, upload.size) if header else None
     size = await uploads.append(
         upload, request_body(request), content_range, context.max_body(request)
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
-from app.backends.metadata.base import SqlDriver
+from app.backends.metadata.base import Row, SqlDriver
 from app.formats.base import Sweep
 from app.formats.oci.records import OciRecords
 from app.repositories import Repository
@@ -99,16 +99,37 @@ async def _untagged_manifests(sweep: Sweep, db: SqlDriver, repo: Repository) -> 
                 sweep.grace_cutoff,
             )
         else:
-            # One conditional statement: a manifest tagged, listed by an index or
-            # touched meanwhile no longer matches.
-            rows = await db.fetch(
-                f"DELETE FROM oci_manifests AS m WHERE {_UNREACHABLE} RETURNING digest, size",
-                repo.id,
-                sweep.grace_cutoff,
-            )
+            rows = await _delete_unreachable(db, repo.id, sweep.grace_cutoff)
         sweep.freed("manifests", len(rows), sum(r["size"] for r in rows))
         if sweep.dry_run or not rows:
             return
+
+
+async def _delete_unreachable(db: SqlDriver, repository_id: int, cutoff: float) -> list[Row]:
+    """Lock the unreachable manifests, then delete those a second look still finds
+    unreachable: an index that held one as a child (``OciRecords.put_manifest``)
+    has committed by then, and this statement sees it. One pushed after the lock
+    finds its child gone and is refused."""
+    async with db.transaction() as tx:
+        lock = " ORDER BY m.digest FOR UPDATE" if tx.dialect == "postgres" else ""
+        candidates = await tx.fetch(
+            f"SELECT m.digest FROM oci_manifests m WHERE {_UNREACHABLE}{lock}",
+            repository_id,
+            cutoff,
+        )
+        rows: list[Row] = []
+        digests = [r["digest"] for r in candidates]
+        for start in range(0, len(digests), BATCH):
+            chunk = digests[start : start + BATCH]
+            marks = ", ".join(f"${i + 3}" for i in range(len(chunk)))
+            rows += await tx.fetch(
+                f"DELETE FROM oci_manifests AS m WHERE m.digest IN ({marks}) AND {_UNREACHABLE}"
+                " RETURNING digest, size",
+                repository_id,
+                cutoff,
+                *chunk,
+            )
+        return rows
 
 
 def _age(cutoff: float) -> timedelta:

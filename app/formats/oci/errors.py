@@ -72,6 +72,7 @@ class RangeInvalid(OciError):
 # Generic errors raised by shared code, as the spec names them.
 _SPEC_CODES = {
     "NOT_FOUND": "NAME_UNKNOWN",
+    "CONTENT_MISSING": "BLOB_UNKNOWN",
     "METHOD_NOT_ALLOWED": "UNSUPPORTED",
     "PAYLOAD_TOO_LARGE": "SIZE_INVALID",
     "DIGEST_MISMATCH": "DIGEST_INVALID",

@@ -8,6 +8,8 @@ from urllib.parse import quote
 from aiohttp import web
 
 from app import keys
+from app.backends.metadata import BlobsGone
+from app.cas import BlobBeingCollected
 from app.formats.oci import context, manifests, remote
 from app.formats.oci.context import API_VERSION, Target
 from app.formats.oci.errors import (
@@ -21,6 +23,7 @@ from app.formats.oci.manifests import ManifestTooLarge, PaginationNumberInvalid
 from app.formats.oci.names import blob_digest, parse_reference
 from app.formats.oci.records import Manifest
 from app.http import BlobBody, send_blob
+from app.inputs import whole_number
 from pipelines import Digest
 from pipelines.sources import once
 
@@ -66,20 +69,8 @@ async def put_manifest(request: web.Request) -> web.StreamResponse:
                 f"manifest bytes do not match {reference}", detail={"digest": str(reference)}
             )
         digest = reference  # clients address it as they pushed it (sha256 or sha512)
-    await _check_references(request, t, parsed)
-    blob = await context.cas(request).ingest(once(raw), manifests.manifest_digest(raw))
-    record = Manifest(
-        digest=str(digest),
-        blob_digest=blob.digest,
-        media_type=parsed.media_type,
-        artifact_type=parsed.artifact_type,
-        subject=parsed.subject.digest if parsed.subject else None,
-        size=len(raw),
-    )
     tag = reference if isinstance(reference, str) else None
-    await context.records(request).put_manifest(
-        t.repo.id, t.image, record, parsed.references(), tag
-    )
+    await _store(request, t, parsed, raw, str(digest), tag)
     headers = {
         **API_VERSION,
         "Location": f"/v2/{t.name}/manifests/{digest}",
@@ -90,13 +81,58 @@ async def put_manifest(request: web.Request) -> web.StreamResponse:
     return web.Response(status=201, headers=headers)
 
 
+# A manifest's own bytes collected between their ingest and its row (only with a
+# grace shorter than a push) are stored again this often before the client is told.
+_STORE_ATTEMPTS = 3
+
+
+async def _store(
+    request: web.Request,
+    t: Target,
+    parsed: manifests.ParsedManifest,
+    raw: bytes,
+    digest: str,
+    tag: str | None,
+) -> None:
+    """The manifest's bytes into the CAS, then its row with references, holding
+    what it references so no collector deletes it meanwhile (see records.put_manifest)."""
+    blobs = await _check_references(request, t, parsed)
+    children = [child.digest for child in parsed.manifests]
+    for _ in range(_STORE_ATTEMPTS):
+        blob = await context.cas(request).ingest(once(raw), manifests.manifest_digest(raw))
+        record = Manifest(
+            digest=digest,
+            blob_digest=blob.digest,
+            media_type=parsed.media_type,
+            artifact_type=parsed.artifact_type,
+            subject=parsed.subject.digest if parsed.subject else None,
+            size=len(raw),
+        )
+        try:
+            await context.records(request).put_manifest(
+                t.repo.id, t.image, record, parsed.references(), tag, blobs, children
+            )
+            return
+        except BlobsGone as exc:
+            others = exc.digests - {blob.digest}
+            if others:  # a layer, config or child collected since it was checked
+                gone = min(others)
+                raise ManifestBlobUnknown(
+                    f"{gone} was collected before the manifest was stored; push it again",
+                    detail={"digest": gone},
+                ) from exc
+    raise BlobBeingCollected(str(manifests.manifest_digest(raw)))
+
+
 async def _check_references(
     request: web.Request, t: Target, parsed: manifests.ParsedManifest
-) -> None:
+) -> set[str]:
     """Blobs must be in this image name, and so must an index's children, each with
     the size its descriptor claims (a wrong size would fail every pull instead).
-    The subject need not exist: the spec lets referrers be pushed first."""
+    The subject need not exist: the spec lets referrers be pushed first. Return the
+    CAS digests of the blobs, for the manifest's row to hold."""
     records, cas = context.records(request), context.cas(request)
+    held: set[str] = set()
     for blob in parsed.required_blobs():
         stored = await records.linked_blob(t.repo.id, t.image, blob.digest)
         # Claimed: safe from collection until the manifest's references are written.
@@ -106,6 +142,7 @@ async def _check_references(
                 f"blob {blob.digest} unknown to {t.name}", detail={"digest": blob.digest}
             )
         _check_size(blob, found.size)
+        held.add(found.digest)
     for child in parsed.manifests:
         manifest = await records.touch_manifest(t.repo.id, t.image, child.digest)
         if manifest is None:
@@ -113,6 +150,7 @@ async def _check_references(
                 f"manifest {child.digest} unknown to {t.name}", detail={"digest": child.digest}
             )
         _check_size(child, manifest.size)
+    return held
 
 
 def _check_size(descriptor: manifests.Descriptor, stored_size: int) -> None:
@@ -188,10 +226,10 @@ def _page(request: web.Request) -> tuple[int, str]:
         raise PaginationNumberInvalid("last must not contain NUL")
     if text is None:
         return PAGE, last
-    # isascii: str.isdigit also accepts digits such as "²" that int() refuses.
-    if not (text.isascii() and text.isdigit()):
+    n = whole_number(text)
+    if n is None:
         raise PaginationNumberInvalid(f"n must be a non-negative integer, not {text[:20]!r}")
-    return min(int(text), PAGE), last
+    return min(n, PAGE), last
 
 
 def _paged(

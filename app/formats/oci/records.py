@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from app.backends.metadata.base import Conflict, SqlDriver
+from app.backends.metadata.store import BlobsGone, holding
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,8 @@ class Reference:
 
 
 _MANIFEST_COLUMNS = "digest, blob_digest, media_type, artifact_type, subject, size"
+# Digests per statement where a list becomes placeholders.
+_CHUNK = 1000
 # Byte order for computed text, as {{text_bytewise}} gives stored columns.
 _BYTEWISE = {"postgres": 'COLLATE "C"', "sqlite": "COLLATE BINARY"}
 
@@ -109,15 +113,19 @@ class OciRecords:
     # -- blob links -------------------------------------------------------------
 
     async def link_blob(self, repository_id: int, name: str, digest: str, blob_digest: str) -> None:
-        await self.db.execute(
-            "INSERT INTO oci_blob_links (repository_id, name, digest, blob_digest, created_at)"
-            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (repository_id, name, digest) DO NOTHING",
-            repository_id,
-            name,
-            digest,
-            blob_digest,
-            time.time(),
-        )
+        """Let the image name hold the blob; :class:`BlobsGone` if a collector marked
+        it since it was stored or claimed (the client retries)."""
+        async with self.db.transaction() as tx:
+            await holding(tx, [blob_digest])
+            await tx.execute(
+                "INSERT INTO oci_blob_links (repository_id, name, digest, blob_digest, created_at)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (repository_id, name, digest) DO NOTHING",
+                repository_id,
+                name,
+                digest,
+                blob_digest,
+                time.time(),
+            )
 
     async def linked_blob(self, repository_id: int, name: str, digest: str) -> str | None:
         """The CAS digest behind ``digest`` if this image name holds it."""
@@ -148,9 +156,20 @@ class OciRecords:
         manifest: Manifest,
         references: list[Reference],
         tag: str | None,
+        blobs: Collection[str] = (),
+        children: Collection[str] = (),
     ) -> None:
+        """Record a manifest with its references and tag, in one transaction.
+
+        ``blobs`` are the CAS digests it needs besides its own bytes (config, layers),
+        ``children`` the digests of an index's manifests: they are held first, so no
+        collector deletes one under the references written here. One that is gone
+        raises :class:`BlobsGone` and nothing is written.
+        """
         now = time.time()
         async with self.db.transaction() as tx:
+            await holding(tx, {manifest.blob_digest, *blobs})
+            await self._hold_manifests(tx, repository_id, name, children)
             inserted = await tx.execute(
                 "INSERT INTO oci_manifests"
                 f" (repository_id, name, {_MANIFEST_COLUMNS}, created_at, touched_at)"
@@ -199,6 +218,28 @@ class OciRecords:
                     manifest.digest,
                     now,
                 )
+
+    @staticmethod
+    async def _hold_manifests(
+        tx: SqlDriver, repository_id: int, name: str, digests: Collection[str]
+    ) -> None:
+        """:func:`holding` for an index's children, against untagged collection."""
+        wanted = sorted(set(digests))
+        lock = " ORDER BY digest FOR SHARE" if tx.dialect == "postgres" else ""
+        found: set[str] = set()
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            marks = ", ".join(f"${i + 3}" for i in range(len(chunk)))
+            rows = await tx.fetch(
+                "SELECT digest FROM oci_manifests WHERE repository_id = $1 AND name = $2"
+                f" AND digest IN ({marks}){lock}",
+                repository_id,
+                name,
+                *chunk,
+            )
+            found.update(r["digest"] for r in rows)
+        if gone := set(wanted) - found:
+            raise BlobsGone(gone)
 
     async def get_manifest(self, repository_id: int, name: str, digest: str) -> Manifest | None:
         row = await self.db.fetchrow(

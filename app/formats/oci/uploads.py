@@ -21,6 +21,7 @@ from app.backends.storage import BlobStorage
 from app.cas import Blob, ContentStore
 from app.formats.oci.errors import BlobUploadInvalid, BlobUploadUnknown, RangeInvalid, SizeInvalid
 from app.formats.oci.records import OciRecords, Part, Upload
+from app.inputs import whole_number
 from pipelines import Digest, Digests, hashed, limited
 
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -31,12 +32,20 @@ def range_header(size: int) -> str:
     return f"0-{max(size - 1, 0)}"
 
 
-def parse_content_range(text: str) -> tuple[int, int]:
-    """The spec's ``<start>-<end>`` (inclusive); ``bytes `` prefixes are tolerated."""
-    match = re.match(r"^(?:bytes )?(\d+)-(\d+)$", text.strip())
-    if not match or int(match.group(2)) < int(match.group(1)):
+def parse_content_range(text: str, size: int) -> tuple[int, int]:
+    """The spec's ``<start>-<end>`` (inclusive) of a chunk for a session holding
+    ``size`` bytes; ``bytes `` prefixes are tolerated."""
+    match = re.match(r"^(?:bytes )?([0-9]+)-([0-9]+)$", text.strip())
+    if not match:
         raise BlobUploadInvalid(f"invalid Content-Range {text[:100]!r}")
-    return int(match.group(1)), int(match.group(2))
+    start, end = whole_number(match.group(1)), whole_number(match.group(2))
+    if start is None or end is None:
+        # Longer than any offset can be, so not where the session ends: distribution's
+        # 416 with the session's Range, decided before int() meets thousands of digits.
+        raise _out_of_order(size)
+    if end < start:
+        raise BlobUploadInvalid(f"invalid Content-Range {text[:100]!r}")
+    return start, end
 
 
 class Uploads:
