@@ -14,6 +14,7 @@ from tests import shapes
 from tests.integration.conftest import ConfigFactory
 from tests.oci_docs import digest_of, image_manifest
 from tests.services import S3Settings
+from tests.waiting import until
 
 REPOS = [
     {"name": "docker-local", "format": "oci", "kind": "local"},
@@ -223,12 +224,12 @@ async def test_a_client_dropping_mid_patch_leaves_a_resumable_session(
     await writer.drain()
     writer.close()
     await writer.wait_closed()
-    for _ in range(50):  # the server notices the dropped connection asynchronously
+
+    async def back_at_the_first_part() -> bool:  # noticed asynchronously by the server
         status = await registry.get(location)
-        if status.headers["Range"] == f"0-{len(first) - 1}":
-            break
-        await asyncio.sleep(0.1)
-    assert status.headers["Range"] == f"0-{len(first) - 1}"
+        return bool(status.headers["Range"] == f"0-{len(first) - 1}")
+
+    await until(back_at_the_first_part, "back at the first part's end")
     rest = os.urandom(30_000)
     resumed = await registry.patch(
         location, data=rest, headers={"Content-Range": f"{len(first)}-{len(first) + len(rest) - 1}"}
