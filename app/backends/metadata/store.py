@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,18 +68,25 @@ async def hold_blobs(tx: SqlDriver, digests: Collection[str]) -> set[str]:
     orphans`); SQLite runs one write transaction at a time, so nothing can mark them
     between this check and the commit.
     """
+    live = await share_locked(tx, "SELECT digest FROM blobs WHERE state = 'live'", (), digests)
+    return set(digests) - live
+
+
+async def share_locked(
+    tx: SqlDriver, select: str, args: Sequence[Any], digests: Collection[str]
+) -> set[str]:
+    """Which of ``digests`` the ``select`` (``SELECT digest FROM … WHERE …``, its own
+    placeholders filled by ``args``) finds, share-locking those rows in digest order on
+    PostgreSQL; in statements of at most a thousand digests."""
     wanted = sorted(set(digests))
     lock = " ORDER BY digest FOR SHARE" if tx.dialect == "postgres" else ""
-    live: set[str] = set()
+    found: set[str] = set()
     for start in range(0, len(wanted), _CHUNK):
         chunk = wanted[start : start + _CHUNK]
-        marks = ", ".join(f"${i + 1}" for i in range(len(chunk)))
-        rows = await tx.fetch(
-            f"SELECT digest FROM blobs WHERE digest IN ({marks}) AND state = 'live'{lock}",
-            *chunk,
-        )
-        live.update(r["digest"] for r in rows)
-    return set(wanted) - live
+        marks = ", ".join(f"${len(args) + i + 1}" for i in range(len(chunk)))
+        rows = await tx.fetch(f"{select} AND digest IN ({marks}){lock}", *args, *chunk)
+        found.update(r["digest"] for r in rows)
+    return found
 
 
 async def holding(tx: SqlDriver, digests: Collection[str]) -> None:

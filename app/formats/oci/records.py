@@ -7,7 +7,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from app.backends.metadata.base import Conflict, SqlDriver
-from app.backends.metadata.store import BlobsGone, holding
+from app.backends.metadata.store import BlobsGone, holding, share_locked
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +43,6 @@ class Reference:
 
 
 _MANIFEST_COLUMNS = "digest, blob_digest, media_type, artifact_type, subject, size"
-# Digests per statement where a list becomes placeholders.
-_CHUNK = 1000
 # Byte order for computed text, as {{text_bytewise}} gives stored columns.
 _BYTEWISE = {"postgres": 'COLLATE "C"', "sqlite": "COLLATE BINARY"}
 
@@ -224,21 +222,13 @@ class OciRecords:
         tx: SqlDriver, repository_id: int, name: str, digests: Collection[str]
     ) -> None:
         """:func:`holding` for an index's children, against untagged collection."""
-        wanted = sorted(set(digests))
-        lock = " ORDER BY digest FOR SHARE" if tx.dialect == "postgres" else ""
-        found: set[str] = set()
-        for start in range(0, len(wanted), _CHUNK):
-            chunk = wanted[start : start + _CHUNK]
-            marks = ", ".join(f"${i + 3}" for i in range(len(chunk)))
-            rows = await tx.fetch(
-                "SELECT digest FROM oci_manifests WHERE repository_id = $1 AND name = $2"
-                f" AND digest IN ({marks}){lock}",
-                repository_id,
-                name,
-                *chunk,
-            )
-            found.update(r["digest"] for r in rows)
-        if gone := set(wanted) - found:
+        found = await share_locked(
+            tx,
+            "SELECT digest FROM oci_manifests WHERE repository_id = $1 AND name = $2",
+            (repository_id, name),
+            digests,
+        )
+        if gone := set(digests) - found:
             raise BlobsGone(gone)
 
     async def get_manifest(self, repository_id: int, name: str, digest: str) -> Manifest | None:
