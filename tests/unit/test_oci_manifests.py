@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from app.config import ConfigError, parse_config
+from app.formats import available_formats, validate_repositories
 from app.formats.oci import manifests
 from app.formats.oci.errors import ManifestInvalid
 from app.formats.oci.records import Reference
@@ -15,6 +17,10 @@ D1, D2, D3 = ("sha256:" + c * 64 for c in "123")
 
 def desc(media_type: str, digest: str, **extra: object) -> dict[str, object]:
     return {"mediaType": media_type, "digest": digest, "size": 3, **extra}
+
+
+IMAGE = {"schemaVersion": 2, "config": desc("a/c", D1), "layers": [desc("l", D2)]}
+INDEX = {"schemaVersion": 2, "manifests": [desc(manifests.OCI_MANIFEST, D1)]}
 
 
 def test_image_manifest_references_and_artifact_type() -> None:
@@ -98,3 +104,43 @@ def test_manifest_digest_algorithms() -> None:
 def test_deeply_nested_json_is_invalid_not_a_crash() -> None:
     with pytest.raises(ManifestInvalid):
         manifests.parse(b"[" * 100_000 + b"]" * 100_000, manifests.OCI_MANIFEST)
+
+
+# -- how many descriptors -----------------------------------------------------------------
+
+
+def test_descriptor_limits_and_duplicates_referenced_once() -> None:
+    assert manifests.Limits() == manifests.Limits(layers=1000, index_entries=10_000)
+    limits = manifests.Limits(layers=3, index_entries=2)
+    at_cap = json.dumps({**IMAGE, "layers": [desc("l", D2)] * 3}).encode()
+    parsed = manifests.parse(at_cap, manifests.OCI_MANIFEST, limits)
+    assert len(parsed.required_blobs()) == 4
+    assert parsed.references() == [Reference(D1, "config"), Reference(D2, "layer")]
+    over = json.dumps({**IMAGE, "layers": [desc("l", D2)] * 4}).encode()
+    with pytest.raises(ManifestInvalid) as refused:
+        manifests.parse(over, manifests.OCI_MANIFEST, limits)
+    assert refused.value.detail == {
+        "field": "layers",
+        "count": 4,
+        "limit": 3,
+        "option": "max_layers",
+    }
+    index = json.dumps({**INDEX, "manifests": INDEX["manifests"] * 3}).encode()  # type: ignore[operator]
+    with pytest.raises(ManifestInvalid, match="max_index_entries"):
+        manifests.parse(index, manifests.OCI_INDEX, limits)
+    # The count is checked before any entry: a long list of junk costs only its parse.
+    junk = json.dumps({**IMAGE, "layers": [None] * 4}).encode()
+    with pytest.raises(ManifestInvalid, match="at most 3"):
+        manifests.parse(junk, manifests.OCI_MANIFEST, limits)
+
+
+@pytest.mark.parametrize(
+    ("options", "key"),
+    [({"max_layers": 0}, "max_layers"), ({"max_index_entries": "many"}, "max_index_entries")],
+)
+def test_limit_options_are_validated(options: dict[str, object], key: str) -> None:
+    config = parse_config(
+        {"repositories": [{"name": "d", "format": "oci", "options": options}]}, env={}
+    )
+    with pytest.raises(ConfigError, match=rf"repositories\[0\]\.options\.{key}"):
+        validate_repositories(config, available_formats())

@@ -41,6 +41,17 @@ _NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
 MEDIA_TYPE = re.compile(rf"^{_NAME}/{_NAME}$")
 # Content-Types that say nothing about the manifest: the JSON's mediaType decides.
 _GENERIC = frozenset({"", "application/json", "application/octet-stream"})
+# How many descriptors a manifest may list, unless its repository says otherwise.
+MAX_LAYERS = 1000
+MAX_INDEX_ENTRIES = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Descriptors one manifest may list: each costs work to accept (and a row)."""
+
+    layers: int = MAX_LAYERS  # an image manifest's layers, an artifact's blobs
+    index_entries: int = MAX_INDEX_ENTRIES  # an index's manifests
 
 
 class ManifestTooLarge(ManifestInvalid):
@@ -75,13 +86,14 @@ class ParsedManifest:
     config: Descriptor | None = None
 
     def references(self) -> list[Reference]:
+        """Each reference once, however often the manifest repeats a descriptor."""
         refs = [Reference(d.digest, "layer") for d in self.blobs if d is not self.config]
         if self.config is not None:
             refs.insert(0, Reference(self.config.digest, "config"))
         refs += [Reference(d.digest, "manifest") for d in self.manifests]
         if self.subject is not None:
             refs.append(Reference(self.subject.digest, "subject"))
-        return refs
+        return list(dict.fromkeys(refs))
 
     def required_blobs(self) -> list[Descriptor]:
         """Blobs that must be in the image name: all but foreign layers that carry
@@ -93,7 +105,7 @@ def manifest_digest(raw: bytes, algorithm: str = "sha256") -> Digest:
     return Digest(algorithm, hashlib.new(algorithm, raw).hexdigest())
 
 
-def parse(raw: bytes, content_type: str | None) -> ParsedManifest:
+def parse(raw: bytes, content_type: str | None, limits: Limits = Limits()) -> ParsedManifest:
     declared = (content_type or "").split(";", 1)[0].strip().lower()
     try:
         doc = json.loads(raw)
@@ -114,36 +126,37 @@ def parse(raw: bytes, content_type: str | None) -> ParsedManifest:
             f"Content-Type {media_type!r} does not match the manifest's mediaType {in_json!r}"
         )
     if media_type == OCI_ARTIFACT:
-        return _artifact(doc)
+        return _artifact(doc, limits)
     if doc.get("schemaVersion") != 2:
         raise ManifestInvalid("schemaVersion must be 2")
     if media_type in INDEX_TYPES:
-        return _index(doc, media_type)
-    return _image(doc, media_type)
+        return _index(doc, media_type, limits)
+    return _image(doc, media_type, limits)
 
 
-def _image(doc: dict[str, Any], media_type: str) -> ParsedManifest:
+def _image(doc: dict[str, Any], media_type: str, limits: Limits) -> ParsedManifest:
     if "config" not in doc:
         raise ManifestInvalid("an image manifest needs a config")
     config = _descriptor(doc["config"], "config")
-    layers = _descriptors(doc, "layers", required=True)
+    layers = _descriptors(doc, "layers", required=True, limit=(limits.layers, "max_layers"))
     artifact_type = _artifact_type(doc) or _checked_type(config.media_type, "config.mediaType")
     return ParsedManifest(
         media_type, artifact_type, _subject(doc), [config, *layers], config=config
     )
 
 
-def _index(doc: dict[str, Any], media_type: str) -> ParsedManifest:
-    children = _descriptors(doc, "manifests", required=True)
+def _index(doc: dict[str, Any], media_type: str, limits: Limits) -> ParsedManifest:
+    limit = (limits.index_entries, "max_index_entries")
+    children = _descriptors(doc, "manifests", required=True, limit=limit)
     artifact_type = _artifact_type(doc)
     return ParsedManifest(media_type, artifact_type, _subject(doc), manifests=children)
 
 
-def _artifact(doc: dict[str, Any]) -> ParsedManifest:
+def _artifact(doc: dict[str, Any], limits: Limits) -> ParsedManifest:
     artifact_type = _artifact_type(doc)
     if not artifact_type:
         raise ManifestInvalid("an artifact manifest needs an artifactType")
-    blobs = _descriptors(doc, "blobs", required=False)
+    blobs = _descriptors(doc, "blobs", required=False, limit=(limits.layers, "max_layers"))
     return ParsedManifest(OCI_ARTIFACT, artifact_type, _subject(doc), blobs)
 
 
@@ -169,12 +182,23 @@ def _optional_str(doc: dict[str, Any], key: str) -> str | None:
     return value
 
 
-def _descriptors(doc: dict[str, Any], key: str, *, required: bool) -> list[Descriptor]:
+def _descriptors(
+    doc: dict[str, Any], key: str, *, required: bool, limit: tuple[int, str]
+) -> list[Descriptor]:
+    """The list ``key``, at most ``limit`` long (the count, and the option that sets it):
+    checked before any entry is, so an oversized list costs no more than its parse."""
     items = doc.get(key)
     if items is None and not required:
         return []
     if not isinstance(items, list):
         raise ManifestInvalid(f"{key} must be a list of descriptors")
+    most, option = limit
+    if len(items) > most:
+        raise ManifestInvalid(
+            f"{key} lists {len(items)} descriptors; this repository takes at most {most}"
+            f" (its {option} option)",
+            detail={"field": key, "count": len(items), "limit": most, "option": option},
+        )
     return [_descriptor(item, f"{key}[{i}]") for i, item in enumerate(items)]
 
 
