@@ -106,7 +106,77 @@ def test_deeply_nested_json_is_invalid_not_a_crash() -> None:
         manifests.parse(b"[" * 100_000 + b"]" * 100_000, manifests.OCI_MANIFEST)
 
 
-# -- how many descriptors -----------------------------------------------------------------
+# -- one kind of document, one reading ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("doc", "media_type", "named"),
+    [
+        ({**IMAGE, "manifests": []}, manifests.OCI_MANIFEST, "manifests"),
+        ({**IMAGE, "blobs": []}, manifests.OCI_MANIFEST, "blobs"),
+        ({**IMAGE, "history": []}, manifests.OCI_MANIFEST, "history"),
+        ({**INDEX, "config": desc("a/c", D1)}, manifests.OCI_INDEX, "config"),
+        ({**INDEX, "layers": []}, manifests.OCI_INDEX, "layers"),
+        ({**INDEX, "fsLayers": []}, manifests.OCI_INDEX, "fsLayers"),
+        ({**INDEX, "Layers": []}, manifests.OCI_INDEX, "Layers"),
+        ({**INDEX, "schemaversion": 2}, manifests.OCI_INDEX, "schemaversion"),
+        (
+            {**IMAGE, "layers": [{"mediaType": "l", "Digest": D2, "digest": D3, "size": 1}]},
+            manifests.OCI_MANIFEST,
+            "Digest",
+        ),
+        (
+            {"mediaType": manifests.OCI_ARTIFACT, "artifactType": "a/b", "layers": []},
+            manifests.OCI_ARTIFACT,
+            "layers",
+        ),
+    ],
+)
+def test_ambiguous_documents(doc: dict[str, object], media_type: str, named: str) -> None:
+    with pytest.raises(ManifestInvalid) as refused:
+        manifests.parse(json.dumps(doc).encode(), media_type)
+    assert named in refused.value.message
+
+
+def test_a_null_field_of_another_kind_is_absent_as_go_reads_it() -> None:
+    raw = json.dumps({**INDEX, "config": None, "layers": None}).encode()
+    assert manifests.parse(raw, manifests.OCI_INDEX).manifests[0].digest == D1
+
+
+def test_repeated_keys_anywhere() -> None:
+    raw = json.dumps(IMAGE).encode()
+    for repeated in (
+        raw.replace(b'"schemaVersion": 2', b'"schemaVersion": 2, "schemaVersion": 2'),
+        raw.replace(b'"size": 3', b'"size": 3, "size": 4', 1),
+    ):
+        with pytest.raises(ManifestInvalid, match="repeats the key"):
+            manifests.parse(repeated, manifests.OCI_MANIFEST)
+
+
+@pytest.mark.parametrize(
+    "encoded",
+    [
+        json.dumps(IMAGE).encode("utf-16-le"),
+        json.dumps(IMAGE).encode("utf-16-be"),
+        json.dumps(IMAGE).encode("utf-16"),
+        json.dumps(IMAGE).encode("utf-32"),
+        json.dumps(IMAGE).encode("utf-8-sig"),
+        json.dumps(IMAGE).encode().replace(b'"a/c"', b'"a/\xe9c"'),  # Latin-1, not UTF-8
+    ],
+)
+def test_only_utf_8_without_a_bom(encoded: bytes) -> None:
+    with pytest.raises(ManifestInvalid, match="UTF-8"):
+        manifests.parse(encoded, manifests.OCI_MANIFEST)
+
+
+def test_docker_types_need_their_media_type_in_the_document() -> None:
+    for doc, media_type in ((IMAGE, manifests.DOCKER_MANIFEST), (INDEX, manifests.DOCKER_LIST)):
+        with pytest.raises(ManifestInvalid, match="mediaType"):
+            manifests.parse(json.dumps(doc).encode(), media_type)
+        stated = json.dumps({**doc, "mediaType": media_type}).encode()
+        assert manifests.parse(stated, media_type).media_type == media_type
+    # OCI only recommends it: the Content-Type names the kind.
+    assert manifests.parse(json.dumps(IMAGE).encode(), manifests.OCI_MANIFEST).config
 
 
 def test_descriptor_limits_and_duplicates_referenced_once() -> None:

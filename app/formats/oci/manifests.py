@@ -1,15 +1,23 @@
 """Manifests as pushed: media types, parsing and validation of their JSON.
 
 Validation here is structural only (is this a manifest we understand, with the
-fields the spec requires?); whether the blobs and child manifests it points at
-exist is checked by the handler against the database.
+fields the spec requires, of one kind only?); whether the blobs and child manifests
+it points at exist is checked by the handler against the database.
+
+A document must read the same to every client, or a registry that checked it as one
+kind serves another (CVE-2021-41190): so it is UTF-8 with no byte order mark (Python
+would guess UTF-16 where Go refuses it), repeats no key, carries no field of another
+kind of manifest, and spells the fields we read exactly (Go decodes keys ignoring
+case, so ``Layers`` is ``layers`` to a Go client and nothing to us).
 """
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +49,23 @@ _NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
 MEDIA_TYPE = re.compile(rf"^{_NAME}/{_NAME}$")
 # Content-Types that say nothing about the manifest: the JSON's mediaType decides.
 _GENERIC = frozenset({"", "application/json", "application/octet-stream"})
+# Docker's formats require mediaType in the document; OCI's only recommend it.
+_STATES_ITS_TYPE = frozenset({DOCKER_MANIFEST, DOCKER_LIST})
+_BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # UTF-32's start so too
+
+# The fields that say what kind of manifest a document is, and which each kind may have
+# (schema1's fsLayers and history included: some clients still read them).
+_KIND_FIELDS = ("config", "layers", "manifests", "blobs", "fsLayers", "history")
+_IMAGE_FIELDS = frozenset({"config", "layers"})
+_INDEX_FIELDS = frozenset({"manifests"})
+_ARTIFACT_FIELDS = frozenset({"blobs"})
+# Every field we read, as the specs spell them (see _spelled_exactly).
+_FIELDS = {
+    f.lower(): f
+    for f in ("schemaVersion", "mediaType", "artifactType", "subject", "annotations", *_KIND_FIELDS)
+}
+_DESCRIPTOR_FIELDS = {f.lower(): f for f in ("mediaType", "digest", "size", "urls")}
+
 # How many descriptors a manifest may list, unless its repository says otherwise.
 MAX_LAYERS = 1000
 MAX_INDEX_ENTRIES = 10_000
@@ -107,12 +132,10 @@ def manifest_digest(raw: bytes, algorithm: str = "sha256") -> Digest:
 
 def parse(raw: bytes, content_type: str | None, limits: Limits = Limits()) -> ParsedManifest:
     declared = (content_type or "").split(";", 1)[0].strip().lower()
-    try:
-        doc = json.loads(raw)
-    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: deep nesting
-        raise ManifestInvalid("manifest is not valid JSON") from None
+    doc = _load(raw)
     if not isinstance(doc, dict):
         raise ManifestInvalid("manifest is not a JSON object")
+    _spelled_exactly(doc, _FIELDS, "manifest")
     in_json = doc.get("mediaType")
     if in_json is not None and not isinstance(in_json, str):
         raise ManifestInvalid("mediaType must be a string")
@@ -125,13 +148,62 @@ def parse(raw: bytes, content_type: str | None, limits: Limits = Limits()) -> Pa
         raise ManifestInvalid(
             f"Content-Type {media_type!r} does not match the manifest's mediaType {in_json!r}"
         )
+    if in_json is None and media_type in _STATES_ITS_TYPE:
+        raise ManifestInvalid(f"a {media_type} document must state its mediaType")
     if media_type == OCI_ARTIFACT:
+        _one_kind(doc, media_type, _ARTIFACT_FIELDS)
         return _artifact(doc, limits)
     if doc.get("schemaVersion") != 2:
         raise ManifestInvalid("schemaVersion must be 2")
     if media_type in INDEX_TYPES:
+        _one_kind(doc, media_type, _INDEX_FIELDS)
         return _index(doc, media_type, limits)
+    _one_kind(doc, media_type, _IMAGE_FIELDS)
     return _image(doc, media_type, limits)
+
+
+def _load(raw: bytes) -> Any:
+    # json.loads would guess UTF-16 and UTF-32 from the bytes and skip a BOM; Go
+    # clients refuse both. JSON text never holds a raw NUL, UTF-16 of ASCII always does.
+    if raw.startswith(_BOMS) or b"\x00" in raw:
+        raise ManifestInvalid("manifests must be UTF-8 JSON without a byte order mark")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ManifestInvalid("manifests must be UTF-8 JSON without a byte order mark") from None
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError):  # RecursionError: deep nesting
+        raise ManifestInvalid("manifest is not valid JSON") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Parsers differ on which of a repeated key wins: refuse the question.
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        repeated = next(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
+        raise ManifestInvalid(f"manifest repeats the key {repeated[:100]!r}")
+    return obj
+
+
+def _spelled_exactly(obj: dict[str, Any], fields: dict[str, str], where: str) -> None:
+    for key in obj:
+        spelled = fields.get(key.lower())
+        if spelled is not None and key != spelled:
+            raise ManifestInvalid(
+                f"{where} has {key[:100]!r}: Go clients read it as {spelled!r}, spell it so"
+            )
+
+
+def _one_kind(doc: dict[str, Any], media_type: str, allowed: frozenset[str]) -> None:
+    """Refuse a document that is also another kind of manifest (a null field is absent,
+    as Go decodes it)."""
+    for key in _KIND_FIELDS:
+        if key not in allowed and doc.get(key) is not None:
+            raise ManifestInvalid(
+                f"a {media_type} has no {key!r}: the document is ambiguous",
+                detail={"mediaType": media_type, "field": key},
+            )
 
 
 def _image(doc: dict[str, Any], media_type: str, limits: Limits) -> ParsedManifest:
@@ -205,6 +277,7 @@ def _descriptors(
 def _descriptor(item: object, where: str) -> Descriptor:
     if not isinstance(item, dict):
         raise ManifestInvalid(f"{where} is not a descriptor object")
+    _spelled_exactly(item, _DESCRIPTOR_FIELDS, where)
     media_type, digest, size = item.get("mediaType"), item.get("digest"), item.get("size")
     if not isinstance(media_type, str) or not media_type:
         raise ManifestInvalid(f"{where}.mediaType is missing")
