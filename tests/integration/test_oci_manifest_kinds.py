@@ -9,7 +9,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from app import keys
+from app.config import GcConfig
+from app.middleware import FORMATS
 from app.server import create_app
+from collector import Collector
 from tests.integration.conftest import ConfigFactory
 from tests.integration.test_oci_manifests import (
     DOCKER_LIST,
@@ -22,7 +26,9 @@ from tests.integration.test_oci_manifests import (
     descriptor,
     digest_of,
     encode,
+    error_code,
     image,
+    push_blob,
     put,
 )
 
@@ -147,3 +153,122 @@ async def test_the_document_and_the_content_type_must_agree(registry: TestClient
         assert pushed.status == 201, await pushed.text()
         got = await registry.get(f"/v2/{NAME}/manifests/v1")
         assert got.headers["Content-Type"] == OCI_MANIFEST
+
+
+# -- required lists, empty lists, empty blobs ------------------------------------------------
+
+
+async def test_layers_may_be_empty_but_not_missing(registry: TestClient) -> None:
+    """image-spec 1.1: ``layers`` is required, and SHOULD (not MUST) have an entry."""
+    doc = json.loads(await image(registry))
+    for missing in ({k: v for k, v in doc.items() if k != "layers"}, {**doc, "layers": None}):
+        assert "layers" in await refused(registry, encode(missing), OCI_MANIFEST)
+    pushed = await put(registry, "empty", encode({**doc, "layers": []}))
+    assert pushed.status == 201, await pushed.text()
+
+
+async def test_an_index_may_list_nothing_but_must_have_the_list(registry: TestClient) -> None:
+    """image-spec: ``manifests`` MUST be present; the array MAY be empty."""
+    for media_type in (OCI_INDEX, DOCKER_LIST):
+        doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": media_type}
+        for missing in (doc, {**doc, "manifests": None}):
+            assert "manifests" in await refused(registry, encode(missing), media_type)
+        pushed = await put(registry, "empty", encode({**doc, "manifests": []}), media_type)
+        assert pushed.status == 201, await pushed.text()
+
+
+async def test_a_zero_size_layer(registry: TestClient) -> None:
+    doc = json.loads(await image(registry))
+    await push_blob(registry, b"")
+    doc["layers"].append(descriptor(LAYER, b""))
+    assert doc["layers"][-1]["size"] == 0
+    pushed = await put(registry, "v1", encode(doc))
+    assert pushed.status == 201, await pushed.text()
+    got = await registry.get(f"/v2/{NAME}/blobs/{digest_of(b'')}")
+    assert got.status == 200 and await got.read() == b""
+
+
+# -- artifacts' blobs and subjects -----------------------------------------------------------
+
+
+def collector(client: TestClient) -> Collector:
+    app = client.app
+    return Collector(
+        GcConfig(blob_grace=0),
+        app[keys.METADATA],
+        app[keys.STORAGE],
+        app[FORMATS],
+        app[keys.REPOSITORIES],
+    )
+
+
+async def test_an_artifacts_blobs_are_checked_kept_and_its_subject_listed(
+    registry: TestClient,
+) -> None:
+    subject = await image(registry)
+    assert (await put(registry, "v1", subject)).status == 201
+    signature, payload = b"signature bytes", b"payload bytes"
+    doc = {
+        "mediaType": ARTIFACT,
+        "artifactType": "application/vnd.example.signature",
+        "blobs": [
+            descriptor("application/octet-stream", signature),
+            descriptor("application/octet-stream", payload),
+        ],
+        "subject": descriptor(OCI_MANIFEST, subject),
+    }
+    body = encode(doc)
+    await push_blob(registry, signature)
+    unknown = await put(registry, digest_of(body), body, ARTIFACT)
+    assert unknown.status == 400 and await error_code(unknown) == "MANIFEST_BLOB_UNKNOWN"
+    assert (await unknown.json())["errors"][0]["detail"] == {"digest": digest_of(payload)}
+
+    await push_blob(registry, payload)
+    pushed = await put(registry, digest_of(body), body, ARTIFACT)
+    assert pushed.status == 201, await pushed.text()
+    assert pushed.headers["OCI-Subject"] == digest_of(subject)
+
+    await push_blob(registry, b"orphan")  # the collection does delete what nothing names
+    report = await collector(registry).run()
+    assert not report.errors
+    assert (await registry.get(f"/v2/{NAME}/blobs/{digest_of(b'orphan')}")).status == 404
+    for blob in (signature, payload):
+        got = await registry.get(f"/v2/{NAME}/blobs/{digest_of(blob)}")
+        assert got.status == 200 and await got.read() == blob
+
+    listed = await registry.get(f"/v2/{NAME}/referrers/{digest_of(subject)}")
+    assert (await listed.json())["manifests"] == [
+        {
+            "mediaType": ARTIFACT,
+            "digest": digest_of(body),
+            "size": len(body),
+            "artifactType": "application/vnd.example.signature",
+        }
+    ]
+
+
+async def test_an_index_with_a_subject_is_a_referrer(registry: TestClient) -> None:
+    subject, child = await image(registry, seed=b"s"), await image(registry, seed=b"c")
+    for body in (subject, child):
+        assert (await put(registry, digest_of(body), body)).status == 201
+    index = encode(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "artifactType": "application/vnd.example.bundle",
+            "manifests": [descriptor(OCI_MANIFEST, child)],
+            "subject": descriptor(OCI_MANIFEST, subject),
+        }
+    )
+    pushed = await put(registry, digest_of(index), index, OCI_INDEX)
+    assert pushed.status == 201, await pushed.text()
+    assert pushed.headers["OCI-Subject"] == digest_of(subject)
+    listed = await registry.get(f"/v2/{NAME}/referrers/{digest_of(subject)}")
+    assert (await listed.json())["manifests"] == [
+        {
+            "mediaType": OCI_INDEX,
+            "digest": digest_of(index),
+            "size": len(index),
+            "artifactType": "application/vnd.example.bundle",
+        }
+    ]

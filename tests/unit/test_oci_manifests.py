@@ -179,6 +179,51 @@ def test_docker_types_need_their_media_type_in_the_document() -> None:
     assert manifests.parse(json.dumps(IMAGE).encode(), manifests.OCI_MANIFEST).config
 
 
+def test_required_lists_may_be_empty_not_missing() -> None:
+    for doc, media_type, key in (
+        (IMAGE, manifests.OCI_MANIFEST, "layers"),
+        (INDEX, manifests.OCI_INDEX, "manifests"),
+    ):
+        empty = manifests.parse(json.dumps({**doc, key: []}).encode(), media_type)
+        assert empty.references() == ([Reference(D1, "config")] if key == "layers" else [])
+        for missing in ({k: v for k, v in doc.items() if k != key}, {**doc, key: None}):
+            with pytest.raises(ManifestInvalid, match=key):
+                manifests.parse(json.dumps(missing).encode(), media_type)
+
+
+def test_a_zero_size_descriptor_is_valid_a_negative_one_not() -> None:
+    doc = {**IMAGE, "layers": [{**desc("l", D2), "size": 0}]}
+    assert manifests.parse(json.dumps(doc).encode(), manifests.OCI_MANIFEST).blobs[1].size == 0
+    doc["layers"][0]["size"] = -1  # type: ignore[index]
+    with pytest.raises(ManifestInvalid, match="size"):
+        manifests.parse(json.dumps(doc).encode(), manifests.OCI_MANIFEST)
+
+
+def test_artifact_blobs_and_subject_are_references() -> None:
+    raw = json.dumps(
+        {
+            "mediaType": manifests.OCI_ARTIFACT,
+            "artifactType": "application/vnd.example",
+            "blobs": [desc("b", D1), desc("b", D2)],
+            "subject": desc(manifests.OCI_MANIFEST, D3),
+        }
+    ).encode()
+    parsed = manifests.parse(raw, manifests.OCI_ARTIFACT)
+    assert [d.digest for d in parsed.required_blobs()] == [D1, D2]
+    assert parsed.references() == [
+        Reference(D1, "layer"),
+        Reference(D2, "layer"),
+        Reference(D3, "subject"),
+    ]
+    index = json.dumps({**INDEX, "subject": desc(manifests.OCI_MANIFEST, D3)}).encode()
+    assert manifests.parse(index, manifests.OCI_INDEX).subject == manifests.Descriptor(
+        manifests.OCI_MANIFEST, D3, 3
+    )
+
+
+# -- how many descriptors -----------------------------------------------------------------
+
+
 def test_descriptor_limits_and_duplicates_referenced_once() -> None:
     assert manifests.Limits() == manifests.Limits(layers=1000, index_entries=10_000)
     limits = manifests.Limits(layers=3, index_entries=2)
