@@ -259,3 +259,23 @@ def test_limit_options_are_validated(options: dict[str, object], key: str) -> No
     )
     with pytest.raises(ConfigError, match=rf"repositories\[0\]\.options\.{key}"):
         validate_repositories(config, available_formats())
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        {"mediaType": "l", "digest": D2, "size": True},  # True == 1 in Python: not a size
+        {"mediaType": "l", "digest": D2, "size": 1, "urls": "https://x"},
+        {"mediaType": "l", "digest": D2, "size": 1, "SIZE": 2},
+        {"mediaType": "l", "digest": D2, "size": 1, "urls": [["https://x"]]},  # unhashable
+    ],
+)
+def test_a_repeated_descriptor_is_checked_once_by_all_it_says(second: dict[str, object]) -> None:
+    first = {"mediaType": "l", "digest": D2, "size": 1}
+    ok = json.dumps({**IMAGE, "layers": [first, dict(first)]}).encode()
+    parsed = manifests.parse(ok, manifests.OCI_MANIFEST)
+    assert parsed.blobs[1] == parsed.blobs[2]
+    with pytest.raises(ManifestInvalid, match=r"layers\[1\]"):
+        manifests.parse(
+            json.dumps({**IMAGE, "layers": [first, second]}).encode(), manifests.OCI_MANIFEST
+        )

@@ -101,7 +101,7 @@ async def _check_references(
     A few statements whatever the manifest's length: each distinct digest is looked
     up (and claimed) once, in one set, and every descriptor checked against the answer."""
     required = parsed.required_blobs()
-    sizes = await _claim_blobs(request, t, list(dict.fromkeys(d.digest for d in required)))
+    sizes = await _claim_blobs(request, t, parsed.distinct(required))
     for blob in required:
         if blob.digest not in sizes:
             raise ManifestBlobUnknown(
@@ -110,7 +110,7 @@ async def _check_references(
         _check_size(blob, sizes[blob.digest])
     if not parsed.manifests:
         return
-    children = list(dict.fromkeys(d.digest for d in parsed.manifests))
+    children = parsed.distinct(parsed.manifests)
     held = await context.records(request).touch_manifests(t.repo.id, t.image, children)
     for child in parsed.manifests:
         if child.digest not in held:

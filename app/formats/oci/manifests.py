@@ -65,6 +65,10 @@ _FIELDS = {
     for f in ("schemaVersion", "mediaType", "artifactType", "subject", "annotations", *_KIND_FIELDS)
 }
 _DESCRIPTOR_FIELDS = {f.lower(): f for f in ("mediaType", "digest", "size", "urls")}
+# Keys a descriptor usually has, none a case variant of another: no need to look closer.
+_USUAL_DESCRIPTOR_KEYS = frozenset(
+    {"mediaType", "digest", "size", "urls", "annotations", "platform", "artifactType", "data"}
+)
 
 # How many descriptors a manifest may list, unless its repository says otherwise.
 MAX_LAYERS = 1000
@@ -112,13 +116,18 @@ class ParsedManifest:
 
     def references(self) -> list[Reference]:
         """Each reference once, however often the manifest repeats a descriptor."""
-        refs = [Reference(d.digest, "layer") for d in self.blobs if d is not self.config]
-        if self.config is not None:
-            refs.insert(0, Reference(self.config.digest, "config"))
-        refs += [Reference(d.digest, "manifest") for d in self.manifests]
+        refs = [Reference(self.config.digest, "config")] if self.config is not None else []
+        layers = dict.fromkeys(d.digest for d in self.blobs if d is not self.config)
+        refs += [Reference(digest, "layer") for digest in layers]
+        refs += [Reference(digest, "manifest") for digest in self.distinct(self.manifests)]
         if self.subject is not None:
             refs.append(Reference(self.subject.digest, "subject"))
-        return list(dict.fromkeys(refs))
+        return refs
+
+    @staticmethod
+    def distinct(descriptors: list[Descriptor]) -> list[str]:
+        """The digests of ``descriptors``, each once, in order."""
+        return list(dict.fromkeys(d.digest for d in descriptors))
 
     def required_blobs(self) -> list[Descriptor]:
         """Blobs that must be in the image name: all but foreign layers that carry
@@ -271,13 +280,47 @@ def _descriptors(
             f" (its {option} option)",
             detail={"field": key, "count": len(items), "limit": most, "option": option},
         )
-    return [_descriptor(item, f"{key}[{i}]") for i, item in enumerate(items)]
+    # A descriptor repeated is checked once: the same keys and values read the same.
+    seen: dict[tuple[object, ...], Descriptor] = {}
+    parsed = []
+    for i, item in enumerate(items):
+        identity = _identity(item)
+        descriptor = seen.get(identity) if identity is not None else None
+        if descriptor is None:
+            descriptor = _descriptor(item, f"{key}[{i}]")
+            if identity is not None:
+                seen[identity] = descriptor
+        parsed.append(descriptor)
+    return parsed
+
+
+def _identity(item: object) -> tuple[object, ...] | None:
+    """What decides whether a descriptor is valid and what it parses to (its keys, the
+    values we read, and their types: true == 1 in Python); None if unhashable."""
+    if not isinstance(item, dict):
+        return None
+    size, urls = item.get("size"), item.get("urls")
+    try:
+        identity: tuple[object, ...] = (
+            tuple(item),
+            item.get("mediaType"),
+            item.get("digest"),
+            size,
+            type(size),
+        )
+        if urls is not None:
+            identity += (type(urls), *urls) if isinstance(urls, list) else (urls,)
+        hash(identity)
+    except TypeError:
+        return None
+    return identity
 
 
 def _descriptor(item: object, where: str) -> Descriptor:
     if not isinstance(item, dict):
         raise ManifestInvalid(f"{where} is not a descriptor object")
-    _spelled_exactly(item, _DESCRIPTOR_FIELDS, where)
+    if not item.keys() <= _USUAL_DESCRIPTOR_KEYS:
+        _spelled_exactly(item, _DESCRIPTOR_FIELDS, where)
     media_type, digest, size = item.get("mediaType"), item.get("digest"), item.get("size")
     if not isinstance(media_type, str) or not media_type:
         raise ManifestInvalid(f"{where}.mediaType is missing")

@@ -225,12 +225,7 @@ class OciRecords:
                     now,
                 )
             elif references:
-                await tx.executemany(
-                    "INSERT INTO oci_manifest_refs"
-                    " (repository_id, name, manifest_digest, ref_digest, kind)"
-                    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                    [(repository_id, name, manifest.digest, r.digest, r.kind) for r in references],
-                )
+                await self._add_references(tx, repository_id, name, manifest.digest, references)
             if tag is not None:
                 await tx.execute(
                     "INSERT INTO oci_tags (repository_id, name, tag, digest, updated_at)"
@@ -243,6 +238,36 @@ class OciRecords:
                     manifest.digest,
                     now,
                 )
+
+    async def _add_references(
+        self,
+        tx: SqlDriver,
+        repository_id: int,
+        name: str,
+        digest: str,
+        references: list[Reference],
+    ) -> None:
+        """All of a manifest's references in one statement: asyncpg's executemany still
+        runs one per row on the server, SQLite's runs in process."""
+        if tx.dialect == "postgres":
+            await tx.execute(
+                "INSERT INTO oci_manifest_refs"
+                " (repository_id, name, manifest_digest, ref_digest, kind)"
+                " SELECT $1, $2, $3, r.ref, r.kind"
+                " FROM unnest($4::text[], $5::text[]) AS r(ref, kind) ON CONFLICT DO NOTHING",
+                repository_id,
+                name,
+                digest,
+                [r.digest for r in references],
+                [r.kind for r in references],
+            )
+            return
+        await tx.executemany(
+            "INSERT INTO oci_manifest_refs"
+            " (repository_id, name, manifest_digest, ref_digest, kind)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            [(repository_id, name, digest, r.digest, r.kind) for r in references],
+        )
 
     async def get_manifest(self, repository_id: int, name: str, digest: str) -> Manifest | None:
         row = await self.db.fetchrow(
