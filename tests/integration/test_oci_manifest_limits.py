@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
+from app import keys
+from app.cas import TAKEOVER_AFTER
+from app.config import GcConfig
+from app.middleware import FORMATS
 from app.server import create_app
+from collector import Collector
 from tests.integration.conftest import ConfigFactory
 from tests.integration.test_oci_manifests import (
     NAME,
@@ -147,6 +153,51 @@ async def test_caps_are_per_repository_options(registry: TestClient) -> None:
     await refused_for(await put(registry, "multi", index, OCI_INDEX, SMALL), "max_index_entries", 3)
     index = await index_of(registry, 3, SMALL)
     assert (await put(registry, "multi", index, OCI_INDEX, SMALL)).status == 201
+
+
+# -- blobs a collector is at --------------------------------------------------------------
+
+
+async def test_a_layer_marked_by_a_dead_collector_is_taken_back(registry: TestClient) -> None:
+    body = await layered(registry, [b"kept", b"marked"])
+    metadata = registry.app[keys.METADATA]
+    long_ago = time.time() - TAKEOVER_AFTER - 1
+    marked, _ = await metadata.mark_orphans(time.time() + 1, (), "", 10, long_ago)
+    assert digest_of(b"marked") in [b.digest for b in marked]
+    pushed = await asyncio.wait_for(put(registry, "v1", body), 10)
+    assert pushed.status == 201, await pushed.text()
+    for layer in (b"kept", b"marked"):
+        row = await metadata.get_blob(digest_of(layer))
+        assert row is not None and row.state == "live"
+        got = await registry.get(f"/v2/{NAME}/blobs/{digest_of(layer)}")
+        assert await got.read() == layer
+
+
+async def test_a_layer_being_deleted_is_waited_for(registry: TestClient) -> None:
+    """The push waits for the collection; whatever it answers, never a manifest whose
+    layer is gone."""
+    body = await layered(registry, [b"kept", b"doomed"])
+    app = registry.app
+    marked, _ = await app[keys.METADATA].mark_orphans(time.time() + 1, (), "", 10, time.time())
+    assert digest_of(b"doomed") in [b.digest for b in marked]
+    push = asyncio.create_task(put(registry, "v1", body))
+    gc = Collector(
+        GcConfig(blob_grace=3600),  # finishes the marked blobs, marks nothing new
+        app[keys.METADATA],
+        app[keys.STORAGE],
+        app[FORMATS],
+        app[keys.REPOSITORIES],
+    )
+    report = await gc.run()
+    assert not report.errors
+    response = await asyncio.wait_for(push, 30)
+    if response.status == 201:
+        for layer in (b"kept", b"doomed"):
+            got = await registry.get(f"/v2/{NAME}/blobs/{digest_of(layer)}")
+            assert got.status == 200 and await got.read() == layer
+    else:
+        assert response.status == 400 and await error_code(response) == "MANIFEST_BLOB_UNKNOWN"
+        assert (await registry.get(f"/v2/{NAME}/manifests/v1")).status == 404
 
 
 # -- bytes and names ------------------------------------------------------------------------
