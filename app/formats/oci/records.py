@@ -63,9 +63,10 @@ class OciRecords:
     def _one_of(self, placeholder: str) -> str:
         """``IN`` the list of strings passed at ``placeholder`` (as :meth:`_listed` makes
         it), with one parameter however long the list: as an array on PostgreSQL, a JSON
-        array on SQLite (either would refuse tens of thousands of parameters)."""
+        array on SQLite (either would refuse tens of thousands of parameters). A set to
+        join, not ``= ANY``, which PostgreSQL reads as a filter over every row of the name."""
         if self.db.dialect == "postgres":
-            return f"= ANY({placeholder}::text[])"
+            return f"IN (SELECT unnest({placeholder}::text[]))"
         return f"IN (SELECT value FROM json_each({placeholder}))"
 
     def _listed(self, values: list[str]) -> object:
