@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from app import keys
 from app.cas import ContentStore
 from app.errors import NotFound
 from app.formats.oci.errors import NameUnknown, Unsupported
+from app.formats.oci.manifests import MAX_INDEX_ENTRIES, MAX_LAYERS, Limits
 from app.formats.oci.names import ImageName, parse_name
 from app.formats.oci.records import OciRecords
 from app.repositories import Repository
@@ -24,6 +25,13 @@ class LocalOptions(BaseModel):
     delete: bool = True
     # Does the collector delete manifests no tag, index or subject reaches?
     gc_untagged: bool = False
+    # Descriptors one manifest may list (layers or artifact blobs; index entries): what a
+    # push costs to check grows with them, and no real image comes near.
+    max_layers: int = Field(default=MAX_LAYERS, ge=1, le=100_000)
+    max_index_entries: int = Field(default=MAX_INDEX_ENTRIES, ge=1, le=100_000)
+
+    def limits(self) -> Limits:
+        return Limits(layers=self.max_layers, index_entries=self.max_index_entries)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,9 +9,9 @@ from aiohttp import web
 
 from app import keys
 from app.backends.metadata import BlobsGone
-from app.cas import BlobBeingCollected
+from app.cas import Blob, BlobBeingCollected
 from app.formats.oci import context, manifests, remote
-from app.formats.oci.context import API_VERSION, Target
+from app.formats.oci.context import API_VERSION, LocalOptions, Target
 from app.formats.oci.errors import (
     DigestInvalid,
     ManifestBlobUnknown,
@@ -61,7 +61,8 @@ async def put_manifest(request: web.Request) -> web.StreamResponse:
     t = context.target(request)
     reference = parse_reference(request.match_info["reference"])
     raw = await _read_capped(request)
-    parsed = manifests.parse(raw, request.headers.get("Content-Type"))
+    options: LocalOptions = t.repo.options
+    parsed = manifests.parse(raw, request.headers.get("Content-Type"), options.limits())
     digest = manifests.manifest_digest(raw)
     if isinstance(reference, Digest):
         if manifests.manifest_digest(raw, reference.algorithm) != reference:
@@ -129,28 +130,49 @@ async def _check_references(
 ) -> set[str]:
     """Blobs must be in this image name, and so must an index's children, each with
     the size its descriptor claims (a wrong size would fail every pull instead).
-    The subject need not exist: the spec lets referrers be pushed first. Return the
-    CAS digests of the blobs, for the manifest's row to hold."""
-    records, cas = context.records(request), context.cas(request)
-    held: set[str] = set()
-    for blob in parsed.required_blobs():
-        stored = await records.linked_blob(t.repo.id, t.image, blob.digest)
-        # Claimed: safe from collection until the manifest's references are written.
-        found = await cas.claim(stored) if stored else None
-        if found is None:
+    The subject need not exist: the spec lets referrers be pushed first.
+
+    A few statements whatever the manifest's length: each distinct digest is looked
+    up (and claimed) once, in one set, and every descriptor checked against the answer.
+    Return the CAS digests of the blobs, for the manifest's row to hold."""
+    required = parsed.required_blobs()
+    claimed = await _claim_blobs(request, t, parsed.distinct(required))
+    for blob in required:
+        if blob.digest not in claimed:
             raise ManifestBlobUnknown(
                 f"blob {blob.digest} unknown to {t.name}", detail={"digest": blob.digest}
             )
-        _check_size(blob, found.size)
-        held.add(found.digest)
+        _check_size(blob, claimed[blob.digest].size)
+    cas_digests = {found.digest for found in claimed.values()}
+    if not parsed.manifests:
+        return cas_digests
+    children = parsed.distinct(parsed.manifests)
+    held = await context.records(request).touch_manifests(t.repo.id, t.image, children)
     for child in parsed.manifests:
-        manifest = await records.touch_manifest(t.repo.id, t.image, child.digest)
-        if manifest is None:
+        if child.digest not in held:
             raise ManifestBlobUnknown(
                 f"manifest {child.digest} unknown to {t.name}", detail={"digest": child.digest}
             )
-        _check_size(child, manifest.size)
-    return held
+        _check_size(child, held[child.digest])
+    return cas_digests
+
+
+async def _claim_blobs(request: web.Request, t: Target, digests: list[str]) -> dict[str, Blob]:
+    """The blobs among ``digests`` this image name holds, each claimed: safe from
+    collection for a grace period (``put_manifest`` then holds them until its
+    references are written)."""
+    if not digests:
+        return {}
+    linked = await context.records(request).claim_linked_blobs(t.repo.id, t.image, digests)
+    claimed = {
+        d: Blob(blob.blob_digest, blob.size) for d, blob in linked.items() if blob.state == "live"
+    }
+    for digest, blob in linked.items():
+        if blob.state != "live":  # a collector is at it: wait it out, as an ingest does
+            found = await context.cas(request).claim(blob.blob_digest)
+            if found is not None:
+                claimed[digest] = found
+    return claimed
 
 
 def _check_size(descriptor: manifests.Descriptor, stored_size: int) -> None:

@@ -1,15 +1,23 @@
 """Manifests as pushed: media types, parsing and validation of their JSON.
 
 Validation here is structural only (is this a manifest we understand, with the
-fields the spec requires?); whether the blobs and child manifests it points at
-exist is checked by the handler against the database.
+fields the spec requires, of one kind only?); whether the blobs and child manifests
+it points at exist is checked by the handler against the database.
+
+A document must read the same to every client, or a registry that checked it as one
+kind serves another (CVE-2021-41190): so it is UTF-8 with no byte order mark (Python
+would guess UTF-16 where Go refuses it), repeats no key, carries no field of another
+kind of manifest, and spells the fields we read exactly (Go decodes keys ignoring
+case, so ``Layers`` is ``layers`` to a Go client and nothing to us).
 """
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +49,38 @@ _NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
 MEDIA_TYPE = re.compile(rf"^{_NAME}/{_NAME}$")
 # Content-Types that say nothing about the manifest: the JSON's mediaType decides.
 _GENERIC = frozenset({"", "application/json", "application/octet-stream"})
+# Docker's formats require mediaType in the document; OCI's only recommend it.
+_STATES_ITS_TYPE = frozenset({DOCKER_MANIFEST, DOCKER_LIST})
+_BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # UTF-32's start so too
+
+# The fields that say what kind of manifest a document is, and which each kind may have
+# (schema1's fsLayers and history included: some clients still read them).
+_KIND_FIELDS = ("config", "layers", "manifests", "blobs", "fsLayers", "history")
+_IMAGE_FIELDS = frozenset({"config", "layers"})
+_INDEX_FIELDS = frozenset({"manifests"})
+_ARTIFACT_FIELDS = frozenset({"blobs"})
+# Every field we read, as the specs spell them (see _spelled_exactly).
+_FIELDS = {
+    f.lower(): f
+    for f in ("schemaVersion", "mediaType", "artifactType", "subject", "annotations", *_KIND_FIELDS)
+}
+_DESCRIPTOR_FIELDS = {f.lower(): f for f in ("mediaType", "digest", "size", "urls")}
+# Keys a descriptor usually has, none a case variant of another: no need to look closer.
+_USUAL_DESCRIPTOR_KEYS = frozenset(
+    {"mediaType", "digest", "size", "urls", "annotations", "platform", "artifactType", "data"}
+)
+
+# How many descriptors a manifest may list, unless its repository says otherwise.
+MAX_LAYERS = 1000
+MAX_INDEX_ENTRIES = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Descriptors one manifest may list: each costs work to accept (and a row)."""
+
+    layers: int = MAX_LAYERS  # an image manifest's layers, an artifact's blobs
+    index_entries: int = MAX_INDEX_ENTRIES  # an index's manifests
 
 
 class ManifestTooLarge(ManifestInvalid):
@@ -75,13 +115,19 @@ class ParsedManifest:
     config: Descriptor | None = None
 
     def references(self) -> list[Reference]:
-        refs = [Reference(d.digest, "layer") for d in self.blobs if d is not self.config]
-        if self.config is not None:
-            refs.insert(0, Reference(self.config.digest, "config"))
-        refs += [Reference(d.digest, "manifest") for d in self.manifests]
+        """Each reference once, however often the manifest repeats a descriptor."""
+        refs = [Reference(self.config.digest, "config")] if self.config is not None else []
+        layers = dict.fromkeys(d.digest for d in self.blobs if d is not self.config)
+        refs += [Reference(digest, "layer") for digest in layers]
+        refs += [Reference(digest, "manifest") for digest in self.distinct(self.manifests)]
         if self.subject is not None:
             refs.append(Reference(self.subject.digest, "subject"))
         return refs
+
+    @staticmethod
+    def distinct(descriptors: list[Descriptor]) -> list[str]:
+        """The digests of ``descriptors``, each once, in order."""
+        return list(dict.fromkeys(d.digest for d in descriptors))
 
     def required_blobs(self) -> list[Descriptor]:
         """Blobs that must be in the image name: all but foreign layers that carry
@@ -93,14 +139,12 @@ def manifest_digest(raw: bytes, algorithm: str = "sha256") -> Digest:
     return Digest(algorithm, hashlib.new(algorithm, raw).hexdigest())
 
 
-def parse(raw: bytes, content_type: str | None) -> ParsedManifest:
+def parse(raw: bytes, content_type: str | None, limits: Limits = Limits()) -> ParsedManifest:
     declared = (content_type or "").split(";", 1)[0].strip().lower()
-    try:
-        doc = json.loads(raw)
-    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: deep nesting
-        raise ManifestInvalid("manifest is not valid JSON") from None
+    doc = _load(raw)
     if not isinstance(doc, dict):
         raise ManifestInvalid("manifest is not a JSON object")
+    _spelled_exactly(doc, _FIELDS, "manifest")
     in_json = doc.get("mediaType")
     if in_json is not None and not isinstance(in_json, str):
         raise ManifestInvalid("mediaType must be a string")
@@ -113,37 +157,87 @@ def parse(raw: bytes, content_type: str | None) -> ParsedManifest:
         raise ManifestInvalid(
             f"Content-Type {media_type!r} does not match the manifest's mediaType {in_json!r}"
         )
+    if in_json is None and media_type in _STATES_ITS_TYPE:
+        raise ManifestInvalid(f"a {media_type} document must state its mediaType")
     if media_type == OCI_ARTIFACT:
-        return _artifact(doc)
+        _one_kind(doc, media_type, _ARTIFACT_FIELDS)
+        return _artifact(doc, limits)
     if doc.get("schemaVersion") != 2:
         raise ManifestInvalid("schemaVersion must be 2")
     if media_type in INDEX_TYPES:
-        return _index(doc, media_type)
-    return _image(doc, media_type)
+        _one_kind(doc, media_type, _INDEX_FIELDS)
+        return _index(doc, media_type, limits)
+    _one_kind(doc, media_type, _IMAGE_FIELDS)
+    return _image(doc, media_type, limits)
 
 
-def _image(doc: dict[str, Any], media_type: str) -> ParsedManifest:
+def _load(raw: bytes) -> Any:
+    # json.loads would guess UTF-16 and UTF-32 from the bytes and skip a BOM; Go
+    # clients refuse both. JSON text never holds a raw NUL, UTF-16 of ASCII always does.
+    if raw.startswith(_BOMS) or b"\x00" in raw:
+        raise ManifestInvalid("manifests must be UTF-8 JSON without a byte order mark")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ManifestInvalid("manifests must be UTF-8 JSON without a byte order mark") from None
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError):  # RecursionError: deep nesting
+        raise ManifestInvalid("manifest is not valid JSON") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Parsers differ on which of a repeated key wins: refuse the question.
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        repeated = next(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
+        raise ManifestInvalid(f"manifest repeats the key {repeated[:100]!r}")
+    return obj
+
+
+def _spelled_exactly(obj: dict[str, Any], fields: dict[str, str], where: str) -> None:
+    for key in obj:
+        spelled = fields.get(key.lower())
+        if spelled is not None and key != spelled:
+            raise ManifestInvalid(
+                f"{where} has {key[:100]!r}: Go clients read it as {spelled!r}, spell it so"
+            )
+
+
+def _one_kind(doc: dict[str, Any], media_type: str, allowed: frozenset[str]) -> None:
+    """Refuse a document that is also another kind of manifest (a null field is absent,
+    as Go decodes it)."""
+    for key in _KIND_FIELDS:
+        if key not in allowed and doc.get(key) is not None:
+            raise ManifestInvalid(
+                f"a {media_type} has no {key!r}: the document is ambiguous",
+                detail={"mediaType": media_type, "field": key},
+            )
+
+
+def _image(doc: dict[str, Any], media_type: str, limits: Limits) -> ParsedManifest:
     if "config" not in doc:
         raise ManifestInvalid("an image manifest needs a config")
     config = _descriptor(doc["config"], "config")
-    layers = _descriptors(doc, "layers", required=True)
+    layers = _descriptors(doc, "layers", required=True, limit=(limits.layers, "max_layers"))
     artifact_type = _artifact_type(doc) or _checked_type(config.media_type, "config.mediaType")
     return ParsedManifest(
         media_type, artifact_type, _subject(doc), [config, *layers], config=config
     )
 
 
-def _index(doc: dict[str, Any], media_type: str) -> ParsedManifest:
-    children = _descriptors(doc, "manifests", required=True)
+def _index(doc: dict[str, Any], media_type: str, limits: Limits) -> ParsedManifest:
+    limit = (limits.index_entries, "max_index_entries")
+    children = _descriptors(doc, "manifests", required=True, limit=limit)
     artifact_type = _artifact_type(doc)
     return ParsedManifest(media_type, artifact_type, _subject(doc), manifests=children)
 
 
-def _artifact(doc: dict[str, Any]) -> ParsedManifest:
+def _artifact(doc: dict[str, Any], limits: Limits) -> ParsedManifest:
     artifact_type = _artifact_type(doc)
     if not artifact_type:
         raise ManifestInvalid("an artifact manifest needs an artifactType")
-    blobs = _descriptors(doc, "blobs", required=False)
+    blobs = _descriptors(doc, "blobs", required=False, limit=(limits.layers, "max_layers"))
     return ParsedManifest(OCI_ARTIFACT, artifact_type, _subject(doc), blobs)
 
 
@@ -169,18 +263,64 @@ def _optional_str(doc: dict[str, Any], key: str) -> str | None:
     return value
 
 
-def _descriptors(doc: dict[str, Any], key: str, *, required: bool) -> list[Descriptor]:
+def _descriptors(
+    doc: dict[str, Any], key: str, *, required: bool, limit: tuple[int, str]
+) -> list[Descriptor]:
+    """The list ``key``, at most ``limit`` long (the count, and the option that sets it):
+    checked before any entry is, so an oversized list costs no more than its parse."""
     items = doc.get(key)
     if items is None and not required:
         return []
     if not isinstance(items, list):
         raise ManifestInvalid(f"{key} must be a list of descriptors")
-    return [_descriptor(item, f"{key}[{i}]") for i, item in enumerate(items)]
+    most, option = limit
+    if len(items) > most:
+        raise ManifestInvalid(
+            f"{key} lists {len(items)} descriptors; this repository takes at most {most}"
+            f" (its {option} option)",
+            detail={"field": key, "count": len(items), "limit": most, "option": option},
+        )
+    # A descriptor repeated is checked once: the same keys and values read the same.
+    seen: dict[tuple[object, ...], Descriptor] = {}
+    parsed = []
+    for i, item in enumerate(items):
+        identity = _identity(item)
+        descriptor = seen.get(identity) if identity is not None else None
+        if descriptor is None:
+            descriptor = _descriptor(item, f"{key}[{i}]")
+            if identity is not None:
+                seen[identity] = descriptor
+        parsed.append(descriptor)
+    return parsed
+
+
+def _identity(item: object) -> tuple[object, ...] | None:
+    """What decides whether a descriptor is valid and what it parses to (its keys, the
+    values we read, and their types: true == 1 in Python); None if unhashable."""
+    if not isinstance(item, dict):
+        return None
+    size, urls = item.get("size"), item.get("urls")
+    try:
+        identity: tuple[object, ...] = (
+            tuple(item),
+            item.get("mediaType"),
+            item.get("digest"),
+            size,
+            type(size),
+        )
+        if urls is not None:
+            identity += (type(urls), *urls) if isinstance(urls, list) else (urls,)
+        hash(identity)
+    except TypeError:
+        return None
+    return identity
 
 
 def _descriptor(item: object, where: str) -> Descriptor:
     if not isinstance(item, dict):
         raise ManifestInvalid(f"{where} is not a descriptor object")
+    if not item.keys() <= _USUAL_DESCRIPTOR_KEYS:
+        _spelled_exactly(item, _DESCRIPTOR_FIELDS, where)
     media_type, digest, size = item.get("mediaType"), item.get("digest"), item.get("size")
     if not isinstance(media_type, str) or not media_type:
         raise ManifestInvalid(f"{where}.mediaType is missing")

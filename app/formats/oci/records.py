@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -37,6 +38,16 @@ class Manifest:
 
 
 @dataclass(frozen=True, slots=True)
+class LinkedBlob:
+    """A blob an image name links, as a manifest about to name it found it."""
+
+    digest: str  # as the image name addresses it
+    blob_digest: str  # the CAS's sha256
+    size: int
+    state: str  # "live", or "deleting": a collector has marked it
+
+
+@dataclass(frozen=True, slots=True)
 class Reference:
     digest: str
     kind: str  # config | layer | manifest | subject
@@ -50,6 +61,18 @@ _BYTEWISE = {"postgres": 'COLLATE "C"', "sqlite": "COLLATE BINARY"}
 class OciRecords:
     def __init__(self, db: SqlDriver) -> None:
         self.db = db
+
+    def _one_of(self, placeholder: str) -> str:
+        """``IN`` the list of strings passed at ``placeholder`` (as :meth:`_listed` makes
+        it), with one parameter however long the list: as an array on PostgreSQL, a JSON
+        array on SQLite (either would refuse tens of thousands of parameters). A set to
+        join, not ``= ANY``, which PostgreSQL reads as a filter over every row of the name."""
+        if self.db.dialect == "postgres":
+            return f"IN (SELECT unnest({placeholder}::text[]))"
+        return f"IN (SELECT value FROM json_each({placeholder}))"
+
+    def _listed(self, values: list[str]) -> object:
+        return values if self.db.dialect == "postgres" else json.dumps(values)
 
     # -- upload sessions --------------------------------------------------------
 
@@ -136,6 +159,33 @@ class OciRecords:
         )
         return str(value) if value is not None else None
 
+    async def claim_linked_blobs(
+        self, repository_id: int, name: str, digests: list[str]
+    ) -> dict[str, LinkedBlob]:
+        """The blobs behind ``digests`` (distinct) that this image name links, by digest;
+        the live ones touched first, in one statement, so no collector marks them for a
+        grace period while a manifest naming them commits. One missing from the answer
+        is not in this image name; one answered "deleting" is the caller's to wait out."""
+        now, listed = time.time(), self._listed(digests)
+        await self.db.execute(
+            "UPDATE blobs SET touched_at = $4 WHERE state = 'live' AND digest IN"
+            " (SELECT blob_digest FROM oci_blob_links"
+            f" WHERE repository_id = $1 AND name = $2 AND digest {self._one_of('$3')})",
+            repository_id,
+            name,
+            listed,
+            now,
+        )
+        rows = await self.db.fetch(
+            "SELECT l.digest, l.blob_digest, b.size, b.state FROM oci_blob_links l"
+            " JOIN blobs b ON b.digest = l.blob_digest"
+            f" WHERE l.repository_id = $1 AND l.name = $2 AND l.digest {self._one_of('$3')}",
+            repository_id,
+            name,
+            listed,
+        )
+        return {r["digest"]: LinkedBlob(**r) for r in rows}
+
     async def unlink_blob(self, repository_id: int, name: str, digest: str) -> bool:
         count = await self.db.execute(
             "DELETE FROM oci_blob_links WHERE repository_id = $1 AND name = $2 AND digest = $3",
@@ -192,18 +242,8 @@ class OciRecords:
                     manifest.digest,
                     now,
                 )
-            else:
-                for ref in references:
-                    await tx.execute(
-                        "INSERT INTO oci_manifest_refs"
-                        " (repository_id, name, manifest_digest, ref_digest, kind)"
-                        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                        repository_id,
-                        name,
-                        manifest.digest,
-                        ref.digest,
-                        ref.kind,
-                    )
+            elif references:
+                await self._add_references(tx, repository_id, name, manifest.digest, references)
             if tag is not None:
                 await tx.execute(
                     "INSERT INTO oci_tags (repository_id, name, tag, digest, updated_at)"
@@ -231,6 +271,36 @@ class OciRecords:
         if gone := set(digests) - found:
             raise BlobsGone(gone)
 
+    async def _add_references(
+        self,
+        tx: SqlDriver,
+        repository_id: int,
+        name: str,
+        digest: str,
+        references: list[Reference],
+    ) -> None:
+        """All of a manifest's references in one statement: asyncpg's executemany still
+        runs one per row on the server, SQLite's runs in process."""
+        if tx.dialect == "postgres":
+            await tx.execute(
+                "INSERT INTO oci_manifest_refs"
+                " (repository_id, name, manifest_digest, ref_digest, kind)"
+                " SELECT $1, $2, $3, r.ref, r.kind"
+                " FROM unnest($4::text[], $5::text[]) AS r(ref, kind) ON CONFLICT DO NOTHING",
+                repository_id,
+                name,
+                digest,
+                [r.digest for r in references],
+                [r.kind for r in references],
+            )
+            return
+        await tx.executemany(
+            "INSERT INTO oci_manifest_refs"
+            " (repository_id, name, manifest_digest, ref_digest, kind)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            [(repository_id, name, digest, r.digest, r.kind) for r in references],
+        )
+
     async def get_manifest(self, repository_id: int, name: str, digest: str) -> Manifest | None:
         row = await self.db.fetchrow(
             f"SELECT {_MANIFEST_COLUMNS} FROM oci_manifests"
@@ -241,18 +311,22 @@ class OciRecords:
         )
         return Manifest(**row) if row else None
 
-    async def touch_manifest(self, repository_id: int, name: str, digest: str) -> Manifest | None:
-        """The manifest, safe from untagged collection for a grace period (an index
-        is about to name it)."""
-        await self.db.execute(
+    async def touch_manifests(
+        self, repository_id: int, name: str, digests: list[str]
+    ) -> dict[str, int]:
+        """The sizes of the manifests among ``digests`` (distinct) that this image name
+        holds, each touched, in one statement: safe from untagged collection for a grace
+        period (an index is about to name them)."""
+        rows = await self.db.fetch(
             "UPDATE oci_manifests SET touched_at = $4"
-            " WHERE repository_id = $1 AND name = $2 AND digest = $3",
+            f" WHERE repository_id = $1 AND name = $2 AND digest {self._one_of('$3')}"
+            " RETURNING digest, size",
             repository_id,
             name,
-            digest,
+            self._listed(digests),
             time.time(),
         )
-        return await self.get_manifest(repository_id, name, digest)
+        return {r["digest"]: r["size"] for r in rows}
 
     async def resolve_tag(self, repository_id: int, name: str, tag: str) -> str | None:
         value = await self.db.fetchval(
