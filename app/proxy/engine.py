@@ -35,7 +35,7 @@ from aiohttp import web
 
 from app.backends.metadata import MetadataError, MetadataStore
 from app.backends.storage import StorageError
-from app.cas import Blob, ContentStore
+from app.cas import Blob, BlobBeingCollected, ContentStore
 from app.errors import ApiError, BadGateway, GatewayTimeout, MethodNotAllowed, NotFound
 from app.http import SMALL_BODY, BlobBody, cut, send_blob
 from app.metrics import Metrics
@@ -451,7 +451,7 @@ class _Streamed(_Cached):
             if client is None:
                 raise BadGateway(f"upstream body for {fetch.path} rejected: {exc}") from exc
             return cut(request, client)
-        except (MetadataError, StorageError) as exc:
+        except (MetadataError, StorageError, BlobBeingCollected) as exc:
             # Stored last (the object, then its row): the client may have every
             # verified byte already, and then keeps its answer whole.
             if client is None or tap is None or not source.ended or tap.sent != source.read:
