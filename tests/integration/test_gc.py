@@ -4,7 +4,6 @@ PostgreSQL + S3): what goes, what stays, and the races in between."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from collections.abc import AsyncIterator
@@ -29,7 +28,7 @@ from pipelines.sources import once
 from tests import s3server, shapes
 from tests.contract.test_storage import unfinished_bytes
 from tests.integration.conftest import ConfigFactory
-from tests.oci_docs import digest_of, image_manifest
+from tests.oci_docs import digest_of, image_index, image_manifest
 from tests.processes import serving
 from tests.services import S3Settings
 from tests.waiting import until
@@ -247,15 +246,7 @@ async def test_untagged_manifests_go_where_the_repository_opts_in(client: TestCl
     tagged = await _push_image(client, b"tagged", "v1")
     loose = await _push_image(client, b"loose", "")
     child = await _push_image(client, b"child", "")
-    index = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_INDEX,
-            "manifests": [
-                {"mediaType": OCI_MANIFEST, "digest": digest_of(child), "size": len(child)}
-            ],
-        }
-    ).encode()
+    index = image_index([child])
     await _put_manifest(client, NAME, digest_of(index), index, OCI_INDEX)
     subject = {"mediaType": OCI_MANIFEST, "digest": digest_of(tagged), "size": len(tagged)}
     referrer = await _push_image(client, b"signature", "", subject=subject)

@@ -33,7 +33,7 @@ from collector import Report
 from pipelines.sources import once
 from tests.integration.conftest import ConfigFactory
 from tests.integration.test_gc import REPOS, collector, state, stored
-from tests.oci_docs import digest_of, image_manifest
+from tests.oci_docs import digest_of, image_index, image_manifest
 from tests.waiting import until
 
 NAME = "docker-local/team/app"
@@ -309,15 +309,7 @@ async def test_an_index_naming_a_child_collected_meanwhile_is_refused(
     for data in (config, layer):
         assert await upload(client, data) == 201
     assert (await put_manifest(client, digest_of(child), child)).status == 201  # untagged
-    index = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_INDEX,
-            "manifests": [
-                {"mediaType": OCI_MANIFEST, "digest": digest_of(child), "size": len(child)}
-            ],
-        }
-    ).encode()
+    index = image_index([child])
 
     cas = app[keys.CAS]
     real_ingest = cas.ingest
