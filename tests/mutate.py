@@ -29,13 +29,20 @@ MODULES: dict[str, tuple[str, ...]] = {
     "app/formats/oci/names.py": (
         "tests/unit/test_oci_manifests.py",
         "tests/integration/test_oci_manifests.py",
+        "tests/integration/test_oci_manifest_limits.py",
         "tests/integration/test_oci_blobs.py",
     ),
     "app/formats/oci/manifests.py": (
         "tests/unit/test_oci_manifests.py",
         "tests/integration/test_oci_manifests.py",
+        "tests/integration/test_oci_manifest_kinds.py",
+        "tests/integration/test_oci_manifest_limits.py",
     ),
-    "app/http.py": ("tests/unit/test_http.py", "tests/integration/test_generic.py"),
+    "app/http.py": (
+        "tests/unit/test_http.py",
+        "tests/integration/test_generic.py",
+        "tests/integration/test_oci_blobs.py",
+    ),
     "app/config.py": ("tests/unit/test_config.py", "tests/unit/test_http.py"),
 }
 # Every run: the embedded shape only (no services to start), and no cache files written
