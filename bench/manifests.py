@@ -1,0 +1,150 @@
+"""What a manifest costs to accept: artifactapi against distribution 2.8 in the same run.
+
+Both registries run as processes on the filesystem, a fresh one per registry. Into each,
+the same small blobs are pushed first; then each manifest below is PUT several times
+(a fresh config each time, so every PUT is a new manifest) and the median time of the
+PUT is kept:
+
+* ``1000 distinct layers``  an image manifest at artifactapi's default ``max_layers``;
+* ``26000 equal layers``    one layer named 26,000 times (3.8 MB): refused by artifactapi
+                            (over ``max_layers``), accepted by distribution;
+* ``10000 equal children``  an index naming one child 10,000 times (the default
+                            ``max_index_entries``);
+* ``10000 unknown children`` an index of distinct children none of which exists: refused
+                            by both.
+
+Options: ``BENCH_MANIFEST_RUNS`` (5 PUTs per case).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.harness import Server, env_int
+from bench.registry import start_artifactapi, start_distribution
+
+NAME = "docker-local/bench/app"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+LAYER = "application/vnd.oci.image.layer.v1.tar"
+CONFIG = "application/vnd.oci.image.config.v1+json"
+LAYERS = 1000
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _descriptor(media_type: str, data: bytes) -> dict[str, Any]:
+    return {"mediaType": media_type, "digest": _digest(data), "size": len(data)}
+
+
+def _request(method: str, url: str, body: bytes = b"", content_type: str = "") -> int:
+    request = urllib.request.Request(url, data=body or None, method=method)
+    if content_type:
+        request.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(request, timeout=300) as response:
+            response.read()
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        exc.read()
+        return int(exc.code)
+
+
+def _push_blob(base: str, data: bytes) -> None:
+    url = f"{base}/v2/{NAME}/blobs/uploads/?digest={_digest(data)}"
+    status = _request("POST", url, data, "application/octet-stream")
+    assert status == 201, status
+
+
+def _image(config: bytes, layers: list[bytes]) -> bytes:
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": _descriptor(CONFIG, config),
+        "layers": [_descriptor(LAYER, layer) for layer in layers],
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def _index(children: list[dict[str, Any]]) -> bytes:
+    doc = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children}
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def _cases(base: str, runs: int) -> dict[str, tuple[float, int]]:
+    """Median seconds of each case's PUT and the status it got."""
+    layers = [b"layer %d" % i for i in range(LAYERS)]
+    configs = [b'{"run": %d}' % i for i in range(runs)]
+    for blob in (*layers, *configs):
+        _push_blob(base, blob)
+    child = _image(configs[0], layers[:1])
+    assert _request("PUT", f"{base}/v2/{NAME}/manifests/child", child, OCI_MANIFEST) == 201
+    child_descriptor = _descriptor(OCI_MANIFEST, child)
+
+    def unknown(run: int) -> bytes:
+        fake = [
+            {"mediaType": OCI_MANIFEST, "digest": _digest(b"%d-%d" % (run, i)), "size": 10}
+            for i in range(10_000)
+        ]
+        return _index(fake)
+
+    documents: dict[str, tuple[Callable[[int], bytes], str]] = {
+        "1000 distinct layers": (lambda run: _image(configs[run], layers), OCI_MANIFEST),
+        "26000 equal layers": (lambda run: _image(configs[run], layers[:1] * 26_000), OCI_MANIFEST),
+        "10000 equal children": (
+            lambda run: _index([{**child_descriptor, "annotations": {"run": str(run)}}] * 10_000),
+            OCI_INDEX,
+        ),
+        "10000 unknown children": (unknown, OCI_INDEX),
+    }
+    results = {}
+    for case, (make, media_type) in documents.items():
+        times, status = [], 0
+        for run in range(runs):
+            body = make(run)
+            started = time.perf_counter()
+            status = _request(
+                "PUT", f"{base}/v2/{NAME}/manifests/{case[:5]}{run}", body, media_type
+            )
+            times.append(time.perf_counter() - started)
+        results[case] = (statistics.median(times), status)
+    return results
+
+
+def _measure(start: Callable[..., Server], runs: int) -> dict[str, tuple[float, int]]:
+    with tempfile.TemporaryDirectory(prefix="bench-manifests-") as tmp:
+        server = start("fs", Path(tmp), None, "", {})
+        try:
+            return _cases(server.base, runs)
+        finally:
+            server.stop()
+
+
+def main() -> None:
+    runs = env_int("BENCH_MANIFEST_RUNS", 5)
+    ours = _measure(start_artifactapi, runs)
+    theirs = _measure(start_distribution, runs)
+    print(f"manifest acceptance, filesystem, median of {runs} PUTs")
+    print(f"{'case':<24} {'artifactapi':>18} {'distribution':>18} {'ratio':>7}")
+    for case, (seconds, status) in ours.items():
+        peer, peer_status = theirs[case]
+        ratio = peer / seconds if seconds else float("nan")
+        print(
+            f"{case:<24} {seconds * 1000:>10.1f} ms {status:>4}"
+            f" {peer * 1000:>10.1f} ms {peer_status:>4} {ratio:>6.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
