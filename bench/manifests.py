@@ -48,22 +48,27 @@ def _descriptor(media_type: str, data: bytes) -> dict[str, Any]:
     return {"mediaType": media_type, "digest": _digest(data), "size": len(data)}
 
 
-def _request(method: str, url: str, body: bytes = b"", content_type: str = "") -> int:
+def _request(method: str, url: str, body: bytes = b"", content_type: str = "") -> tuple[int, str]:
+    """The status and Location of one request."""
     request = urllib.request.Request(url, data=body or None, method=method)
     if content_type:
         request.add_header("Content-Type", content_type)
     try:
         with urllib.request.urlopen(request, timeout=300) as response:
             response.read()
-            return int(response.status)
+            return int(response.status), response.headers.get("Location", "")
     except urllib.error.HTTPError as exc:
         exc.read()
-        return int(exc.code)
+        return int(exc.code), ""
 
 
 def _push_blob(base: str, data: bytes) -> None:
-    url = f"{base}/v2/{NAME}/blobs/uploads/?digest={_digest(data)}"
-    status = _request("POST", url, data, "application/octet-stream")
+    """POST then PUT ``?digest=`` with the body: what both registries take."""
+    status, location = _request("POST", f"{base}/v2/{NAME}/blobs/uploads/")
+    assert status == 202, status
+    url = location if location.startswith("http") else base + location
+    separator = "&" if "?" in url else "?"
+    status, _ = _request("PUT", f"{url}{separator}digest={_digest(data)}", data, LAYER)
     assert status == 201, status
 
 
@@ -89,7 +94,7 @@ def _cases(base: str, runs: int) -> dict[str, tuple[float, int]]:
     for blob in (*layers, *configs):
         _push_blob(base, blob)
     child = _image(configs[0], layers[:1])
-    assert _request("PUT", f"{base}/v2/{NAME}/manifests/child", child, OCI_MANIFEST) == 201
+    assert _request("PUT", f"{base}/v2/{NAME}/manifests/child", child, OCI_MANIFEST)[0] == 201
     child_descriptor = _descriptor(OCI_MANIFEST, child)
 
     def unknown(run: int) -> bytes:
@@ -114,9 +119,8 @@ def _cases(base: str, runs: int) -> dict[str, tuple[float, int]]:
         for run in range(runs):
             body = make(run)
             started = time.perf_counter()
-            status = _request(
-                "PUT", f"{base}/v2/{NAME}/manifests/{case[:5]}{run}", body, media_type
-            )
+            url = f"{base}/v2/{NAME}/manifests/{case.replace(' ', '-')}-{run}"
+            status, _ = _request("PUT", url, body, media_type)
             times.append(time.perf_counter() - started)
         results[case] = (statistics.median(times), status)
     return results
