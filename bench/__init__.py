@@ -1,3 +1,10 @@
 """Benchmarks: ``python -m bench`` (``make bench``) runs every module in :data:`MODULES`."""
 
-MODULES = ("bench.ingest", "bench.registry", "bench.gc", "bench.proxy", "bench.slowloris")
+MODULES = (
+    "bench.ingest",
+    "bench.registry",
+    "bench.manifests",
+    "bench.gc",
+    "bench.proxy",
+    "bench.slowloris",
+)
