@@ -13,13 +13,15 @@ PUT is kept:
 * ``10000 unknown children`` an index of distinct children none of which exists: refused
                             by both.
 
-Options: ``BENCH_MANIFEST_RUNS`` (5 PUTs per case).
+Options: ``BENCH_MANIFEST_RUNS`` (5 PUTs per case); ``BENCH_MANIFEST_POSTGRES_DSN`` (an
+empty database to measure artifactapi on PostgreSQL too, its metadata on that server).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -29,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.harness import Server, env_int
+from bench.harness import Server, env_int, run_artifactapi
 from bench.registry import start_artifactapi, start_distribution
 
 NAME = "docker-local/bench/app"
@@ -135,19 +137,38 @@ def _measure(start: Callable[..., Server], runs: int) -> dict[str, tuple[float, 
             server.stop()
 
 
+def _on_postgres(dsn: str) -> Callable[..., Server]:
+    def start(storage: str, directory: Path, *_: Any) -> Server:
+        config = {
+            "server": {"host": "127.0.0.1", "port": 0, "workers": 1},
+            "logging": {"level": "warning"},
+            "database": {"url": dsn},
+            "storage": {"driver": "filesystem", "root": str(directory / "blobs")},
+            "cache": {"url": "memory://"},
+            "repositories": [{"name": "docker-local", "format": "oci", "kind": "local"}],
+        }
+        return run_artifactapi(directory, config)
+
+    return start
+
+
 def main() -> None:
     runs = env_int("BENCH_MANIFEST_RUNS", 5)
-    ours = _measure(start_artifactapi, runs)
+    measured = {"artifactapi": _measure(start_artifactapi, runs)}
+    dsn = os.environ.get("BENCH_MANIFEST_POSTGRES_DSN")
+    if dsn:
+        measured["artifactapi (PostgreSQL)"] = _measure(_on_postgres(dsn), runs)
     theirs = _measure(start_distribution, runs)
     print(f"manifest acceptance, filesystem, median of {runs} PUTs")
-    print(f"{'case':<24} {'artifactapi':>18} {'distribution':>18} {'ratio':>7}")
-    for case, (seconds, status) in ours.items():
-        peer, peer_status = theirs[case]
-        ratio = peer / seconds if seconds else float("nan")
-        print(
-            f"{case:<24} {seconds * 1000:>10.1f} ms {status:>4}"
-            f" {peer * 1000:>10.1f} ms {peer_status:>4} {ratio:>6.2f}x"
-        )
+    for name, ours in measured.items():
+        print(f"{'case':<24} {name:>26} {'distribution':>18} {'ratio':>7}")
+        for case, (seconds, status) in ours.items():
+            peer, peer_status = theirs[case]
+            ratio = peer / seconds if seconds else float("nan")
+            print(
+                f"{case:<24} {seconds * 1000:>18.1f} ms {status:>4}"
+                f" {peer * 1000:>10.1f} ms {peer_status:>4} {ratio:>6.2f}x"
+            )
 
 
 if __name__ == "__main__":
