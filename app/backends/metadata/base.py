@@ -7,12 +7,28 @@ them on its database; the SQLite driver rewrites ``$n`` to ``?n``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, Protocol, runtime_checkable
 
 Row = Mapping[str, Any]
 Dialect = Literal["sqlite", "postgres"]
+
+
+def one_of(dialect: Dialect, placeholder: str) -> str:
+    """``IN`` the list of strings passed at ``placeholder`` (as :func:`as_list` makes it),
+    with one parameter however long the list: an array on PostgreSQL, a JSON array on
+    SQLite (either would refuse tens of thousands of parameters). A set to join, not
+    ``= ANY``, which PostgreSQL may read as a filter over every row it scans."""
+    if dialect == "postgres":
+        return f"IN (SELECT unnest({placeholder}::text[]))"
+    return f"IN (SELECT value FROM json_each({placeholder}))"
+
+
+def as_list(dialect: Dialect, values: list[str]) -> object:
+    """The parameter :func:`one_of` takes for ``values``."""
+    return values if dialect == "postgres" else json.dumps(values)
 
 
 class MetadataError(Exception):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.backends.metadata import migrations
-from app.backends.metadata.base import Conflict, Row, SqlDriver
+from app.backends.metadata.base import Conflict, Row, SqlDriver, as_list, one_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +44,6 @@ CORE_BLOB_REFERENCES = (
 )
 # Sorts after every digest ("sha256:…", "sha512:…") under any collation.
 _LAST_DIGEST = "zzzzzzzz"
-# Rows per statement where a list of digests becomes placeholders.
-_CHUNK = 1000
 
 
 class BlobsGone(Conflict):
@@ -77,16 +75,14 @@ async def share_locked(
 ) -> set[str]:
     """Which of ``digests`` the ``select`` (``SELECT digest FROM … WHERE …``, its own
     placeholders filled by ``args``) finds, share-locking those rows in digest order on
-    PostgreSQL; in statements of at most a thousand digests."""
-    wanted = sorted(set(digests))
+    PostgreSQL."""
     lock = " ORDER BY digest FOR SHARE" if tx.dialect == "postgres" else ""
-    found: set[str] = set()
-    for start in range(0, len(wanted), _CHUNK):
-        chunk = wanted[start : start + _CHUNK]
-        marks = ", ".join(f"${len(args) + i + 1}" for i in range(len(chunk)))
-        rows = await tx.fetch(f"{select} AND digest IN ({marks}){lock}", *args, *chunk)
-        found.update(r["digest"] for r in rows)
-    return found
+    rows = await tx.fetch(
+        f"{select} AND digest {one_of(tx.dialect, f'${len(args) + 1}')}{lock}",
+        *args,
+        as_list(tx.dialect, sorted(set(digests))),
+    )
+    return {r["digest"] for r in rows}
 
 
 async def holding(tx: SqlDriver, digests: Collection[str]) -> None:
@@ -270,42 +266,40 @@ class MetadataStore:
         return them and where the next batch starts (None at the end).
 
         The collector's half of the safety argument (the writer's is
-        :func:`hold_blobs`): the candidates are locked first, which waits for every
-        writer holding one of them to commit; then a second statement, which sees
-        what those writers committed, marks only those still unreferenced. A writer
-        that comes after the lock finds the blob marked and writes no reference.
+        :func:`hold_blobs`): the marking update waits for every writer holding one of
+        its rows to commit, but judges references by what it saw when it began; so a
+        second statement in the same transaction, which sees what those writers
+        committed, takes back any now referenced before anyone can see the mark. A
+        writer that comes after the update finds the blob marked and writes no
+        reference.
         """
         upper = await self.db.fetchval(
             "SELECT digest FROM blobs WHERE digest > $1 ORDER BY digest LIMIT 1 OFFSET $2",
             after,
             limit - 1,
         )
-        condition = self._orphan_condition(references)
         async with self.db.transaction() as tx:
-            lock = " ORDER BY b.digest FOR UPDATE" if tx.dialect == "postgres" else ""
-            candidates = await tx.fetch(
-                f"SELECT b.digest FROM blobs b WHERE {condition}"
-                f" AND b.digest > $2 AND b.digest <= $3{lock}",
+            rows = await tx.fetch(
+                "UPDATE blobs AS b SET state = 'deleting', marked_at = $4"
+                f" WHERE {self._orphan_condition(references)}"
+                " AND b.digest > $2 AND b.digest <= $3"
+                " RETURNING digest, size, created_at, state, marked_at",
                 cutoff,
                 after,
                 upper if upper is not None else _LAST_DIGEST,
+                now,
             )
-            if not candidates:
-                return [], upper
-            digests = [r["digest"] for r in candidates]
-            rows: list[Row] = []
-            for start in range(0, len(digests), _CHUNK):
-                chunk = digests[start : start + _CHUNK]
-                marks = ", ".join(f"${i + 3}" for i in range(len(chunk)))
-                rows += await tx.fetch(
-                    "UPDATE blobs AS b SET state = 'deleting', marked_at = $2"
-                    f" WHERE b.digest IN ({marks}) AND {condition}"
-                    " RETURNING digest, size, created_at, state, marked_at",
-                    cutoff,
-                    now,
-                    *chunk,
+            marked = [BlobRow(**r) for r in rows]
+            # The update waited for every writer holding one of these rows; a new
+            # statement sees what they committed. Those are not orphans after all.
+            if late := await self._referenced(tx, marked, references):
+                await tx.execute(
+                    "UPDATE blobs SET state = 'live', marked_at = NULL"
+                    f" WHERE digest {one_of(tx.dialect, '$1')}",
+                    as_list(tx.dialect, sorted(late)),
                 )
-        return sorted((BlobRow(**r) for r in rows), key=lambda b: b.digest), upper
+        kept = sorted((b for b in marked if b.digest not in late), key=lambda b: b.digest)
+        return kept, upper
 
     async def remark_blobs(self, after: str, limit: int, now: float) -> list[BlobRow]:
         """Mark again, at ``now``, blobs an earlier run left "deleting", so this run may
@@ -323,20 +317,23 @@ class MetadataStore:
 
     async def referenced(self, blobs: Collection[BlobRow], references: Iterable[str]) -> set[str]:
         """Which of ``blobs`` something references now (``references`` as for
-        :meth:`mark_orphans`): a collector finds none among blobs it marked itself;
-        rows an older version left marked under a late reference may be."""
+        :meth:`mark_orphans`): rows an older version left marked under a late
+        reference may be."""
+        return await self._referenced(self.db, blobs, references)
+
+    @staticmethod
+    async def _referenced(
+        db: SqlDriver, blobs: Collection[BlobRow], references: Iterable[str]
+    ) -> set[str]:
+        if not blobs:
+            return set()
         anything = " OR ".join((*CORE_BLOB_REFERENCES, *references))
-        digests = [b.digest for b in blobs]
-        found: set[str] = set()
-        for start in range(0, len(digests), _CHUNK):
-            chunk = digests[start : start + _CHUNK]
-            marks = ", ".join(f"${i + 1}" for i in range(len(chunk)))
-            rows = await self.db.fetch(
-                f"SELECT b.digest FROM blobs b WHERE b.digest IN ({marks}) AND ({anything})",
-                *chunk,
-            )
-            found.update(r["digest"] for r in rows)
-        return found
+        rows = await db.fetch(
+            f"SELECT b.digest FROM blobs b WHERE b.digest {one_of(db.dialect, '$1')}"
+            f" AND ({anything})",
+            as_list(db.dialect, [b.digest for b in blobs]),
+        )
+        return {r["digest"] for r in rows}
 
     async def unmark_blob(self, blob: BlobRow, state: str) -> bool:
         """Take a marked blob back ("live" with its object, "missing" without), if

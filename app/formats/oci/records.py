@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from app.backends.metadata.base import Conflict, SqlDriver
+from app.backends.metadata.base import Conflict, SqlDriver, as_list, one_of
 from app.backends.metadata.store import BlobsGone, holding, share_locked
 
 
@@ -63,16 +62,10 @@ class OciRecords:
         self.db = db
 
     def _one_of(self, placeholder: str) -> str:
-        """``IN`` the list of strings passed at ``placeholder`` (as :meth:`_listed` makes
-        it), with one parameter however long the list: as an array on PostgreSQL, a JSON
-        array on SQLite (either would refuse tens of thousands of parameters). A set to
-        join, not ``= ANY``, which PostgreSQL reads as a filter over every row of the name."""
-        if self.db.dialect == "postgres":
-            return f"IN (SELECT unnest({placeholder}::text[]))"
-        return f"IN (SELECT value FROM json_each({placeholder}))"
+        return one_of(self.db.dialect, placeholder)
 
     def _listed(self, values: list[str]) -> object:
-        return values if self.db.dialect == "postgres" else json.dumps(values)
+        return as_list(self.db.dialect, values)
 
     # -- upload sessions --------------------------------------------------------
 
