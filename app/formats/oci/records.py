@@ -53,6 +53,8 @@ class Reference:
 
 
 _MANIFEST_COLUMNS = "digest, blob_digest, media_type, artifact_type, subject, size"
+# A touch this recent is as good as one now (seconds).
+TOUCH_RESOLUTION = 60.0
 # Byte order for computed text, as {{text_bytewise}} gives stored columns.
 _BYTEWISE = {"postgres": 'COLLATE "C"', "sqlite": "COLLATE BINARY"}
 
@@ -160,14 +162,20 @@ class OciRecords:
         grace period while a manifest naming them commits. One missing from the answer
         is not in this image name; one answered "deleting" is the caller's to wait out."""
         now, listed = time.time(), self._listed(digests)
+        # A blob touched within the last minute (a layer just uploaded, the usual case)
+        # is not written again: on PostgreSQL each touch is a new row version, and a
+        # push of a thousand layers would write a thousand. put_manifest's hold is what
+        # keeps them until its references commit; the touch only keeps the collector
+        # off meanwhile.
         await self.db.execute(
-            "UPDATE blobs SET touched_at = $4 WHERE state = 'live' AND digest IN"
-            " (SELECT blob_digest FROM oci_blob_links"
+            "UPDATE blobs SET touched_at = $4 WHERE state = 'live' AND touched_at < $5"
+            " AND digest IN (SELECT blob_digest FROM oci_blob_links"
             f" WHERE repository_id = $1 AND name = $2 AND digest {self._one_of('$3')})",
             repository_id,
             name,
             listed,
             now,
+            now - TOUCH_RESOLUTION,
         )
         rows = await self.db.fetch(
             "SELECT l.digest, l.blob_digest, b.size, b.state FROM oci_blob_links l"
