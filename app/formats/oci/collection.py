@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
-from app.backends.metadata.base import Row, SqlDriver
+from app.backends.metadata.base import Row, SqlDriver, as_list, one_of
 from app.formats.base import Sweep
 from app.formats.oci.records import OciRecords
 from app.repositories import Repository
@@ -117,19 +117,15 @@ async def _delete_unreachable(db: SqlDriver, repository_id: int, cutoff: float) 
             repository_id,
             cutoff,
         )
-        rows: list[Row] = []
-        digests = [r["digest"] for r in candidates]
-        for start in range(0, len(digests), BATCH):
-            chunk = digests[start : start + BATCH]
-            marks = ", ".join(f"${i + 3}" for i in range(len(chunk)))
-            rows += await tx.fetch(
-                f"DELETE FROM oci_manifests AS m WHERE m.digest IN ({marks}) AND {_UNREACHABLE}"
-                " RETURNING digest, size",
-                repository_id,
-                cutoff,
-                *chunk,
-            )
-        return rows
+        if not candidates:
+            return []
+        return await tx.fetch(
+            f"DELETE FROM oci_manifests AS m WHERE m.digest {one_of(tx.dialect, '$3')}"
+            f" AND {_UNREACHABLE} RETURNING digest, size",
+            repository_id,
+            cutoff,
+            as_list(tx.dialect, [r["digest"] for r in candidates]),
+        )
 
 
 def _age(cutoff: float) -> timedelta:
