@@ -1,5 +1,6 @@
 # artifactapi: `make run` serves the embedded shape; `make test` runs the whole suite.
-# Both create the virtualenv and install pinned dependencies first.
+# Both create the virtualenv and install pinned dependencies first. `make lint` runs ruff, the
+# import contracts in pyproject.toml and mypy --strict; `make test` fails under 90% coverage.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -22,11 +23,13 @@ run: install
 
 test: install
 	$(BIN)/coverage erase
-	$(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check app pipelines collector tests bench
 	$(BIN)/ruff format --check app pipelines collector tests bench
+	$(BIN)/lint-imports
+	$(BIN)/mypy --strict app pipelines collector
 
 format: install
 	$(BIN)/ruff format app pipelines collector tests bench

@@ -83,7 +83,10 @@ async def _upload(
     return web.json_response(
         body,
         status=201 if stored.created else 200,
-        headers={"Location": body["uri"], "ETag": f'"{stored.blob.digest}"'},
+        headers={
+            "Location": _uri(request, repo, stored.file.path),
+            "ETag": f'"{stored.blob.digest}"',
+        },
     )
 
 
@@ -116,7 +119,7 @@ async def _listing(
         raise BadRequest(f"limit must be a whole number between 1 and {LIST_LIMIT_MAX}")
     after = request.query.get("after", "")
     entries = await files.list(repo, folder, limit, after)
-    children = []
+    children: list[dict[str, object]] = []
     for entry in entries:
         if entry.folder:
             children.append(
@@ -149,7 +152,9 @@ def _uri(request: web.Request, repo: Repository, path: str) -> str:
     return f"/repository/{repo.name}/{quote(path)}"
 
 
-def _describe(request: web.Request, repo: Repository, path: str, size: int, digest: str) -> dict:
+def _describe(
+    request: web.Request, repo: Repository, path: str, size: int, digest: str
+) -> dict[str, object]:
     return {
         "repository": repo.name,
         "path": path,
