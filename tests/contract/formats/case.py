@@ -78,7 +78,7 @@ _CODE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 def default_error_shape(answer: Answer) -> None:
     """The shape of :meth:`app.formats.base.Format.render_error`, which a format keeps
     unless it has clients expecting another: ``{"error": {"code", "message",
-    "request_id"[, "detail"]}}``, the request id the one of the answer."""
+    "request_id"[, "detail"]}}``, the request id the one the answer carries."""
     body = answer.json()
     assert set(body) == {"error"}, body
     error = body["error"]
@@ -94,4 +94,5 @@ def default_error_shape(answer: Answer) -> None:
     ), error
     assert _CODE.match(error["code"]), error
     assert isinstance(error["message"], str) and error["message"], error
-    assert error["request_id"] == answer.headers.get("X-Request-ID", ""), (error, answer.headers)
+    assert error["request_id"], error  # what an operator looks for in the log
+    assert error["request_id"] == answer.headers.get("X-Request-ID"), (error, answer.headers)

@@ -70,6 +70,7 @@ async def test_errors_take_the_format_shape(
     answer = await ask(service, call)
     answered(call, answer)
     case.shape(answer)
+    assert answer.headers.get("X-Request-ID"), answer.headers  # every answer has its id
     if status == 405:
         assert answer.headers.get("Allow"), answer.headers  # RFC 9110: a 405 names them
 
@@ -80,6 +81,7 @@ async def test_other_errors_take_the_format_shape(service: TestClient, case: Con
         answer = await ask(service, call)
         answered(call, answer)
         case.shape(answer)
+        assert answer.headers.get("X-Request-ID"), answer.headers
 
 
 @pytest.mark.asyncio(loop_scope="module")
