@@ -46,6 +46,11 @@ def answered(call: Call, answer: Answer) -> None:
         assert answer.headers.get(name) == value, (what, name, answer.headers)
 
 
+def shaped(case: ContractCase, answer: Answer) -> None:
+    case.shape(answer)
+    assert answer.headers.get("X-Request-ID"), answer.headers  # every answer has its id
+
+
 def references(service: TestClient) -> tuple[str, ...]:
     """What the collector asks of every blob, as it builds it in a run."""
     formats = service.app[FORMATS]
@@ -69,8 +74,7 @@ async def test_errors_take_the_format_shape(
     assert call.status == status
     answer = await ask(service, call)
     answered(call, answer)
-    case.shape(answer)
-    assert answer.headers.get("X-Request-ID"), answer.headers  # every answer has its id
+    shaped(case, answer)
     if status == 405:
         assert answer.headers.get("Allow"), answer.headers  # RFC 9110: a 405 names them
 
@@ -80,15 +84,14 @@ async def test_other_errors_take_the_format_shape(service: TestClient, case: Con
     for call in case.other_errors:
         answer = await ask(service, call)
         answered(call, answer)
-        case.shape(answer)
-        assert answer.headers.get("X-Request-ID"), answer.headers
+        shaped(case, answer)
 
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_a_bug_is_a_500_in_the_format_shape(service: TestClient, case: ContractCase) -> None:
     answer = await ask(service, case.errors[404], **{BUG: "1"})
     assert answer.status == 500, answer
-    case.shape(answer)
+    shaped(case, answer)
     assert b"a handler's bug" not in answer.body  # what went wrong stays in the log
 
 
@@ -103,7 +106,7 @@ async def test_a_database_gone_is_a_503_in_the_format_shape(
         await client.app[keys.METADATA].db.close()
         answer = await ask(client, case.errors[404])
         assert answer.status == 503, answer
-        case.shape(answer)
+        shaped(case, answer)
     finally:
         await client.close()
 

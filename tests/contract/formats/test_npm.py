@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from tests.contract.formats.case import Answer, Call, ContractCase
+from tests.contract.formats.case import Answer, Call, ContractCase, remote
 from tests.contract.formats.suite import *  # noqa: F403  the contract's tests
 from tests.integration.test_remote_npm import FakeRegistry, tarball
 
@@ -29,14 +29,7 @@ def npm_shape(answer: Answer) -> None:
 
 CASE = ContractCase(
     format="npm",
-    repositories=lambda upstream: [
-        {
-            "name": "npm-remote",
-            "format": "npm",
-            "kind": "remote",
-            "options": {"upstream": upstream, "retries": 0},
-        }
-    ],
+    repositories=lambda upstream: [remote("npm-remote", "npm", upstream)],
     upstream=lambda: Registry(packages=("demo",)).app(),
     server={"max_body_size": "1KiB"},
     stores=[

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.contract.formats.case import Call, ContractCase, default_error_shape
+from tests.contract.formats.case import Call, ContractCase, default_error_shape, remote
 from tests.contract.formats.suite import *  # noqa: F403  the contract's tests
 from tests.integration.test_remote_pypi import WHEEL, Index, build_wheel
 
@@ -12,14 +12,7 @@ HIT = {"X-Cache": "HIT"}
 
 CASE = ContractCase(
     format="pypi",
-    repositories=lambda upstream: [
-        {
-            "name": "pypi-remote",
-            "format": "pypi",
-            "kind": "remote",
-            "options": {"upstream": upstream, "retries": 0},
-        }
-    ],
+    repositories=lambda upstream: [remote("pypi-remote", "pypi", upstream)],
     upstream=lambda: Index(files={WHEEL: DATA}).app(),
     server={"max_body_size": "1KiB"},
     stores=[
