@@ -83,9 +83,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     metrics of every request. One, because each middleware is another coroutine
     frame on every request, and a cache hit costs little more than a few of those."""
     app = request.app
-    supplied = request.headers.get("X-Request-ID")
-    request_id = supplied if supplied and _CLIENT_ID.match(supplied) else app[REQUEST_IDS].new()
-    request[REQUEST_ID] = request_id
+    request_id = identify(request)
     bound = logs.REQUEST_ID.set(request_id)
     started = time.perf_counter()
     status = 500
@@ -109,6 +107,18 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             ms = round(elapsed * 1000, 1)
             access(request.method, request.path, status, ms, received, sent, request_id)
         logs.REQUEST_ID.reset(bound)
+
+
+def identify(request: web.Request) -> str:
+    """The request's id (the client's own if it is a sane one), kept on the request so
+    that every response carries it (:func:`add_request_id`)."""
+    supplied = request.headers.get("X-Request-ID")
+    if supplied and _CLIENT_ID.match(supplied):
+        request_id = supplied
+    else:
+        request_id = request.app[REQUEST_IDS].new()
+    request[REQUEST_ID] = request_id
+    return request_id
 
 
 def _bytes_sent(response: web.StreamResponse | None) -> int:

@@ -27,6 +27,7 @@ from app.middleware import (
     REQUEST_IDS,
     RequestIds,
     add_request_id,
+    identify,
     observe,
 )
 from app.proxy.engine import RemoteEngine
@@ -142,7 +143,8 @@ async def expect_continue(request: web.Request) -> web.StreamResponse | None:
     if request.content_length is not None and request.content_length > limit:
         request[FORMAT] = _format_of(request)
         error = PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
-        response = request[FORMAT].render_error(request, error, "")
+        # Answered before the middleware runs: the id is given here.
+        response = request[FORMAT].render_error(request, error, identify(request))
         response.force_close()  # the unread body must not be parsed as the next request
         return response
     if request.version < (1, 1):
