@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from app.runner import migrate_once
 
             applied = asyncio.run(migrate_once(config))
-            print(f"applied migrations: {applied or 'none (up to date)'}")
+            print(f"applied migrations: {', '.join(applied) or 'none (up to date)'}")
             return 0
         if command == "gc":
             from app.logs import configure_logging

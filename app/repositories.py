@@ -2,22 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Generic
+
+from pydantic import BaseModel
+from typing_extensions import TypeVar
 
 from app.backends.metadata import MetadataStore
 from app.config import RepositoryConfig
 from app.errors import NotFound
 
+# A repository's options, as its format validated them; a bare ``Repository`` is one
+# whose format is not known yet (the registry, the dispatcher, the collector).
+Options = TypeVar("Options", bound=BaseModel, default=BaseModel, covariant=True)
+Model = TypeVar("Model", bound=BaseModel)
+
 
 @dataclass(frozen=True, slots=True)
-class Repository:
+class Repository(Generic[Options]):
     id: int
     name: str
     format: str
     kind: str  # local | remote | virtual
-    options: Any  # the format's validated options model
+    options: Options
+
+    def narrowed(self, model: type[Model]) -> Repository[Model]:
+        """This repository, its options typed as the ``model`` its format validated
+        them with (``Format.options(kind)``); a TypeError if they are another's."""
+        options = self.options
+        if not isinstance(options, model):
+            raise TypeError(
+                f"repository {self.name} has {type(options).__name__} options, not {model.__name__}"
+            )
+        return Repository(self.id, self.name, self.format, self.kind, options)
 
 
 class Repositories:
@@ -35,7 +53,7 @@ class Repositories:
         cls,
         metadata: MetadataStore,
         configured: tuple[RepositoryConfig, ...],
-        options: dict[str, Any],
+        options: Mapping[str, BaseModel],
     ) -> Repositories:
         rows = await metadata.sync_repositories(
             (r.name, r.format, r.kind, r.options) for r in configured

@@ -24,16 +24,17 @@ from app.backends.metadata import open_metadata
 from app.config import Config
 from app.connections import GuardedRunner
 from app.draining import INFLIGHT
+from app.formats import available_formats, migrations
 from app.logs import configure_logging
 from app.server import create_app
 
 log = structlog.get_logger("artifactapi")
 
 
-async def migrate_once(config: Config) -> list[int]:
+async def migrate_once(config: Config) -> list[str]:
     metadata = await open_metadata(config.database.url, 1, 2)
     try:
-        return await metadata.migrate()
+        return await metadata.migrate(migrations(available_formats().values()))
     finally:
         await metadata.close()
 

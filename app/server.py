@@ -18,7 +18,7 @@ from app.cas import ContentStore
 from app.config import Config
 from app.draining import INFLIGHT, Inflight
 from app.errors import NotFound, PayloadTooLarge
-from app.formats import Format, available_formats, validate_repositories
+from app.formats import Format, available_formats, migrations, validate_repositories
 from app.metrics import Metrics
 from app.middleware import (
     ACCESS_LOG,
@@ -31,6 +31,7 @@ from app.middleware import (
     observe,
 )
 from app.proxy.engine import RemoteEngine
+from app.proxy.options import RemoteOptions
 from app.proxy.singleflight import CacheLeases, CacheOutage, DatabaseLeases, FallbackLeases
 from app.proxy.upstream import Upstream
 from app.repositories import Repositories
@@ -69,9 +70,9 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
             )
             stack.push_async_callback(metadata.close)
             if migrate:
-                applied = await metadata.migrate()
+                applied = await metadata.migrate(migrations(formats.values()))
                 if applied:
-                    log.info("migrated", versions=applied)
+                    log.info("migrated", scripts=applied)
             cache = open_cache(config.cache.url)
             stack.push_async_callback(cache.close)
             outage = CacheOutage(app[keys.METRICS])
@@ -93,7 +94,7 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
                 app[keys.CAS], metadata, leases, app[keys.METRICS]
             )
             app[keys.UPSTREAMS] = upstreams = {
-                repo.name: Upstream(repo.name, repo.options)
+                repo.name: Upstream(repo.name, repo.narrowed(RemoteOptions).options)
                 for repo in app[keys.REPOSITORIES]
                 if repo.kind == "remote"
             }

@@ -86,7 +86,7 @@ def orphan_digest(index: int) -> str:
 async def _collect(spec: dict[str, Any]) -> dict[str, Any]:
     from app.backends.metadata import open_metadata
     from app.backends.storage import open_storage
-    from app.formats import available_formats, validate_repositories
+    from app.formats import available_formats, migrations, validate_repositories
     from app.repositories import Repositories
     from collector.run import Collector
 
@@ -99,7 +99,7 @@ async def _collect(spec: dict[str, Any]) -> dict[str, Any]:
         config.database.url, config.database.pool_min, config.database.pool_max
     )
     try:
-        await metadata.migrate()
+        await metadata.migrate(migrations(formats.values()))
         repositories = await Repositories.sync(metadata, config.repositories, options)
         collector = Collector(config.gc, metadata, storage, formats, repositories)
         with measured() as sample:
@@ -234,7 +234,7 @@ class Seeded:
 
 async def _seed(dsn: str, root: Path, orphans: int, references: int) -> Seeded:
     from app.backends.metadata import open_metadata
-    from app.formats import available_formats, validate_repositories
+    from app.formats import available_formats, migrations, validate_repositories
     from app.repositories import Repositories
 
     start = time.perf_counter()
@@ -242,7 +242,7 @@ async def _seed(dsn: str, root: Path, orphans: int, references: int) -> Seeded:
     config = _config(dsn, root)
     metadata = await open_metadata(dsn)
     try:
-        await metadata.migrate()
+        await metadata.migrate(migrations(available_formats().values()))
         options = validate_repositories(config, available_formats())
         repositories = await Repositories.sync(metadata, config.repositories, options)
         repository_id = repositories.get("files").id

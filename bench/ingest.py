@@ -176,7 +176,7 @@ async def _content_store(scratch: Path, driver: str, s3: S3Settings | None) -> A
     metadata = await open_metadata(f"sqlite:///{private / 'meta.db'}")
     storage: Any = None
     try:
-        await metadata.migrate()
+        await metadata.migrate([])  # the core's tables are all the CAS needs
         if driver == "fs":
             storage = await FilesystemStorage(private / "root").open()
         else:

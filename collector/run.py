@@ -21,6 +21,7 @@ from app.backends.storage import BlobStorage
 from app.config import GcConfig
 from app.formats.base import Format
 from app.metrics import Metrics
+from app.proxy.options import RemoteOptions
 from app.repositories import Repositories, Repository
 from collector.blobs import BlobSweep
 from collector.remote import evict
@@ -107,7 +108,11 @@ class Collector:
             )
             await fmt.collect(sweep)
             await self._renew()
-        remotes = [(r.id, r.options) for r in self.repositories if r.kind == "remote"]
+        remotes = [
+            (r.id, r.narrowed(RemoteOptions).options)
+            for r in self.repositories
+            if r.kind == "remote"
+        ]
         sweep = FormatSweep(self.metadata, self.storage, report, grace_cutoff, upload_cutoff)
         await evict(sweep, remotes)  # before the blob sweep, which frees what this drops
         references = tuple(ref for fmt in self.formats.values() for ref in fmt.blob_references)

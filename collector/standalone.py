@@ -7,7 +7,7 @@ import contextlib
 from app.backends.metadata import open_metadata
 from app.backends.storage import open_storage
 from app.config import Config
-from app.formats import available_formats, validate_repositories
+from app.formats import available_formats, migrations, validate_repositories
 from app.repositories import Repositories
 from collector.report import Report
 from collector.run import Collector
@@ -23,7 +23,7 @@ async def collect_once(config: Config, dry_run: bool = False) -> Report:
             config.database.url, config.database.pool_min, config.database.pool_max
         )
         stack.push_async_callback(metadata.close)
-        await metadata.migrate()
+        await metadata.migrate(migrations(formats.values()))
         repositories = await Repositories.sync(metadata, config.repositories, options)
         collector = Collector(config.gc, metadata, storage, formats, repositories)
         return await collector.run(dry_run=dry_run)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from app.backends.metadata import Track
 from app.config import Config, ConfigError
 from app.formats.base import Format
 from app.formats.generic import GenericFormat
@@ -19,12 +20,17 @@ def available_formats() -> dict[str, Format]:
     return {f.name: f for f in formats}
 
 
-def validate_repositories(config: Config, formats: dict[str, Format]) -> dict[str, Any]:
+def migrations(formats: Iterable[Format]) -> list[Track]:
+    """The formats' migration tracks, for ``MetadataStore.migrate``."""
+    return [Track(f.name, f.migrations) for f in formats if f.migrations is not None]
+
+
+def validate_repositories(config: Config, formats: dict[str, Format]) -> dict[str, BaseModel]:
     """Check every repository's format, kind and options; return options by name.
 
     Raises :class:`ConfigError` naming the offending key, as config loading does.
     """
-    options: dict[str, Any] = {}
+    options: dict[str, BaseModel] = {}
     for index, repo in enumerate(config.repositories):
         where = f"repositories[{index}]"
         fmt = formats.get(repo.format)
@@ -46,4 +52,4 @@ def validate_repositories(config: Config, formats: dict[str, Format]) -> dict[st
     return options
 
 
-__all__ = ["Format", "available_formats", "validate_repositories"]
+__all__ = ["Format", "available_formats", "migrations", "validate_repositories"]

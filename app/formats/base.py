@@ -9,11 +9,14 @@ plugs into the service through this one class:
 - :meth:`Format.handle` answers ``/repository/<name>/<path>`` for its repositories;
 - :meth:`Format.render_error` shapes errors the way the format's clients expect;
 - :attr:`Format.blob_references`, :attr:`Format.blob_names` and :meth:`Format.collect`
-  tell the collector what the format's rows keep alive and what garbage it makes.
+  tell the collector what the format's rows keep alive and what garbage it makes;
+- :attr:`Format.migrations` is the folder of the format's own tables' migrations
+  (``migrations/NNNN_name.sql`` beside it), applied after the core's at start-up.
 """
 
 from __future__ import annotations
 
+from importlib.resources.abc import Traversable
 from typing import ClassVar, Protocol
 
 from aiohttp import web
@@ -62,6 +65,10 @@ class Format:
     # Statements (the blob's digest as ``$1``) deleting rows that only name a blob,
     # run when the collector removes it.
     blob_names: ClassVar[tuple[str, ...]] = ()
+    # The format's migrations (``NNNN_name.sql``, numbered on a track of the format's
+    # own), e.g. ``resources.files(__package__) / "migrations"``; None if it keeps
+    # no tables.
+    migrations: ClassVar[Traversable | None] = None
 
     def options(self, kind: str) -> type[BaseModel]:
         """The pydantic model for a repository's ``options`` of this kind."""

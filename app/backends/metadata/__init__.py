@@ -1,8 +1,12 @@
-"""Metadata: a :class:`MetadataStore` over a PostgreSQL or SQLite driver."""
+"""Metadata: a :class:`MetadataStore` (the core's tables) over a PostgreSQL or
+SQLite driver; :class:`Records`, the base of a format's own queries; :class:`Track`,
+a format's migrations handed to :meth:`MetadataStore.migrate`."""
 
 from __future__ import annotations
 
 from app.backends.metadata.base import Conflict, MetadataError
+from app.backends.metadata.migrator import Track
+from app.backends.metadata.records import Records
 from app.backends.metadata.store import BlobsGone, MetadataStore, hold_blobs, holding
 
 
@@ -22,6 +26,8 @@ __all__ = [
     "Conflict",
     "MetadataError",
     "MetadataStore",
+    "Records",
+    "Track",
     "hold_blobs",
     "holding",
     "open_metadata",

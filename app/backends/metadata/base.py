@@ -1,8 +1,10 @@
-"""The SQL driver interface under the metadata store.
+"""The SQL driver interface under the metadata store and the formats' records.
 
-Queries are written once, in :mod:`app.backends.metadata.store`, in the SQL both
-PostgreSQL and SQLite understand, with ``$1``-style placeholders. A driver runs
-them on its database; the SQLite driver rewrites ``$n`` to ``?n``.
+Queries are written once (the core's in :mod:`app.backends.metadata.store`, a
+format's in its own records module) in the SQL both PostgreSQL and SQLite
+understand, with ``$1``-style placeholders, and the few dialect helpers below where
+they differ. A driver runs them on its database; the SQLite driver rewrites ``$n``
+to ``?n``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,19 @@ def one_of(dialect: Dialect, placeholder: str) -> str:
 def as_list(dialect: Dialect, values: list[str]) -> object:
     """The parameter :func:`one_of` takes for ``values``."""
     return values if dialect == "postgres" else json.dumps(values)
+
+
+def row_lock(dialect: Dialect, order: str, mode: Literal["SHARE", "UPDATE"]) -> str:
+    """The tail of a ``SELECT`` that locks the rows it finds, in ``order`` (so that
+    writers lock in one order and do not deadlock), on PostgreSQL; nothing on
+    SQLite, whose one write transaction at a time holds every row already."""
+    return f" ORDER BY {order} FOR {mode}" if dialect == "postgres" else ""
+
+
+def bytewise(dialect: Dialect) -> str:
+    """The collation that orders computed text by bytes, as ``{{text_bytewise}}``
+    columns are in the migrations."""
+    return 'COLLATE "C"' if dialect == "postgres" else "COLLATE BINARY"
 
 
 class MetadataError(Exception):

@@ -1,6 +1,9 @@
-"""The metadata store: every query the application makes, written once.
+"""The metadata store: the core's tables, queried once for both databases.
 
-It runs on either :class:`SqlDriver`; callers never write SQL.
+Repositories, blobs (their states, the holds writers take on them, the collector's
+marks), leases and collection reports. Formats keep their own tables and queries
+beside them, on :class:`app.backends.metadata.records.Records`; the collector learns
+what their rows keep alive from ``Format.blob_references``.
 """
 
 from __future__ import annotations
@@ -11,8 +14,8 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.backends.metadata import migrations
-from app.backends.metadata.base import Conflict, Row, SqlDriver, as_list, one_of
+from app.backends.metadata import migrator
+from app.backends.metadata.base import Conflict, SqlDriver, as_list, one_of, row_lock
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,11 +40,9 @@ class BlobRow:
 
 
 # SQL conditions, over the blob aliased ``b``, true when something the core keeps
-# references the blob; formats add their own (Format.blob_references).
-CORE_BLOB_REFERENCES = (
-    "EXISTS (SELECT 1 FROM files f WHERE f.blob_digest = b.digest)",
-    "EXISTS (SELECT 1 FROM remote_entries e WHERE e.blob_digest = b.digest)",
-)
+# references the blob (the remote cache); formats add their own
+# (Format.blob_references).
+CORE_BLOB_REFERENCES = ("EXISTS (SELECT 1 FROM remote_entries e WHERE e.blob_digest = b.digest)",)
 # Sorts after every digest ("sha256:…", "sha512:…") under any collation.
 _LAST_DIGEST = "zzzzzzzz"
 
@@ -76,9 +77,9 @@ async def share_locked(
     """Which of ``digests`` the ``select`` (``SELECT digest FROM … WHERE …``, its own
     placeholders filled by ``args``) finds, share-locking those rows in digest order on
     PostgreSQL."""
-    lock = " ORDER BY digest FOR SHARE" if tx.dialect == "postgres" else ""
     rows = await tx.fetch(
-        f"{select} AND digest {one_of(tx.dialect, f'${len(args) + 1}')}{lock}",
+        f"{select} AND digest {one_of(tx.dialect, f'${len(args) + 1}')}"
+        + row_lock(tx.dialect, "digest", "SHARE"),
         *args,
         as_list(tx.dialect, sorted(set(digests))),
     )
@@ -92,55 +93,14 @@ async def holding(tx: SqlDriver, digests: Collection[str]) -> None:
         raise BlobsGone(gone)
 
 
-@dataclass(frozen=True, slots=True)
-class FileRow:
-    repository_id: int
-    path: str
-    blob_digest: str
-    size: int
-    content_type: str
-    created_at: float
-    updated_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class FolderEntry:
-    name: str
-    folder: bool
-    file: FileRow | None = None
-
-    @property
-    def key(self) -> str:
-        """Where this entry sorts, and the ``after`` token for the next page."""
-        return self.name + "/" if self.folder else self.name
-
-
-def _file(row: Row) -> FileRow:
-    return FileRow(
-        repository_id=row["repository_id"],
-        path=row["path"],
-        blob_digest=row["blob_digest"],
-        size=row["size"],
-        content_type=row["content_type"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
-
-
-def _upper_bound(prefix: str) -> str:
-    """The smallest string greater than every string that starts with ``prefix``."""
-    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
-
-
-_FILE_COLUMNS = "repository_id, path, blob_digest, size, content_type, created_at, updated_at"
-
-
 class MetadataStore:
     def __init__(self, driver: SqlDriver) -> None:
         self.db = driver
 
-    async def migrate(self) -> list[int]:
-        return await migrations.apply(self.db)
+    async def migrate(self, tracks: Sequence[migrator.Track]) -> list[str]:
+        """Bring the core's tables and those of ``tracks`` (the formats') up to date;
+        return the scripts run."""
+        return await migrator.apply(self.db, tracks)
 
     async def ping(self) -> None:
         await self.db.ping()
@@ -437,102 +397,3 @@ class MetadataStore:
         )
         assert row is not None
         return int(row["n"]), int(row["bytes"])
-
-    # -- files ----------------------------------------------------------------
-
-    async def put_file(
-        self, repository_id: int, path: str, blob_digest: str, size: int, content_type: str
-    ) -> bool:
-        """Point ``path`` at a blob, replacing what it pointed at; True if it is new."""
-        args = (repository_id, path, blob_digest, size, content_type, time.time())
-        async with self.db.transaction() as tx:
-            await holding(tx, [blob_digest])
-            # Insert-or-nothing, then update: of two concurrent puts of a new path
-            # only the one whose insert lands reports it as new (a SELECT first
-            # would let both see it absent on PostgreSQL).
-            created = await tx.execute(
-                f"INSERT INTO files ({_FILE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $6)"
-                " ON CONFLICT (repository_id, path) DO NOTHING",
-                *args,
-            )
-            if not created:
-                await tx.execute(
-                    "UPDATE files SET blob_digest = $3, size = $4, content_type = $5,"
-                    " updated_at = $6 WHERE repository_id = $1 AND path = $2",
-                    *args,
-                )
-        return created > 0
-
-    async def get_file(self, repository_id: int, path: str) -> FileRow | None:
-        row = await self.db.fetchrow(
-            f"SELECT {_FILE_COLUMNS} FROM files WHERE repository_id = $1 AND path = $2",
-            repository_id,
-            path,
-        )
-        return _file(row) if row else None
-
-    async def delete_file(self, repository_id: int, path: str) -> bool:
-        count = await self.db.execute(
-            "DELETE FROM files WHERE repository_id = $1 AND path = $2", repository_id, path
-        )
-        return count > 0
-
-    async def has_folder(self, repository_id: int, folder: str) -> bool:
-        """Whether any file lies below ``folder`` ("" is the root, else ends with '/')."""
-        if not folder:
-            sql = "SELECT 1 FROM files WHERE repository_id = $1 LIMIT 1"
-            args: tuple[Any, ...] = (repository_id,)
-        else:
-            sql = (
-                "SELECT 1 FROM files WHERE repository_id = $1 AND path >= $2 AND path < $3 LIMIT 1"
-            )
-            args = (repository_id, folder, _upper_bound(folder))
-        return await self.db.fetchval(sql, *args) is not None
-
-    async def list_folder(
-        self, repository_id: int, folder: str, limit: int = 1000, after: str = ""
-    ) -> list[FolderEntry]:
-        """The direct children of ``folder``, in byte order, after the entry key ``after``.
-
-        Sub-folders are found by skip-scanning: once ``a/b/`` is seen, the next query
-        starts past every path in it, so a folder holding a million files costs one
-        row, not a million.
-        """
-        entries: list[FolderEntry] = []
-        # ``after`` is an entry's key: "name" for a file, "name/" for a folder. Past a
-        # file the next path is greater than it; past a folder it is at or above the
-        # folder's upper bound ("b/" -> "b0", which may itself be a file).
-        if after.endswith("/"):
-            cursor, inclusive = _upper_bound(folder + after), True
-        else:
-            cursor, inclusive = folder + after, False
-        upper = _upper_bound(folder) if folder else None
-        while len(entries) < limit:
-            sql = (
-                f"SELECT {_FILE_COLUMNS} FROM files WHERE repository_id = $1"
-                + (" AND path >= $2" if inclusive else " AND path > $2")
-                + (" AND path < $3" if upper else "")
-                + " ORDER BY path LIMIT $"
-                + ("4" if upper else "3")
-            )
-            args: list[Any] = [repository_id, cursor]
-            if upper:
-                args.append(upper)
-            batch = limit - len(entries)
-            args.append(batch)
-            rows = await self.db.fetch(sql, *args)
-            if not rows:
-                break
-            for row in rows:
-                rest = row["path"][len(folder) :]
-                name, slash, _ = rest.partition("/")
-                if slash:
-                    entries.append(FolderEntry(name, folder=True))
-                    cursor, inclusive = _upper_bound(folder + name + "/"), True
-                    break
-                entries.append(FolderEntry(name, folder=False, file=_file(row)))
-                cursor, inclusive = row["path"], False
-            else:
-                if len(rows) < batch:
-                    break
-        return entries[:limit]

@@ -8,10 +8,9 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
 
-from app.backends.metadata import MetadataStore
-from app.backends.metadata.store import FileRow, FolderEntry
 from app.cas import Blob, ContentStore
 from app.errors import Conflict, MethodNotAllowed, NotFound
+from app.formats.generic.records import FileRecords, FileRow, FolderEntry
 from app.repositories import Repository
 from pipelines import Digest
 
@@ -44,13 +43,13 @@ class Stored:
 
 
 class LocalFiles:
-    def __init__(self, cas: ContentStore, metadata: MetadataStore) -> None:
+    def __init__(self, cas: ContentStore, records: FileRecords) -> None:
         self.cas = cas
-        self.metadata = metadata
+        self.records = records
 
     async def put(
         self,
-        repo: Repository,
+        repo: Repository[LocalOptions],
         path: str,
         body: AsyncIterable[bytes],
         *,
@@ -58,8 +57,8 @@ class LocalFiles:
         expected: Digest | None,
         max_size: int,
     ) -> Stored:
-        options: LocalOptions = repo.options
-        existing = await self.metadata.get_file(repo.id, path)
+        options = repo.options
+        existing = await self.records.get_file(repo.id, path)
         # Fail before reading the body when the client told us the content.
         if (
             existing is not None
@@ -71,32 +70,31 @@ class LocalFiles:
         blob = await self.cas.ingest(body, expected, max_size=max_size, algorithms=("sha1", "md5"))
         if existing is not None and not options.overwrite and existing.blob_digest != blob.digest:
             raise Conflict(f"{path} exists and repository {repo.name} forbids overwriting")
-        created = await self.metadata.put_file(
+        created = await self.records.put_file(
             repo.id, path, blob.digest, blob.size, content_type_for(path, content_type)
         )
-        row = await self.metadata.get_file(repo.id, path)
+        row = await self.records.get_file(repo.id, path)
         assert row is not None
         return Stored(row, blob, created)
 
     async def get(self, repo: Repository, path: str) -> FileRow | None:
-        return await self.metadata.get_file(repo.id, path)
+        return await self.records.get_file(repo.id, path)
 
-    async def delete(self, repo: Repository, path: str) -> None:
-        options: LocalOptions = repo.options
-        if not options.delete:
+    async def delete(self, repo: Repository[LocalOptions], path: str) -> None:
+        if not repo.options.delete:
             raise MethodNotAllowed(f"repository {repo.name} does not allow deletes")
-        if not await self.metadata.delete_file(repo.id, path):
+        if not await self.records.delete_file(repo.id, path):
             raise NotFound(f"{path} not found in {repo.name}")
 
     async def list(
         self, repo: Repository, folder: str, limit: int, after: str
     ) -> list[FolderEntry]:
-        entries = await self.metadata.list_folder(repo.id, folder, limit, after)
+        entries = await self.records.list_folder(repo.id, folder, limit, after)
         if (
             not entries
             and not after
             and folder
-            and not await self.metadata.has_folder(repo.id, folder)
+            and not await self.records.has_folder(repo.id, folder)
         ):
             raise NotFound(f"folder {folder} not found in {repo.name}")
         return entries

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from importlib import resources
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
@@ -14,6 +16,7 @@ from app.formats.base import Format
 from app.formats.generic import remote
 from app.formats.generic.local import LocalFiles, LocalOptions
 from app.formats.generic.paths import file_path, folder_path
+from app.formats.generic.records import BLOB_REFERENCES, FileRecords
 from app.http import BlobBody, request_body, send_blob
 from app.inputs import whole_number
 from app.repositories import Repository
@@ -26,6 +29,8 @@ LIST_LIMIT_MAX = 10000
 class GenericFormat(Format):
     name = "generic"
     kinds = frozenset({"local", "remote"})
+    blob_references = BLOB_REFERENCES
+    migrations = resources.files(__package__) / "migrations"
 
     def options(self, kind: str) -> type[BaseModel]:
         return remote.RemoteGenericOptions if kind == "remote" else LocalOptions
@@ -33,15 +38,16 @@ class GenericFormat(Format):
     async def handle(self, request: web.Request, repo: Repository, path: str) -> web.StreamResponse:
         if repo.kind == "remote":
             return await remote.serve(request, repo, path)
-        files = LocalFiles(request.app[keys.CAS], request.app[keys.METADATA])
+        files = LocalFiles(request.app[keys.CAS], FileRecords(request.app[keys.METADATA].db))
+        local = repo.narrowed(LocalOptions)
         if request.method in ("GET", "HEAD"):
             if not path or path.endswith("/"):
-                return await _listing(request, files, repo, folder_path(path))
-            return await _download(request, files, repo, file_path(path))
+                return await _listing(request, files, local, folder_path(path))
+            return await _download(request, files, local, file_path(path))
         if request.method == "PUT":
-            return await _upload(request, files, repo, file_path(path))
+            return await _upload(request, files, local, file_path(path))
         if request.method == "DELETE":
-            await files.delete(repo, file_path(path))
+            await files.delete(local, file_path(path))
             return web.Response(status=204)
         raise MethodNotAllowed(
             f"{request.method} is not supported here",
@@ -61,7 +67,7 @@ def _expected_digest(request: web.Request) -> Digest | None:
 
 
 async def _upload(
-    request: web.Request, files: LocalFiles, repo: Repository, path: str
+    request: web.Request, files: LocalFiles, repo: Repository[LocalOptions], path: str
 ) -> web.StreamResponse:
     max_size = request.app[keys.CONFIG].server.max_body_size
     if request.content_length is not None and request.content_length > max_size:
@@ -96,7 +102,7 @@ async def _download(
     row = await files.get(repo, path)
     if row is None:
         # A folder asked for without its trailing slash is listed all the same.
-        if await files.metadata.has_folder(repo.id, path + "/"):
+        if await files.records.has_folder(repo.id, path + "/"):
             return await _listing(request, files, repo, path + "/")
         raise NotFound(f"{path} not found in {repo.name}")
     cas = files.cas
@@ -154,7 +160,7 @@ def _uri(request: web.Request, repo: Repository, path: str) -> str:
 
 def _describe(
     request: web.Request, repo: Repository, path: str, size: int, digest: str
-) -> dict[str, object]:
+) -> dict[str, Any]:
     return {
         "repository": repo.name,
         "path": path,

@@ -29,7 +29,7 @@ class RemoteGenericOptions(RemoteOptions):
 
 async def serve(request: web.Request, repo: Repository, path: str) -> web.StreamResponse:
     read_only(request, repo)
-    options: RemoteGenericOptions = repo.options
+    options = repo.narrowed(RemoteGenericOptions).options
     engine = request.app[keys.PROXY]
     if not path or path.endswith("/"):
         clean, kind = folder_path(path), "metadata"

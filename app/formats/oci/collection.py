@@ -1,10 +1,6 @@
-"""What the collector needs of the OCI format: what keeps a blob alive, and the
-format's own garbage (abandoned upload sessions, untagged manifests).
-
-A blob is live while a manifest of some image name references it through that
-name's link (config, layers), or while it holds a manifest's own bytes. Links
-alone keep nothing alive: a layer pushed but never named by a manifest is garbage
-once the grace period has passed since its last use, as in distribution.
+"""The OCI format's own garbage, for the collector: abandoned upload sessions with
+their staged objects, and untagged manifests where a repository opts in. What keeps
+a blob alive is in :mod:`app.formats.oci.records` (``BLOB_REFERENCES``).
 """
 
 from __future__ import annotations
@@ -12,44 +8,24 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
-from app.backends.metadata.base import Row, SqlDriver, as_list, one_of
 from app.formats.base import Sweep
+from app.formats.oci.context import LocalOptions
 from app.formats.oci.records import OciRecords
 from app.repositories import Repository
 
-BLOB_REFERENCES = (
-    "EXISTS (SELECT 1 FROM oci_manifests m WHERE m.blob_digest = b.digest)",
-    "EXISTS (SELECT 1 FROM oci_blob_links l JOIN oci_manifest_refs r"
-    " ON r.repository_id = l.repository_id AND r.name = l.name AND r.ref_digest = l.digest"
-    " WHERE l.blob_digest = b.digest)",
-)
-BLOB_NAMES = ("DELETE FROM oci_blob_links WHERE blob_digest = $1",)
-
 BATCH = 500
-
-# An untagged manifest that no index lists as a child and whose subject (if any) is
-# gone. Deleting one can free its children and referrers: the sweep repeats.
-_UNREACHABLE = (
-    "m.repository_id = $1 AND m.touched_at < $2"
-    " AND NOT EXISTS (SELECT 1 FROM oci_tags t WHERE t.repository_id = m.repository_id"
-    " AND t.name = m.name AND t.digest = m.digest)"
-    " AND NOT EXISTS (SELECT 1 FROM oci_manifest_refs r WHERE r.repository_id = m.repository_id"
-    " AND r.name = m.name AND r.ref_digest = m.digest AND r.kind = 'manifest')"
-    " AND NOT EXISTS (SELECT 1 FROM oci_manifests s WHERE m.subject IS NOT NULL"
-    " AND s.repository_id = m.repository_id AND s.name = m.name AND s.digest = m.subject)"
-)
 
 
 async def collect(sweep: Sweep) -> None:
-    db = sweep.metadata.db
+    records = OciRecords(sweep.metadata.db)
     try:
-        await _abandoned_uploads(sweep, OciRecords(db))
+        await _abandoned_uploads(sweep, records)
     except Exception as exc:  # the blob sweep still runs
         sweep.failed("uploads", exc)
     for repo in sweep.repositories:
-        if getattr(repo.options, "gc_untagged", False):
+        if isinstance(repo.options, LocalOptions) and repo.options.gc_untagged:
             try:
-                await _untagged_manifests(sweep, db, repo)
+                await _untagged_manifests(sweep, records, repo)
             except Exception as exc:
                 sweep.failed("manifests", exc)
 
@@ -60,15 +36,10 @@ async def _abandoned_uploads(sweep: Sweep, records: OciRecords) -> None:
     died before recording its part) go once they are as old."""
     after = ""
     while True:
-        rows = await records.db.fetch(
-            "SELECT id FROM oci_uploads WHERE updated_at < $1 AND id > $2 ORDER BY id LIMIT $3",
-            sweep.upload_cutoff,
-            after,
-            BATCH,
-        )
-        for row in rows:
-            parts = await records.parts(row["id"])
-            if not sweep.dry_run and not await records.delete_upload(row["id"]):
+        idle = await records.idle_uploads(sweep.upload_cutoff, after, BATCH)
+        for upload_id in idle:
+            parts = await records.parts(upload_id)
+            if not sweep.dry_run and not await records.delete_upload(upload_id):
                 continue  # finished or cancelled meanwhile
             freed = 0
             for part in parts:
@@ -76,9 +47,9 @@ async def _abandoned_uploads(sweep: Sweep, records: OciRecords) -> None:
                     await sweep.storage.delete(part.storage_key)
                 freed += part.size
             sweep.freed("uploads", len(parts), freed)
-        if len(rows) < BATCH:
+        if len(idle) < BATCH:
             break
-        after = rows[-1]["id"]
+        after = idle[-1]
     age = _age(sweep.upload_cutoff)
     async for info in sweep.storage.list_stale("uploads/", age):
         upload_id = info.key.split("/")[1] if info.key.count("/") >= 2 else ""
@@ -89,43 +60,16 @@ async def _abandoned_uploads(sweep: Sweep, records: OciRecords) -> None:
         sweep.freed("uploads", 1, info.size)
 
 
-async def _untagged_manifests(sweep: Sweep, db: SqlDriver, repo: Repository) -> None:
+async def _untagged_manifests(sweep: Sweep, records: OciRecords, repo: Repository) -> None:
     """Unreachable manifests of a repository that opted in (``gc_untagged``)."""
     while True:
         if sweep.dry_run:  # one pass: what a run would delete first
-            rows = await db.fetch(
-                f"SELECT m.digest, m.size FROM oci_manifests m WHERE {_UNREACHABLE}",
-                repo.id,
-                sweep.grace_cutoff,
-            )
+            sizes = await records.unreachable_manifests(repo.id, sweep.grace_cutoff)
         else:
-            rows = await _delete_unreachable(db, repo.id, sweep.grace_cutoff)
-        sweep.freed("manifests", len(rows), sum(r["size"] for r in rows))
-        if sweep.dry_run or not rows:
+            sizes = await records.delete_unreachable_manifests(repo.id, sweep.grace_cutoff)
+        sweep.freed("manifests", len(sizes), sum(sizes))
+        if sweep.dry_run or not sizes:
             return
-
-
-async def _delete_unreachable(db: SqlDriver, repository_id: int, cutoff: float) -> list[Row]:
-    """Lock the unreachable manifests, then delete those a second look still finds
-    unreachable: an index that held one as a child (``OciRecords.put_manifest``)
-    has committed by then, and this statement sees it. One pushed after the lock
-    finds its child gone and is refused."""
-    async with db.transaction() as tx:
-        lock = " ORDER BY m.digest FOR UPDATE" if tx.dialect == "postgres" else ""
-        candidates = await tx.fetch(
-            f"SELECT m.digest FROM oci_manifests m WHERE {_UNREACHABLE}{lock}",
-            repository_id,
-            cutoff,
-        )
-        if not candidates:
-            return []
-        return await tx.fetch(
-            f"DELETE FROM oci_manifests AS m WHERE m.digest {one_of(tx.dialect, '$3')}"
-            f" AND {_UNREACHABLE} RETURNING digest, size",
-            repository_id,
-            cutoff,
-            as_list(tx.dialect, [r["digest"] for r in candidates]),
-        )
 
 
 def _age(cutoff: float) -> timedelta:

@@ -76,6 +76,6 @@ def max_body(request: web.Request) -> int:
 
 
 def deletes_allowed(t: Target) -> None:
-    options: LocalOptions = t.repo.options
+    options = t.repo.narrowed(LocalOptions).options
     if not options.delete:
         raise Unsupported(f"repository {t.repo.name} does not allow deletes")

@@ -61,7 +61,7 @@ async def put_manifest(request: web.Request) -> web.StreamResponse:
     t = context.target(request)
     reference = parse_reference(request.match_info["reference"])
     raw = await _read_capped(request)
-    options: LocalOptions = t.repo.options
+    options = t.repo.narrowed(LocalOptions).options
     parsed = manifests.parse(raw, request.headers.get("Content-Type"), options.limits())
     digest = manifests.manifest_digest(raw)
     if isinstance(reference, Digest):

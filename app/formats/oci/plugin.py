@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from typing import ClassVar
 
 from aiohttp import web
@@ -9,7 +10,7 @@ from pydantic import BaseModel
 
 from app.errors import ApiError
 from app.formats.base import Format, Sweep
-from app.formats.oci import blob_routes, collection, errors, manifest_routes, remote
+from app.formats.oci import blob_routes, collection, errors, manifest_routes, records, remote
 from app.formats.oci.context import API_VERSION, LocalOptions
 
 
@@ -22,8 +23,9 @@ class OciFormat(Format):
     name = "oci"
     kinds = frozenset({"local", "remote"})
     path_prefix: ClassVar[str | None] = "/v2/"
-    blob_references = collection.BLOB_REFERENCES
-    blob_names = collection.BLOB_NAMES
+    blob_references = records.BLOB_REFERENCES
+    blob_names = records.BLOB_NAMES
+    migrations = resources.files(__package__) / "migrations"
 
     def options(self, kind: str) -> type[BaseModel]:
         return remote.RemoteOciOptions if kind == "remote" else LocalOptions

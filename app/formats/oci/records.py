@@ -1,4 +1,5 @@
-"""Every query of the OCI format, written once for both databases."""
+"""Every query of the OCI format, written once for both databases, and what its rows
+keep alive for the collector. Its tables' migrations are in ``migrations/``."""
 
 from __future__ import annotations
 
@@ -6,8 +7,33 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from app.backends.metadata.base import Conflict, SqlDriver, as_list, one_of
-from app.backends.metadata.store import BlobsGone, holding, share_locked
+from app.backends.metadata import BlobsGone, Records
+from app.backends.metadata.base import Conflict, SqlDriver
+
+# Over the blob aliased ``b`` (Format.blob_references): a manifest's own bytes, or a
+# config or layer a manifest of some image name references through that name's link.
+# Links alone keep nothing: a layer pushed but never named by a manifest is garbage
+# once the grace period has passed since its last use, as in distribution.
+BLOB_REFERENCES = (
+    "EXISTS (SELECT 1 FROM oci_manifests m WHERE m.blob_digest = b.digest)",
+    "EXISTS (SELECT 1 FROM oci_blob_links l JOIN oci_manifest_refs r"
+    " ON r.repository_id = l.repository_id AND r.name = l.name AND r.ref_digest = l.digest"
+    " WHERE l.blob_digest = b.digest)",
+)
+# Rows that only name a blob, deleted with it (Format.blob_names).
+BLOB_NAMES = ("DELETE FROM oci_blob_links WHERE blob_digest = $1",)
+
+# An untagged manifest that no index lists as a child and whose subject (if any) is
+# gone. Deleting one can free its children and referrers: the collector repeats.
+_UNREACHABLE = (
+    "m.repository_id = $1 AND m.touched_at < $2"
+    " AND NOT EXISTS (SELECT 1 FROM oci_tags t WHERE t.repository_id = m.repository_id"
+    " AND t.name = m.name AND t.digest = m.digest)"
+    " AND NOT EXISTS (SELECT 1 FROM oci_manifest_refs r WHERE r.repository_id = m.repository_id"
+    " AND r.name = m.name AND r.ref_digest = m.digest AND r.kind = 'manifest')"
+    " AND NOT EXISTS (SELECT 1 FROM oci_manifests s WHERE m.subject IS NOT NULL"
+    " AND s.repository_id = m.repository_id AND s.name = m.name AND s.digest = m.subject)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,20 +81,9 @@ class Reference:
 _MANIFEST_COLUMNS = "digest, blob_digest, media_type, artifact_type, subject, size"
 # A touch this recent is as good as one now (seconds).
 TOUCH_RESOLUTION = 60.0
-# Byte order for computed text, as {{text_bytewise}} gives stored columns.
-_BYTEWISE = {"postgres": 'COLLATE "C"', "sqlite": "COLLATE BINARY"}
 
 
-class OciRecords:
-    def __init__(self, db: SqlDriver) -> None:
-        self.db = db
-
-    def _one_of(self, placeholder: str) -> str:
-        return one_of(self.db.dialect, placeholder)
-
-    def _listed(self, values: list[str]) -> object:
-        return as_list(self.db.dialect, values)
-
+class OciRecords(Records):
     # -- upload sessions --------------------------------------------------------
 
     async def create_upload(self, upload_id: str, repository_id: int, name: str) -> None:
@@ -126,13 +141,23 @@ class OciRecords:
     async def delete_upload(self, upload_id: str) -> bool:
         return await self.db.execute("DELETE FROM oci_uploads WHERE id = $1", upload_id) > 0
 
+    async def idle_uploads(self, cutoff: float, after: str, limit: int) -> list[str]:
+        """Sessions not written to since ``cutoff``, by id after ``after``."""
+        rows = await self.db.fetch(
+            "SELECT id FROM oci_uploads WHERE updated_at < $1 AND id > $2 ORDER BY id LIMIT $3",
+            cutoff,
+            after,
+            limit,
+        )
+        return [r["id"] for r in rows]
+
     # -- blob links -------------------------------------------------------------
 
     async def link_blob(self, repository_id: int, name: str, digest: str, blob_digest: str) -> None:
         """Let the image name hold the blob; :class:`BlobsGone` if a collector marked
         it since it was stored or claimed (the client retries)."""
         async with self.db.transaction() as tx:
-            await holding(tx, [blob_digest])
+            await self.holding(tx, [blob_digest])
             await tx.execute(
                 "INSERT INTO oci_blob_links (repository_id, name, digest, blob_digest, created_at)"
                 " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (repository_id, name, digest) DO NOTHING",
@@ -161,7 +186,7 @@ class OciRecords:
         the live ones touched first, in one statement, so no collector marks them for a
         grace period while a manifest naming them commits. One missing from the answer
         is not in this image name; one answered "deleting" is the caller's to wait out."""
-        now, listed = time.time(), self._listed(digests)
+        now, listed = time.time(), self.as_list(digests)
         # A blob touched within the last minute (a layer just uploaded, the usual case)
         # is not written again: on PostgreSQL each touch is a new row version, and a
         # push of a thousand layers would write a thousand. put_manifest's hold is what
@@ -170,7 +195,7 @@ class OciRecords:
         await self.db.execute(
             "UPDATE blobs SET touched_at = $4 WHERE state = 'live' AND touched_at < $5"
             " AND digest IN (SELECT blob_digest FROM oci_blob_links"
-            f" WHERE repository_id = $1 AND name = $2 AND digest {self._one_of('$3')})",
+            f" WHERE repository_id = $1 AND name = $2 AND digest {self.one_of('$3')})",
             repository_id,
             name,
             listed,
@@ -180,7 +205,7 @@ class OciRecords:
         rows = await self.db.fetch(
             "SELECT l.digest, l.blob_digest, b.size, b.state FROM oci_blob_links l"
             " JOIN blobs b ON b.digest = l.blob_digest"
-            f" WHERE l.repository_id = $1 AND l.name = $2 AND l.digest {self._one_of('$3')}",
+            f" WHERE l.repository_id = $1 AND l.name = $2 AND l.digest {self.one_of('$3')}",
             repository_id,
             name,
             listed,
@@ -217,7 +242,7 @@ class OciRecords:
         """
         now = time.time()
         async with self.db.transaction() as tx:
-            await holding(tx, {manifest.blob_digest, *blobs})
+            await self.holding(tx, {manifest.blob_digest, *blobs})
             await self._hold_manifests(tx, repository_id, name, children)
             inserted = await tx.execute(
                 "INSERT INTO oci_manifests"
@@ -258,12 +283,11 @@ class OciRecords:
                     now,
                 )
 
-    @staticmethod
     async def _hold_manifests(
-        tx: SqlDriver, repository_id: int, name: str, digests: Collection[str]
+        self, tx: SqlDriver, repository_id: int, name: str, digests: Collection[str]
     ) -> None:
-        """:func:`holding` for an index's children, against untagged collection."""
-        found = await share_locked(
+        """:meth:`holding` for an index's children, against untagged collection."""
+        found = await self.share_locked(
             tx,
             "SELECT digest FROM oci_manifests WHERE repository_id = $1 AND name = $2",
             (repository_id, name),
@@ -320,11 +344,11 @@ class OciRecords:
         period (an index is about to name them)."""
         rows = await self.db.fetch(
             "UPDATE oci_manifests SET touched_at = $4"
-            f" WHERE repository_id = $1 AND name = $2 AND digest {self._one_of('$3')}"
+            f" WHERE repository_id = $1 AND name = $2 AND digest {self.one_of('$3')}"
             " RETURNING digest, size",
             repository_id,
             name,
-            self._listed(digests),
+            self.as_list(digests),
             time.time(),
         )
         return {r["digest"]: r["size"] for r in rows}
@@ -386,7 +410,7 @@ class OciRecords:
         """
         if not repository_ids:
             return []
-        full = f"(r.name || '/' || m.name) {_BYTEWISE[self.db.dialect]}"
+        full = f"(r.name || '/' || m.name) {self.bytewise()}"
         marks = ", ".join(f"${i + 3}" for i in range(len(repository_ids)))
         rows = await self.db.fetch(
             f"SELECT DISTINCT {full} AS full_name"
@@ -413,3 +437,36 @@ class OciRecords:
             *([artifact_type] if artifact_type is not None else []),
         )
         return [Manifest(**r) for r in rows]
+
+    # -- untagged manifests (the collector) --------------------------------------
+
+    async def unreachable_manifests(self, repository_id: int, cutoff: float) -> list[int]:
+        """The sizes of the manifests untouched since ``cutoff`` that nothing reaches
+        (no tag, no index, no subject): read only, for a dry run."""
+        rows = await self.db.fetch(
+            f"SELECT m.size FROM oci_manifests m WHERE {_UNREACHABLE}", repository_id, cutoff
+        )
+        return [r["size"] for r in rows]
+
+    async def delete_unreachable_manifests(self, repository_id: int, cutoff: float) -> list[int]:
+        """Lock the unreachable manifests, then delete those a second look still finds
+        unreachable; return the sizes of those deleted. An index that held one as a child
+        (:meth:`put_manifest`) has committed by then, and this statement sees it; one
+        pushed after the lock finds its child gone and is refused."""
+        async with self.db.transaction() as tx:
+            candidates = await tx.fetch(
+                f"SELECT m.digest FROM oci_manifests m WHERE {_UNREACHABLE}"
+                + self.row_lock("m.digest", "UPDATE"),
+                repository_id,
+                cutoff,
+            )
+            if not candidates:
+                return []
+            rows = await tx.fetch(
+                f"DELETE FROM oci_manifests AS m WHERE m.digest {self.one_of('$3')}"
+                f" AND {_UNREACHABLE} RETURNING size",
+                repository_id,
+                cutoff,
+                self.as_list([r["digest"] for r in candidates]),
+            )
+        return [r["size"] for r in rows]

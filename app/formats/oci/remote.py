@@ -39,7 +39,7 @@ class RemoteOciOptions(RemoteOptions):
 
 
 def _upstream_image(t: Target) -> str:
-    options: RemoteOciOptions = t.repo.options
+    options = t.repo.narrowed(RemoteOciOptions).options
     if options.library_prefix and "/" not in t.image:
         return f"library/{t.image}"
     return t.image

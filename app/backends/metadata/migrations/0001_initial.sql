@@ -1,4 +1,5 @@
--- Repositories, the content-addressed blobs, and the files that reference them.
+-- legacy version: 1
+-- Repositories and the content-addressed blobs every format's rows reference.
 -- Times are seconds since the epoch (DOUBLE PRECISION) in both dialects.
 
 CREATE TABLE repositories (
@@ -18,17 +19,3 @@ CREATE TABLE blobs (
 );
 
 CREATE INDEX blobs_created_at ON blobs (created_at);
-
-CREATE TABLE files (
-    id {{id}},
-    repository_id BIGINT NOT NULL REFERENCES repositories (id) ON DELETE CASCADE,
-    path {{text_bytewise}} NOT NULL,
-    blob_digest TEXT NOT NULL REFERENCES blobs (digest),
-    size BIGINT NOT NULL,
-    content_type TEXT NOT NULL,
-    created_at DOUBLE PRECISION NOT NULL,
-    updated_at DOUBLE PRECISION NOT NULL,
-    UNIQUE (repository_id, path)
-);
-
-CREATE INDEX files_blob_digest ON files (blob_digest);
