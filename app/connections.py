@@ -62,7 +62,13 @@ class GuardedHandler(RequestHandler):
         # A kept-alive connection's next request starts its clock with its first
         # byte; bytes that arrive while a request is handled are its body (or a
         # pipelined request, timed once the handler waits for it).
-        if self._header_since is None and data and self._waiting_for_request():
+        # (_waiting_for_request inlined: this runs for every read of every connection)
+        if (
+            self._header_since is None
+            and data
+            and self._current_request is None
+            and not self._messages
+        ):
             self._headers_awaited()
         super().data_received(data)
         if self._messages:  # a request's headers are complete (or refused): stop the clock
