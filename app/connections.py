@@ -35,6 +35,9 @@ log = structlog.get_logger("artifactapi.http")
 # Enough of a parser's message to tell what was wrong; the rest may be the client's
 # whole 8 KiB header line.
 _MESSAGE_CHARS = 200
+# A header timer may fire this early (the loop's clock has millisecond steps) and
+# still count as due, rather than be armed again for the rest.
+_EARLY = 0.005
 
 
 class GuardedHandler(RequestHandler):
@@ -43,42 +46,62 @@ class GuardedHandler(RequestHandler):
     def __init__(self, manager: web.Server, *, header_timeout: float, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._header_timeout = header_timeout
+        # When the wait for the current request's headers began (loop time), or None
+        # while no request is awaited. The timer is armed lazily and never cancelled
+        # per request: on a kept-alive connection a call_later and a cancel for every
+        # request cost a cache hit more than the rest of this class; instead the timer,
+        # when it fires, looks at the wait in progress and goes again if it is younger.
+        self._header_since: float | None = None
         self._header_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self._start_header_timer()
+        self._headers_awaited()
 
     def data_received(self, data: bytes) -> None:
         # A kept-alive connection's next request starts its clock with its first
         # byte; bytes that arrive while a request is handled are its body (or a
         # pipelined request, timed once the handler waits for it).
-        if self._header_timer is None and data and self._waiting_for_request():
-            self._start_header_timer()
+        # (_waiting_for_request inlined: this runs for every read of every connection)
+        if (
+            self._header_since is None
+            and data
+            and self._current_request is None
+            and not self._messages
+        ):
+            self._headers_awaited()
         super().data_received(data)
         if self._messages:  # a request's headers are complete (or refused): stop the clock
-            self._stop_header_timer()
+            self._header_since = None
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self._stop_header_timer()
+        self._header_since = None
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
         super().connection_lost(exc)
 
     def _waiting_for_request(self) -> bool:
         return self._current_request is None and not self._messages
 
-    def _start_header_timer(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._header_timer = loop.call_later(self._header_timeout, self._headers_too_slow)
+    def _headers_awaited(self) -> None:
+        self._header_since = self._loop.time()
+        if self._header_timer is None:  # else the pending one will look at this wait
+            self._arm(self._header_since + self._header_timeout)
 
-    def _stop_header_timer(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+    def _arm(self, deadline: float) -> None:
+        self._header_timer = self._loop.call_at(deadline, self._headers_due)
 
-    def _headers_too_slow(self) -> None:
+    def _headers_due(self) -> None:
         self._header_timer = None
-        if not self._waiting_for_request():
+        since = self._header_since
+        if since is None or not self._waiting_for_request():
             return  # the headers made it (the timer lost a race with their last byte)
+        deadline = since + self._header_timeout
+        if self._loop.time() + _EARLY < deadline:  # a later wait than this timer was for
+            self._arm(deadline)
+            return
+        self._header_since = None
         peer = self.transport.get_extra_info("peername") if self.transport else None
         log.warning(
             "request headers not received in time, connection closed",

@@ -80,8 +80,8 @@ ACCESS_LOG: web.AppKey[AccessWriter | None] = web.AppKey("access_log")
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The one middleware: request id, errors shaped, one access-log line and the
-    metrics of every request. One, because each middleware is another coroutine
-    frame on every request, and a cache hit costs little more than a few of those."""
+    metrics of every request. One, and one frame: each middleware or helper coroutine
+    is another frame on every request, and a cache hit costs little more than a few."""
     app = request.app
     request_id = identify(request)
     bound = logs.REQUEST_ID.set(request_id)
@@ -91,7 +91,24 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     inflight = app[INFLIGHT]
     inflight.started()
     try:
-        response = await _shaped(request, handler)
+        # The handler's response, or its error in the shape of the format that owns it.
+        try:
+            refused = unstorable_part(request)
+            if refused is not None:
+                raise BadRequest(f"{refused} holds a NUL or text that is not UTF-8")
+            response = await handler(request)
+        except asyncio.CancelledError:
+            raise
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            response = _http_error(request, exc)
+        except Exception as exc:
+            if request.writer is not None and request.writer.output_size > 0:
+                log.warning("response aborted after it started", error=repr(exc))
+                raise
+            error = _translate(exc)
+            response = _render(request, error, error.status)
         status = response.status
         return response
     finally:
@@ -99,7 +116,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         elapsed = time.perf_counter() - started
         received = request.content.total_bytes
         sent = _bytes_sent(response)
-        if SENDFILE_BYTES in request:
+        # Only a streamed response can have gone out by sendfile (see app.http).
+        if not isinstance(response, web.Response) and SENDFILE_BYTES in request:
             sent += request[SENDFILE_BYTES]
         app[keys.METRICS].http.add(_route(request), request.method, status, elapsed, received, sent)
         access = app[ACCESS_LOG]
@@ -150,32 +168,16 @@ def _format_owning(request: web.Request) -> Format | None:
 async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
     """on_response_prepare: every response, streamed or not, carries the id; while the
     server drains, no connection is kept alive for another request."""
-    if REQUEST_ID in request:
-        response.headers["X-Request-ID"] = request[REQUEST_ID]
+    request_id = request.get(REQUEST_ID)  # None before the middleware ran (parser errors)
+    if request_id is not None:
+        response.headers["X-Request-ID"] = request_id
     if request.app[INFLIGHT].draining:
         response.force_close()
 
 
-async def _shaped(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The handler's response, or its error in the shape of the format that owns it."""
-    try:
-        refused = unstorable_part(request)
-        if refused is not None:
-            raise BadRequest(f"{refused} holds a NUL or text that is not UTF-8")
-        return await handler(request)
-    except asyncio.CancelledError:
-        raise
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
-        return _render(request, error_for_status(exc.status, exc.reason, headers), exc.status)
-    except Exception as exc:
-        if request.writer is not None and request.writer.output_size > 0:
-            log.warning("response aborted after it started", error=repr(exc))
-            raise
-        error = _translate(exc)
-        return _render(request, error, error.status)
+def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
+    headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+    return _render(request, error_for_status(exc.status, exc.reason, headers), exc.status)
 
 
 def _translate(exc: Exception) -> ApiError:

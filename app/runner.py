@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import socket
@@ -66,6 +67,10 @@ async def _serve(
     app = create_app(config, migrate=False)
     runner = make_runner(app, config)
     await runner.setup()
+    # What start-up made (modules, routes, the app, its backends) lives as long as the
+    # process: out of the collector's sight, a full collection walks only what came
+    # after (tens of thousands of objects fewer, milliseconds of a paused loop each).
+    gc.freeze()
     try:
         site = web.TCPSite(
             runner, config.server.host, config.server.port, reuse_port=reuse_port, backlog=1024

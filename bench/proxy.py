@@ -40,6 +40,8 @@ Tools (none is a project requirement; a missing one prints a skip line):
 
 Environment: BENCH_PROXY_SECONDS (10), BENCH_PROXY_CONNECTIONS (64), BENCH_PROXY_FILES
 (64), BENCH_PROXY_BIG_MIB (256), BENCH_PROXY_COLD (20), BENCH_PROXY_ROUNDS (2),
+BENCH_PROXY_CASES (every case: ``small-generic,small-pypi,small-npm,big,cold``; a comma
+list runs only those, e.g. ``small-generic`` for the 4 KiB hit against nginx alone),
 BENCH_PROXY_DEVPI (a directory holding devpi-init and devpi-server; default
 /tmp/devpi-venv/bin, then PATH), BENCH_PROXY_VERDACCIO (the verdaccio script; default
 /tmp/verdaccio/node_modules/.bin/verdaccio, then PATH).
@@ -87,9 +89,12 @@ PYPI_PROJECT = "benchpkg"
 NPM_PACKAGE = "bench-npm-pkg"
 WRK_THREADS = 2
 GOAL_SMALL_NGINX = 0.40
+GOAL_SMALL_P99_MS = 12.0  # at BENCH_PROXY_CONNECTIONS: the tail, not only the mean
 GOAL_PEER = 5.0
 GOAL_BIG_NGINX = 0.80
 GOAL_COLD_MS = 5.0
+CASES = ("small-generic", "small-pypi", "small-npm", "big")
+ALL_CASES = (*CASES, "cold")
 DEVPI_DIRS = ("/tmp/devpi-venv/bin",)
 VERDACCIO_SCRIPTS = ("/tmp/verdaccio/node_modules/.bin/verdaccio",)
 
@@ -541,6 +546,10 @@ class Settings:
     big: int
     cold: int
     rounds: int
+    cases: frozenset[str] = frozenset(ALL_CASES)
+
+    def runs(self, case: str) -> bool:
+        return case in self.cases
 
 
 def _skip(case: str, server: str, why: str) -> Result:
@@ -580,19 +589,24 @@ def run_round(settings: Settings) -> tuple[list[Result], Cold | None, list[str]]
         upstream = start_nginx(scratch / "nginx", scratch / "tree", port)
         try:
             small = [f"/{p}" for p in tree.small]
-            results.append(_bench(upstream, "small-generic", small, settings, scratch))
-            results.append(_bench(upstream, "big", [f"/{tree.big}"], settings, scratch))
+            # nginx is the /nginx column of every small case, so it runs with any of them.
+            if settings.cases & {"small-generic", "small-pypi", "small-npm"}:
+                results.append(_bench(upstream, "small-generic", small, settings, scratch))
+            if settings.runs("big"):
+                results.append(_bench(upstream, "big", [f"/{tree.big}"], settings, scratch))
             # A server that misbehaves mid-case costs its own figures, never the run's.
             try:
                 cold = _artifactapi_cases(upstream, tree, settings, scratch, results, notes)
             except FAILURES as exc:
                 notes.append(f"artifactapi cases stopped: {str(exc).strip()[-300:]}")
             try:
-                _devpi_case(upstream, settings, scratch, results, notes)
+                if settings.runs("small-pypi"):
+                    _devpi_case(upstream, settings, scratch, results, notes)
             except FAILURES as exc:
                 notes.append(f"devpi case stopped: {str(exc).strip()[-300:]}")
             try:
-                _verdaccio_case(upstream, tree, settings, scratch, results, notes)
+                if settings.runs("small-npm"):
+                    _verdaccio_case(upstream, tree, settings, scratch, results, notes)
             except FAILURES as exc:
                 notes.append(f"verdaccio case stopped: {str(exc).strip()[-300:]}")
         finally:
@@ -639,31 +653,37 @@ def _artifactapi_cases(
     with running("artifactapi", start_artifactapi, directory, upstream.base) as server:
         if isinstance(server, str):
             notes.append(server)
-            for case in ("small-generic", "small-pypi", "small-npm", "big"):
-                results.append(_skip(case, "artifactapi", server))
+            for case in CASES:
+                if settings.runs(case):
+                    results.append(_skip(case, "artifactapi", server))
             return None
-        # Cold misses first, while nothing else has touched the remote.
-        cold = cold_miss(upstream, server, tree)
-        print(
-            f"  artifactapi  cold miss      upstream {cold.upstream_ms:.2f} ms, through"
-            f" artifactapi {cold.miss_ms:.2f} ms (+{cold.added_ms:.2f}),"
-            f" again {cold.again_ms:.2f} ms",
-            file=sys.stderr,
-        )
-        generic = [f"/repository/files/{p.removeprefix('generic/')}" for p in tree.small]
-        warm(server, generic, SMALL, True)
-        results.append(_bench(server, "small-generic", generic, settings, scratch))
-        fetch(f"{server.base}/repository/pypi/simple/{PYPI_PROJECT}/")
-        wheels = [f"/repository/pypi/files/{PYPI_PROJECT}/{name}" for name in tree.wheels]
-        warm(server, wheels, SMALL, True)
-        results.append(_bench(server, "small-pypi", wheels, settings, scratch))
-        fetch(f"{server.base}/repository/npm/{NPM_PACKAGE}")
-        tarballs = [f"/repository/npm/{NPM_PACKAGE}/-/{name}" for name in tree.tarballs]
-        warm(server, tarballs, SMALL, True)
-        results.append(_bench(server, "small-npm", tarballs, settings, scratch))
-        big = f"/repository/files/{tree.big.removeprefix('generic/')}"
-        warm(server, [big], settings.big, True)
-        results.append(_bench(server, "big", [big], settings, scratch))
+        cold = None
+        if settings.runs("cold"):  # first, while nothing else has touched the remote
+            cold = cold_miss(upstream, server, tree)
+            print(
+                f"  artifactapi  cold miss      upstream {cold.upstream_ms:.2f} ms, through"
+                f" artifactapi {cold.miss_ms:.2f} ms (+{cold.added_ms:.2f}),"
+                f" again {cold.again_ms:.2f} ms",
+                file=sys.stderr,
+            )
+        if settings.runs("small-generic"):
+            generic = [f"/repository/files/{p.removeprefix('generic/')}" for p in tree.small]
+            warm(server, generic, SMALL, True)
+            results.append(_bench(server, "small-generic", generic, settings, scratch))
+        if settings.runs("small-pypi"):
+            fetch(f"{server.base}/repository/pypi/simple/{PYPI_PROJECT}/")
+            wheels = [f"/repository/pypi/files/{PYPI_PROJECT}/{name}" for name in tree.wheels]
+            warm(server, wheels, SMALL, True)
+            results.append(_bench(server, "small-pypi", wheels, settings, scratch))
+        if settings.runs("small-npm"):
+            fetch(f"{server.base}/repository/npm/{NPM_PACKAGE}")
+            tarballs = [f"/repository/npm/{NPM_PACKAGE}/-/{name}" for name in tree.tarballs]
+            warm(server, tarballs, SMALL, True)
+            results.append(_bench(server, "small-npm", tarballs, settings, scratch))
+        if settings.runs("big"):
+            big = f"/repository/files/{tree.big.removeprefix('generic/')}"
+            warm(server, [big], settings.big, True)
+            results.append(_bench(server, "big", [big], settings, scratch))
         return cold
 
 
@@ -705,7 +725,6 @@ def _verdaccio_case(
 
 # -- report ----------------------------------------------------------------------------
 
-CASES = ("small-generic", "small-pypi", "small-npm", "big")
 PEERS = {"small-generic": "nginx", "small-pypi": "devpi", "small-npm": "verdaccio", "big": "nginx"}
 
 
@@ -765,30 +784,45 @@ def print_table(results: list[Result]) -> None:
 def goal_lines(results: list[Result], cold: Cold | None, settings: Settings) -> list[str]:
     lines = []
 
-    def goal(label: str, ratio: float | None, wanted: float, what: str) -> None:
-        if ratio is None:
+    def goal(
+        label: str, ours: Result | None, theirs: Result | None, big: bool, wanted: float
+    ) -> None:
+        ratio = _ratio(ours, theirs, big)
+        if ours is None or theirs is None or ratio is None:
             lines.append(f"{label}: not measured")
             return
         verdict = "met" if ratio >= wanted else "MISSED"
-        lines.append(f"{label}: {ratio:.2f} x {what}, goal >= {wanted}: {verdict}")
+        lines.append(
+            f"{label}: {ratio:.2f} x {theirs.server} ({_figures(ours, big)};"
+            f" {_figures(theirs, big)}), goal >= {wanted}: {verdict}"
+        )
 
     mine = {case: _find(results, case, "artifactapi") for case in CASES}
     nginx_small = _find(results, "small-generic", "nginx")
     nginx_big = _find(results, "big", "nginx")
     devpi = _find(results, "small-pypi", "devpi")
     verdaccio = _find(results, "small-npm", "verdaccio")
-    generic = _ratio(mine["small-generic"], nginx_small, False)
-    goal("small generic hits vs nginx", generic, GOAL_SMALL_NGINX, "nginx")
-    pypi = _ratio(mine["small-pypi"], devpi, False)
-    goal("pypi wheel hits vs devpi-server", pypi, GOAL_PEER, "devpi-server")
-    npm = _ratio(mine["small-npm"], verdaccio, False)
-    goal("npm tarball hits vs Verdaccio", npm, GOAL_PEER, "Verdaccio")
-    big = _ratio(mine["big"], nginx_big, True)
-    goal(f"{settings.big // MiB} MiB hits vs nginx", big, GOAL_BIG_NGINX, "nginx")
+    goal("small generic hits vs nginx", mine["small-generic"], nginx_small, False, GOAL_SMALL_NGINX)
+    generic = mine["small-generic"]
+    if generic is None:
+        lines.append("small generic hits p99: not measured")
+    else:
+        verdict = "met" if generic.p99_ms < GOAL_SMALL_P99_MS else "MISSED"
+        nginx_p99 = f" (nginx {nginx_small.p99_ms:.2f} ms)" if nginx_small else ""
+        lines.append(
+            f"small generic hits p99: {generic.p99_ms:.2f} ms{nginx_p99},"
+            f" goal < {GOAL_SMALL_P99_MS:g} ms: {verdict}"
+        )
+    goal("pypi wheel hits vs devpi-server", mine["small-pypi"], devpi, False, GOAL_PEER)
+    goal("npm tarball hits vs Verdaccio", mine["small-npm"], verdaccio, False, GOAL_PEER)
+    goal(f"{settings.big // MiB} MiB hits vs nginx", mine["big"], nginx_big, True, GOAL_BIG_NGINX)
     for case in ("small-pypi", "small-npm"):
         ratio = _ratio(mine[case], nginx_small, False)
-        if ratio is not None:
-            lines.append(f"{case} hits vs nginx (no goal): {ratio:.2f} x nginx")
+        ours = mine[case]
+        if ratio is not None and ours is not None:
+            lines.append(
+                f"{case} hits vs nginx (no goal): {ratio:.2f} x nginx ({_figures(ours, False)})"
+            )
     if cold is None:
         lines.append("cold miss: not measured")
     else:
@@ -799,6 +833,11 @@ def goal_lines(results: list[Result], cold: Cold | None, settings: Settings) -> 
             f" goal < {GOAL_COLD_MS} ms: {verdict}"
         )
     return lines
+
+
+def _figures(result: Result, big: bool) -> str:
+    rate = f"{result.mbps:,.0f} MB/s" if big else f"{result.rps:,.0f} req/s"
+    return f"{result.server} {rate}, p99 {result.p99_ms:.2f} ms"
 
 
 def write_json(
@@ -816,6 +855,14 @@ def write_json(
     return path
 
 
+def _cases(value: str) -> frozenset[str]:
+    names = frozenset(n.strip() for n in value.split(",") if n.strip()) or frozenset(ALL_CASES)
+    unknown = names - set(ALL_CASES)
+    if unknown:
+        raise SystemExit(f"BENCH_PROXY_CASES: unknown {sorted(unknown)}; cases are {ALL_CASES}")
+    return names
+
+
 def main() -> None:
     settings = Settings(
         seconds=env_int("BENCH_PROXY_SECONDS", 10),
@@ -824,11 +871,12 @@ def main() -> None:
         big=env_int("BENCH_PROXY_BIG_MIB", 256) * MiB,
         cold=env_int("BENCH_PROXY_COLD", 20),
         rounds=env_int("BENCH_PROXY_ROUNDS", 2),
+        cases=_cases(os.environ.get("BENCH_PROXY_CASES", "")),
     )
     print(
         f"proxy: {settings.seconds} s per case, {settings.connections} connections,"
         f" {settings.files} x 4 KiB files, {settings.big // MiB} MiB big file,"
-        f" {settings.rounds} rounds",
+        f" {settings.rounds} rounds, cases {','.join(c for c in ALL_CASES if settings.runs(c))}",
         file=sys.stderr,
     )
     results, cold, notes, every = run_all(settings)
@@ -840,6 +888,7 @@ def main() -> None:
     print()
     print("\n".join(lines + [f"skipped: {note}" for note in notes]))
     config = {**asdict(settings), "wrk_threads": WRK_THREADS, "cpus": os.cpu_count()}
+    config["cases"] = [c for c in ALL_CASES if settings.runs(c)]
     print(f"\nwrote {write_json(results, cold, config, lines, notes, every)}")
 
 
