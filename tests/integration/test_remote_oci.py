@@ -131,8 +131,19 @@ async def test_unknown_names_and_pushes_take_the_spec_shape(client: TestClient) 
     assert (await blob.json())["errors"][0]["code"] == "BLOB_UNKNOWN"
     push = await client.post("/v2/hub/app/blobs/uploads/")
     assert push.status == 405 and (await push.json())["errors"][0]["code"] == "UNSUPPORTED"
-    bad = await client.get("/v2/hub/app/manifests/sha256:xyz")
-    assert bad.status == 400
+    bad = await client.get("/v2/hub/app/blobs/sha256:xyz")
+    assert bad.status == 400 and (await bad.json())["errors"][0]["code"] == "DIGEST_INVALID"
+
+
+@pytest.mark.parametrize("reference", [".INVALID_MANIFEST_NAME", "-bad", "sha256:xyz"])
+async def test_a_reference_no_manifest_can_have_is_unknown_without_asking_upstream(
+    client: TestClient, registry: Registry, reference: str
+) -> None:
+    got = await client.get(f"/v2/hub/app/manifests/{reference}")
+    assert got.status == 404
+    assert (await got.json())["errors"][0]["code"] == "MANIFEST_UNKNOWN"
+    assert (await client.head(f"/v2/hub/app/manifests/{reference}")).status == 404
+    assert not [r for r in registry.requests if "manifests" in r]
 
 
 async def test_a_blob_without_length_is_cached_as_its_digest_proves_it(

@@ -20,7 +20,7 @@ from app.formats.oci.errors import (
     NameUnknown,
 )
 from app.formats.oci.manifests import ManifestTooLarge, PaginationNumberInvalid
-from app.formats.oci.names import blob_digest, parse_reference
+from app.formats.oci.names import blob_digest, lookup_reference, parse_reference
 from app.formats.oci.records import Manifest
 from app.http import BlobBody, send_blob
 from app.inputs import whole_number
@@ -189,7 +189,7 @@ def _check_size(descriptor: manifests.Descriptor, stored_size: int) -> None:
 
 
 async def _resolve(request: web.Request, t: Target) -> Manifest:
-    reference = parse_reference(request.match_info["reference"])
+    reference = lookup_reference(request.match_info["reference"])
     records = context.records(request)
     digest = str(reference)
     if isinstance(reference, str):
@@ -207,7 +207,7 @@ async def get_manifest(request: web.Request) -> web.StreamResponse:
     t = context.lookup(request)
     if t.repo.kind == "remote":
         return await remote.get_manifest(
-            request, t, parse_reference(request.match_info["reference"])
+            request, t, lookup_reference(request.match_info["reference"])
         )
     found = await _resolve(request, t)
     if not manifests.acceptable(request.headers.get("Accept")):
@@ -229,7 +229,7 @@ async def get_manifest(request: web.Request) -> web.StreamResponse:
 async def delete_manifest(request: web.Request) -> web.StreamResponse:
     t = context.target(request)
     context.deletes_allowed(t)
-    reference = parse_reference(request.match_info["reference"])
+    reference = lookup_reference(request.match_info["reference"])
     records = context.records(request)
     if isinstance(reference, str):  # OCI 1.1: a tag alone may be deleted
         deleted = await records.delete_tag(t.repo.id, t.image, reference)
