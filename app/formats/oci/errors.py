@@ -56,8 +56,6 @@ class SizeInvalid(OciError):
     code, status = "SIZE_INVALID", 400
 
 
-
-
 class Unsupported(OciError):
     code, status = "UNSUPPORTED", 405
 

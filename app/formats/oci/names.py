@@ -36,7 +36,7 @@ def parse_name(text: str) -> ImageName:
 
 def parse_tag(text: str) -> str:
     if not TAG.match(text):
-        raise TagInvalid(f"invalid tag {text[:200]!r}")
+        raise TagInvalid(f"invalid tag {text[:200]!r}", detail={"tag": text[:200]})
     return text
 
 
