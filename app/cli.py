@@ -1,4 +1,6 @@
-"""Command line: ``artifactapi serve | gc [--dry-run] | config check FILE | migrate``."""
+"""Command line: ``artifactapi [--config FILE] [--debug] serve | gc [--dry-run] | config check
+FILE | migrate``; the global options may also follow the command (``artifactapi serve
+--config FILE``)."""
 
 from __future__ import annotations
 
@@ -18,20 +20,55 @@ EXIT_STARTUP = 1
 STARTUP_ERRORS = (MetadataError, StorageError, CacheError, OSError)
 
 
+def _global_options(parser: argparse.ArgumentParser, *, after_command: bool) -> None:
+    """The options every command takes, before or after its name (as git, docker and
+    kubectl do). After the name their default is SUPPRESS: an option not given there
+    leaves what was given before the name, and one given there wins."""
+    group = parser.add_argument_group("global options")
+    group.add_argument(
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS if after_command else None,
+        help="YAML file (default: ./artifactapi.yaml if present)",
+    )
+    group.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS if after_command else False,
+        help="show tracebacks on failure",
+    )
+
+
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str
+) -> argparse.ArgumentParser:
+    command = commands.add_parser(name, help=summary, description=summary)
+    _global_options(command, after_command=True)
+    return command
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="artifactapi", description=__doc__)
-    parser.add_argument("--config", help="YAML file (default: ./artifactapi.yaml if present)")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on failure")
-    commands = parser.add_subparsers(dest="command")
-    serve = commands.add_parser("serve", help="run the HTTP service (the default)")
+    parser = argparse.ArgumentParser(
+        prog="artifactapi",
+        description="An artifact registry: OCI, PyPI, npm and generic repositories.",
+        epilog="Global options may come before or after the command"
+        " (artifactapi serve --config FILE); given in both places, the later wins.",
+    )
+    _global_options(parser, after_command=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = _command(commands, "serve", "run the HTTP service (the default)")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int, help="worker processes sharing the port")
-    check = commands.add_parser("config", help="configuration tools").add_subparsers(dest="action")
-    check_cmd = check.add_parser("check", help="validate a configuration file and exit")
-    check_cmd.add_argument("file")
-    commands.add_parser("migrate", help="apply database migrations and exit")
-    gc = commands.add_parser("gc", help="collect garbage once and exit")
+    tools = _command(commands, "config", "configuration tools")
+    check = _command(
+        tools.add_subparsers(dest="action", metavar="ACTION"),
+        "check",
+        "validate a configuration file and exit",
+    )
+    check.add_argument("file")
+    _command(commands, "migrate", "apply database migrations and exit")
+    gc = _command(commands, "gc", "collect garbage once and exit")
     gc.add_argument("--dry-run", action="store_true", help="report what would go, delete nothing")
     return parser
 

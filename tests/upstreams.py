@@ -133,7 +133,9 @@ class Registry:
                 return web.json_response({"errors": [{"code": "MANIFEST_UNKNOWN"}]}, status=404)
             body = self._blob(digest)
             media_type = json.loads(body)["mediaType"]
-            headers = {"Content-Type": media_type, "Docker-Content-Digest": digest}
+            # Asked by a sha512 digest, a registry answers in that algorithm.
+            answered = reference if reference.startswith("sha512:") else digest
+            headers = {"Content-Type": media_type, "Docker-Content-Digest": answered}
             return web.Response(body=body, headers=headers)
         if kind == "tags" and reference == "list":
             return web.json_response({"name": self.name, "tags": [self.tag]})
@@ -148,11 +150,16 @@ class Registry:
         return web.json_response({"errors": [{"code": "UNSUPPORTED"}]}, status=404)
 
     def _manifest_digest(self, reference: str) -> str | None:
+        """The sha256 digest of the manifest a tag, a sha256 or a sha512 digest names."""
         if reference.startswith("sha256:"):
             return reference
         index = json.loads((self.layout / "index.json").read_text())
         for entry in index["manifests"]:
-            if entry.get("annotations", {}).get("org.opencontainers.image.ref.name") == reference:
+            if reference.startswith("sha512:"):
+                sha512 = hashlib.sha512(self._blob(entry["digest"])).hexdigest()
+                if reference == f"sha512:{sha512}":
+                    return str(entry["digest"])
+            elif entry.get("annotations", {}).get("org.opencontainers.image.ref.name") == reference:
                 return str(entry["digest"])
         return None
 

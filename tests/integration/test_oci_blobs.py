@@ -125,6 +125,76 @@ async def test_out_of_order_chunk_is_416_with_the_current_range(registry: TestCl
     assert ok.status == 202 and ok.headers["Range"] == "0-14"
 
 
+async def _chunked_body(data: bytes):  # type: ignore[no-untyped-def]
+    yield data  # sent with Transfer-Encoding: chunked, so no Content-Length
+
+
+async def test_the_closing_put_checks_its_content_range_as_a_patch_does(
+    registry: TestClient,
+) -> None:
+    data = os.urandom(30_000)
+    digest = digest_of(data)
+    location = await start(registry)
+    patched = await registry.patch(
+        location, data=data[:10_000], headers={"Content-Range": "0-9999"}
+    )
+    assert patched.status == 202
+    upload_id = patched.headers["Docker-Upload-UUID"]
+    # The last chunk out of order: 416, saying where the session is and ends; nothing added.
+    for wrong in ("20000-39999", "0-19999", "9999-29998"):
+        refused = await registry.put(
+            f"{location}?digest={digest}", data=data[10_000:], headers={"Content-Range": wrong}
+        )
+        assert refused.status == 416, wrong
+        assert refused.headers["Range"] == "0-9999"
+        assert refused.headers["Docker-Upload-UUID"] == upload_id
+        assert refused.headers["Location"] == location
+        assert (await refused.json())["errors"][0]["code"] == "BLOB_UPLOAD_INVALID"
+    # A range whose length is not the body's: refused as on PATCH, before anything is read.
+    for body, content_range in (
+        (data[10_000:], "10000-19999"),
+        (data[10_000:20_000], "10000-29999"),
+    ):
+        short = await registry.put(
+            f"{location}?digest={digest}", data=body, headers={"Content-Range": content_range}
+        )
+        assert short.status == 400
+        assert (await short.json())["errors"][0]["code"] == "SIZE_INVALID"
+    # Nor when the length is only known at the end (a chunked body).
+    for body in (data[10_000:29_999], data[10_000:] + b"x"):
+        chunked = await registry.put(
+            f"{location}?digest={digest}",
+            data=_chunked_body(body),
+            headers={"Content-Range": "10000-29999"},
+        )
+        assert chunked.status == 400
+        assert (await chunked.json())["errors"][0]["code"] == "SIZE_INVALID"
+    assert (await registry.get(location)).headers["Range"] == "0-9999"
+    assert (await registry.head(f"/v2/{NAME}/blobs/{digest}")).status == 404
+    # The right range finishes the blob, with or without a length up front.
+    done = await registry.put(
+        f"{location}?digest={digest}",
+        data=_chunked_body(data[10_000:]),
+        headers={"Content-Range": "10000-29999"},
+    )
+    assert done.status == 201, await done.text()
+    await assert_blob(registry, digest, data)
+    again = await start(registry)
+    whole = await registry.put(
+        f"{again}?digest={digest}", data=data, headers={"Content-Range": "0-29999"}
+    )
+    assert whole.status == 201, await whole.text()
+
+
+async def test_an_out_of_order_patch_says_where_the_session_is(registry: TestClient) -> None:
+    location = await start(registry)
+    await registry.patch(location, data=b"a" * 10)
+    refused = await registry.patch(location, data=b"b" * 5, headers={"Content-Range": "5-9"})
+    assert refused.status == 416 and refused.headers["Range"] == "0-9"
+    assert refused.headers["Location"] == location
+    assert refused.headers["Docker-Upload-UUID"] in location
+
+
 async def test_wrong_digest_commits_nothing(registry: TestClient) -> None:
     data = b"layer bytes" * 1000
     location = await start(registry)

@@ -158,6 +158,95 @@ async def test_put_by_digest_and_sha512(registry: TestClient) -> None:
     assert (await tags.json())["tags"] == []
 
 
+def sha512_of(data: bytes) -> str:
+    return "sha512:" + hashlib.sha512(data).hexdigest()
+
+
+async def tags_of(client: TestClient, name: str = NAME) -> list[str]:
+    response = await client.get(f"/v2/{name}/tags/list")
+    return list((await response.json())["tags"]) if response.status == 200 else []
+
+
+async def test_a_push_by_digest_sets_every_tag_of_its_query(registry: TestClient) -> None:
+    body = await image(registry)
+    query = "tag=1.2.3&tag=1.2&tag=latest&tag=1.2"  # a repeat is one tag
+    pushed = await put(registry, f"{digest_of(body)}?{query}", body)
+    assert pushed.status == 201, await pushed.text()
+    assert pushed.headers.getall("OCI-Tag") == ["1.2.3", "1.2", "latest"]
+    assert pushed.headers["Docker-Content-Digest"] == digest_of(body)
+    assert await tags_of(registry) == ["1.2", "1.2.3", "latest"]
+    for tag in ("1.2.3", "1.2", "latest"):
+        got = await registry.get(f"/v2/{NAME}/manifests/{tag}")
+        assert await got.read() == body and got.headers["Docker-Content-Digest"] == digest_of(body)
+    # Moved together by the next push of another manifest.
+    other = await image(registry, seed=b"2")
+    moved = await put(registry, f"{digest_of(other)}?tag=latest&tag=1.2", other)
+    assert moved.headers.getall("OCI-Tag") == ["latest", "1.2"]
+    got = await registry.get(f"/v2/{NAME}/manifests/latest")
+    assert got.headers["Docker-Content-Digest"] == digest_of(other)
+    got = await registry.get(f"/v2/{NAME}/manifests/1.2.3")
+    assert got.headers["Docker-Content-Digest"] == digest_of(body)
+    # Without ?tag= a push by digest tags nothing, and says no OCI-Tag.
+    third = await image(registry, seed=b"3")
+    untagged = await put(registry, digest_of(third), third)
+    assert untagged.status == 201 and "OCI-Tag" not in untagged.headers
+
+
+@pytest.mark.parametrize(
+    "query", ["tag=ok&tag=.bad", "tag=", "tag=-x", f"tag={'t' * 129}", "tag=a&tag=b%3Ac"]
+)
+async def test_an_invalid_query_tag_stores_nothing(registry: TestClient, query: str) -> None:
+    body = await image(registry)
+    refused = await put(registry, f"{digest_of(body)}?{query}", body)
+    assert refused.status == 400 and await error_code(refused) == "MANIFEST_INVALID"
+    assert (await registry.head(f"/v2/{NAME}/manifests/{digest_of(body)}")).status == 404
+    assert await tags_of(registry) == []
+
+
+async def test_too_many_query_tags_are_414(registry: TestClient) -> None:
+    body = await image(registry)
+    query = "&".join(f"tag=t{i}" for i in range(101))
+    refused = await put(registry, f"{digest_of(body)}?{query}", body)
+    assert refused.status == 414 and await error_code(refused) == "MANIFEST_INVALID"
+    assert (await registry.head(f"/v2/{NAME}/manifests/{digest_of(body)}")).status == 404
+    hundred = "&".join(f"tag=t{i}" for i in range(100))
+    pushed = await put(registry, f"{digest_of(body)}?{hundred}", body)
+    assert pushed.status == 201 and len(pushed.headers.getall("OCI-Tag")) == 100
+
+
+async def test_query_tags_on_a_push_by_tag_are_ignored(registry: TestClient) -> None:
+    # The spec defines ?tag= for pushes by digest only: a push by tag sets its own tag,
+    # and no OCI-Tag tells the client the others were not set (it falls back to a push each).
+    body = await image(registry)
+    pushed = await put(registry, "v1?tag=other&tag=.invalid", body)
+    assert pushed.status == 201, await pushed.text()
+    assert "OCI-Tag" not in pushed.headers
+    assert await tags_of(registry) == ["v1"]
+
+
+async def test_the_digest_answered_is_in_the_algorithm_the_client_used(
+    registry: TestClient,
+) -> None:
+    body = await image(registry)
+    sha256, sha512 = digest_of(body), sha512_of(body)
+    pushed = await put(registry, f"{sha512}?tag=v512", body)
+    assert pushed.status == 201, await pushed.text()
+    assert pushed.headers["Docker-Content-Digest"] == sha512
+    assert pushed.headers["Location"] == f"/v2/{NAME}/manifests/{sha512}"
+    assert pushed.headers.getall("OCI-Tag") == ["v512"]
+    assert (await put(registry, "v256", body)).headers["Docker-Content-Digest"] == sha256
+    # Each reference answers the digest of what it names, computed over the same bytes:
+    # a tag set by a sha512 push names the manifest as that push addressed it.
+    for ref, digest in ((sha512, sha512), ("v512", sha512), (sha256, sha256), ("v256", sha256)):
+        for method in ("GET", "HEAD"):
+            got = await registry.request(method, f"/v2/{NAME}/manifests/{ref}")
+            assert got.status == 200, (method, ref)
+            assert got.headers["Docker-Content-Digest"] == digest, (method, ref)
+            assert got.headers["Content-Length"] == str(len(body))
+        fetched = await registry.get(f"/v2/{NAME}/manifests/{got.headers['Docker-Content-Digest']}")
+        assert await fetched.read() == body
+
+
 async def test_digest_mismatch_on_put_by_digest(registry: TestClient) -> None:
     body = await image(registry)
     response = await put(registry, digest_of(b"other"), body)
@@ -478,26 +567,32 @@ async def test_artifact_manifest_media_type(registry: TestClient) -> None:
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "code"),
+    ("method", "path", "status", "code"),
     [
-        ("GET", f"/v2/{NAME}/manifests/-bad", "TAG_INVALID"),
-        ("PUT", f"/v2/{NAME}/manifests/{'t' * 129}", "TAG_INVALID"),
-        ("HEAD", f"/v2/{NAME}/manifests/sha256:abc", "DIGEST_INVALID"),
-        ("DELETE", f"/v2/{NAME}/manifests/md5:{'a' * 32}", "DIGEST_INVALID"),
-        ("GET", f"/v2/{NAME}/manifests/sha256:{'G' * 64}", "DIGEST_INVALID"),
-        ("GET", "/v2/docker-local/Team/manifests/v1", "NAME_INVALID"),
-        ("GET", "/v2/nowhere/app/tags/list", "NAME_UNKNOWN"),
+        # Read or deleted, a reference no manifest can have is unknown, as distribution says.
+        ("GET", f"/v2/{NAME}/manifests/.INVALID_MANIFEST_NAME", 404, "MANIFEST_UNKNOWN"),
+        ("HEAD", f"/v2/{NAME}/manifests/.INVALID_MANIFEST_NAME", 404, None),
+        ("DELETE", f"/v2/{NAME}/manifests/.INVALID_MANIFEST_NAME", 404, "MANIFEST_UNKNOWN"),
+        ("GET", f"/v2/{NAME}/manifests/-bad", 404, "MANIFEST_UNKNOWN"),
+        ("GET", f"/v2/{NAME}/manifests/{'t' * 129}", 404, "MANIFEST_UNKNOWN"),
+        ("HEAD", f"/v2/{NAME}/manifests/sha256:abc", 404, None),
+        ("DELETE", f"/v2/{NAME}/manifests/md5:{'a' * 32}", 404, "MANIFEST_UNKNOWN"),
+        ("GET", f"/v2/{NAME}/manifests/sha256:{'G' * 64}", 404, "MANIFEST_UNKNOWN"),
+        # Pushed, it is a bad request, in the spec's codes.
+        ("PUT", f"/v2/{NAME}/manifests/{'t' * 129}", 400, "MANIFEST_INVALID"),
+        ("PUT", f"/v2/{NAME}/manifests/.INVALID_MANIFEST_NAME", 400, "MANIFEST_INVALID"),
+        ("PUT", f"/v2/{NAME}/manifests/sha256:abc", 400, "DIGEST_INVALID"),
+        ("GET", "/v2/docker-local/Team/manifests/v1", 400, "NAME_INVALID"),
+        ("GET", "/v2/nowhere/app/tags/list", 404, "NAME_UNKNOWN"),
     ],
 )
 async def test_malformed_references(
-    registry: TestClient, method: str, path: str, code: str
+    registry: TestClient, method: str, path: str, status: int, code: str | None
 ) -> None:
     response = await registry.request(method, path, data=b"{}")
-    assert response.status in (400, 404)
-    if method != "HEAD":
+    assert response.status == status
+    if code is not None:
         assert await error_code(response) == code
-    else:
-        assert response.status == 400
 
 
 async def test_a_page_size_past_any_limit_is_refused_before_it_is_parsed(

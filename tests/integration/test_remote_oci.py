@@ -107,6 +107,22 @@ async def test_blobs_and_manifests_by_digest_hit_and_head(
     assert await by_tag.read() == body and by_tag.headers["Docker-Content-Digest"] == digest
 
 
+async def test_the_digest_answered_is_in_the_algorithm_the_client_used(
+    client: TestClient, registry: Registry
+) -> None:
+    sha256 = oci_layout.manifest_digest(registry.layout, "1.0")
+    body = oci_layout.blob(registry.layout, sha256)
+    sha512 = "sha512:" + hashlib.sha512(body).hexdigest()
+    for ref, digest in ((sha512, sha512), ("1.0", sha256), (sha256, sha256)):
+        for method, cache in (("HEAD", "MISS"), ("GET", "HIT"), ("HEAD", "HIT")):
+            got = await client.request(method, f"/v2/hub/app/manifests/{ref}")
+            assert got.status == 200, (method, ref)
+            assert got.headers["Docker-Content-Digest"] == digest, (method, ref)
+            assert got.headers["X-Cache"] == cache, (method, ref)
+            assert got.headers["Content-Length"] == str(len(body))
+            assert await got.read() == (body if method == "GET" else b"")
+
+
 async def test_a_blob_whose_bytes_do_not_match_its_digest_is_never_cached(
     client: TestClient, registry: Registry
 ) -> None:
@@ -131,8 +147,19 @@ async def test_unknown_names_and_pushes_take_the_spec_shape(client: TestClient) 
     assert (await blob.json())["errors"][0]["code"] == "BLOB_UNKNOWN"
     push = await client.post("/v2/hub/app/blobs/uploads/")
     assert push.status == 405 and (await push.json())["errors"][0]["code"] == "UNSUPPORTED"
-    bad = await client.get("/v2/hub/app/manifests/sha256:xyz")
-    assert bad.status == 400
+    bad = await client.get("/v2/hub/app/blobs/sha256:xyz")
+    assert bad.status == 400 and (await bad.json())["errors"][0]["code"] == "DIGEST_INVALID"
+
+
+@pytest.mark.parametrize("reference", [".INVALID_MANIFEST_NAME", "-bad", "sha256:xyz"])
+async def test_a_reference_no_manifest_can_have_is_unknown_without_asking_upstream(
+    client: TestClient, registry: Registry, reference: str
+) -> None:
+    got = await client.get(f"/v2/hub/app/manifests/{reference}")
+    assert got.status == 404
+    assert (await got.json())["errors"][0]["code"] == "MANIFEST_UNKNOWN"
+    assert (await client.head(f"/v2/hub/app/manifests/{reference}")).status == 404
+    assert not [r for r in registry.requests if "manifests" in r]
 
 
 async def test_a_blob_without_length_is_cached_as_its_digest_proves_it(

@@ -8,8 +8,8 @@ from pydantic import ValidationError
 from app import keys
 from app.config import Config
 from app.errors import RangeNotSatisfiable
-from app.formats.oci.errors import BlobUploadInvalid, RangeInvalid
-from app.formats.oci.uploads import parse_content_range
+from app.formats.oci.errors import BlobUploadInvalid, RangeInvalid, SizeInvalid
+from app.formats.oci.uploads import chunk_range, parse_content_range
 from app.http import ByteRange, etag_matches, external_url, parse_range
 from app.inputs import MAX_DIGITS, whole_number
 
@@ -104,6 +104,18 @@ def test_content_range_numbers_past_any_offset_are_out_of_order() -> None:
     for text in ("5-2", "x-1", "\u0661-\u0662", "1-"):
         with pytest.raises(BlobUploadInvalid):
             parse_content_range(text, 0)
+
+
+def test_a_chunk_starts_where_the_session_ends_and_is_as_long_as_announced() -> None:
+    assert chunk_range("10-19", 10, 10) == (10, 19)
+    assert chunk_range("10-19", 10, None) == (10, 19)  # chunked: checked as it streams
+    for text in ("0-9", "11-20", "9-18"):
+        with pytest.raises(RangeInvalid) as info:
+            chunk_range(text, 10, 10)
+        assert info.value.headers["Range"] == "0-9"
+    for announced in (0, 9, 11):
+        with pytest.raises(SizeInvalid):
+            chunk_range("10-19", 10, announced)
 
 
 def _request(headers: dict[str, str], **server: Any) -> web.Request:

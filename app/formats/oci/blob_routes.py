@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from contextlib import contextmanager
 
 from aiohttp import web
 
@@ -10,9 +11,16 @@ from app import keys
 from app.errors import NotFound
 from app.formats.oci import context, remote
 from app.formats.oci.context import API_VERSION, Target
-from app.formats.oci.errors import BlobUnknown, DigestInvalid, NameInvalid
+from app.formats.oci.errors import (
+    BlobUnknown,
+    DigestInvalid,
+    NameInvalid,
+    RangeInvalid,
+    SizeInvalid,
+)
 from app.formats.oci.names import blob_digest, parse_name
-from app.formats.oci.uploads import Uploads, parse_content_range, range_header
+from app.formats.oci.records import Upload
+from app.formats.oci.uploads import Uploads, chunk_range, range_header
 from app.http import BlobBody, request_body, send_blob
 
 Routes = list[tuple[str, str, object]]
@@ -42,6 +50,22 @@ def _session_headers(t: Target, upload_id: str, size: int) -> dict[str, str]:
         "Range": range_header(size),
         "Docker-Upload-UUID": upload_id,
     }
+
+
+@contextmanager
+def _refusals_locate(t: Target, upload: Upload) -> Iterator[None]:
+    """A chunk refused as out of order (416) says where the session is and where it
+    ends, as every other answer about the session does."""
+    try:
+        yield
+    except RangeInvalid as exc:
+        exc.headers = {**_session_headers(t, upload.id, upload.size), **exc.headers}
+        raise
+
+
+def _chunk(request: web.Request, upload: Upload) -> tuple[int, int] | None:
+    header = request.headers.get("Content-Range")
+    return chunk_range(header, upload.size, request.content_length) if header else None
 
 
 def _blob_created(t: Target, digest: str) -> web.Response:
@@ -109,11 +133,11 @@ async def append_chunk(request: web.Request) -> web.StreamResponse:
     t = context.target(request)
     uploads = _uploads(request)
     upload = await uploads.get(request.match_info["upload"], t.repo.id, t.image)
-    header = request.headers.get("Content-Range")
-    content_range = parse_content_range(header, upload.size) if header else None
-    size = await uploads.append(
-        upload, request_body(request), content_range, context.max_body(request)
-    )
+    with _refusals_locate(t, upload):
+        content_range = _chunk(request, upload)
+        size = await uploads.append(
+            upload, request_body(request), content_range, context.max_body(request)
+        )
     return web.Response(status=202, headers=_session_headers(t, upload.id, size))
 
 
@@ -124,8 +148,28 @@ async def finish_upload(request: web.Request) -> web.StreamResponse:
     if "digest" not in request.query:
         raise DigestInvalid("PUT needs ?digest=<algorithm>:<hex>")
     expected = blob_digest(request.query["digest"])
-    await uploads.finish(upload, expected, _body(request), context.max_body(request))
+    trailing = _body(request)
+    if trailing is not None:  # the last chunk, checked as a PATCH's would be
+        with _refusals_locate(t, upload):
+            content_range = _chunk(request, upload)
+        if content_range is not None:
+            start, end = content_range
+            trailing = _exactly(trailing, end - start + 1)
+    await uploads.finish(upload, expected, trailing, context.max_body(request))
     return _blob_created(t, str(expected))
+
+
+async def _exactly(body: AsyncIterable[bytes], length: int) -> AsyncIterator[bytes]:
+    """``body`` if it is ``length`` bytes long; raised before its end otherwise, so
+    nothing is stored. (A length announced up front was checked before reading.)"""
+    received = 0
+    async for chunk in body:
+        received += len(chunk)
+        if received > length:
+            raise SizeInvalid(f"Content-Range announced {length} bytes; the body has more")
+        yield chunk
+    if received != length:
+        raise SizeInvalid(f"Content-Range announced {length} bytes; the body had {received}")
 
 
 async def cancel_upload(request: web.Request) -> web.StreamResponse:

@@ -39,6 +39,11 @@ class ManifestUnknown(OciError):
     code, status = "MANIFEST_UNKNOWN", 404
 
 
+class TagInvalid(ManifestInvalid):
+    """A tag outside the spec's expression, pushed. The spec has no code of its own
+    for it (TAG_INVALID is a schema1 leftover clients need not know)."""
+
+
 class NameInvalid(OciError):
     code, status = "NAME_INVALID", 400
 
@@ -49,10 +54,6 @@ class NameUnknown(OciError):
 
 class SizeInvalid(OciError):
     code, status = "SIZE_INVALID", 400
-
-
-class TagInvalid(OciError):
-    code, status = "TAG_INVALID", 400
 
 
 class Unsupported(OciError):

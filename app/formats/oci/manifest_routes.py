@@ -6,6 +6,7 @@ import json
 from urllib.parse import quote
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from app import keys
 from app.backends.metadata import BlobsGone
@@ -20,7 +21,7 @@ from app.formats.oci.errors import (
     NameUnknown,
 )
 from app.formats.oci.manifests import ManifestTooLarge, PaginationNumberInvalid
-from app.formats.oci.names import blob_digest, parse_reference
+from app.formats.oci.names import blob_digest, lookup_reference, parse_reference, parse_tag
 from app.formats.oci.records import Manifest
 from app.http import BlobBody, send_blob
 from app.inputs import whole_number
@@ -31,6 +32,14 @@ Routes = list[tuple[str, str, object]]
 
 # A page when the client names no ``n`` (or a larger one): Link says how to go on.
 PAGE = 1000
+# Tags one push by digest may set with ``?tag=`` (the spec asks for at least 10).
+MAX_QUERY_TAGS = 100
+
+
+class TooManyTags(ManifestInvalid):
+    """MANIFEST_INVALID, with the 414 the spec allows for too many ``?tag=``."""
+
+    status = 414
 
 
 def routes() -> Routes:
@@ -60,6 +69,7 @@ async def _read_capped(request: web.Request) -> bytes:
 async def put_manifest(request: web.Request) -> web.StreamResponse:
     t = context.target(request)
     reference = parse_reference(request.match_info["reference"])
+    tags = _tags(request, reference)
     raw = await _read_capped(request)
     options = t.repo.narrowed(LocalOptions).options
     parsed = manifests.parse(raw, request.headers.get("Content-Type"), options.limits())
@@ -70,16 +80,35 @@ async def put_manifest(request: web.Request) -> web.StreamResponse:
                 f"manifest bytes do not match {reference}", detail={"digest": str(reference)}
             )
         digest = reference  # clients address it as they pushed it (sha256 or sha512)
-    tag = reference if isinstance(reference, str) else None
-    await _store(request, t, parsed, raw, str(digest), tag)
-    headers = {
-        **API_VERSION,
-        "Location": f"/v2/{t.name}/manifests/{digest}",
-        "Docker-Content-Digest": str(digest),
-    }
+    await _store(request, t, parsed, raw, str(digest), tags)
+    headers = CIMultiDict(
+        {
+            **API_VERSION,
+            "Location": f"/v2/{t.name}/manifests/{digest}",
+            "Docker-Content-Digest": str(digest),
+        }
+    )
     if parsed.subject is not None:
         headers["OCI-Subject"] = parsed.subject.digest  # the client needs no tag fallback
+    if isinstance(reference, Digest):
+        for tag in tags:  # a header each; RFC 9110 reads them as one folded list
+            headers.add("OCI-Tag", tag)
     return web.Response(status=201, headers=headers)
+
+
+def _tags(request: web.Request, reference: str | Digest) -> list[str]:
+    """The tags a push points at its manifest, each checked before anything is read.
+
+    By tag, the one in the path. By digest, those of ``?tag=a&tag=b`` (distribution-spec
+    main: several tags in one push, each echoed in an ``OCI-Tag`` header). The spec
+    defines ``?tag=`` for pushes by digest only: on a push by tag it is ignored, as by
+    a registry without the feature, and the answer's lack of ``OCI-Tag`` says so."""
+    if isinstance(reference, str):
+        return [reference]
+    asked = request.query.getall("tag", [])
+    if len(asked) > MAX_QUERY_TAGS:
+        raise TooManyTags(f"at most {MAX_QUERY_TAGS} tags per push, not {len(asked)}")
+    return list(dict.fromkeys(parse_tag(tag) for tag in asked))
 
 
 # A manifest's own bytes collected between their ingest and its row (only with a
@@ -93,7 +122,7 @@ async def _store(
     parsed: manifests.ParsedManifest,
     raw: bytes,
     digest: str,
-    tag: str | None,
+    tags: list[str],
 ) -> None:
     """The manifest's bytes into the CAS, then its row with references, holding
     what it references so no collector deletes it meanwhile (see records.put_manifest)."""
@@ -111,7 +140,7 @@ async def _store(
         )
         try:
             await context.records(request).put_manifest(
-                t.repo.id, t.image, record, parsed.references(), tag, blobs, children
+                t.repo.id, t.image, record, parsed.references(), tags, blobs, children
             )
             return
         except BlobsGone as exc:
@@ -189,7 +218,7 @@ def _check_size(descriptor: manifests.Descriptor, stored_size: int) -> None:
 
 
 async def _resolve(request: web.Request, t: Target) -> Manifest:
-    reference = parse_reference(request.match_info["reference"])
+    reference = lookup_reference(request.match_info["reference"])
     records = context.records(request)
     digest = str(reference)
     if isinstance(reference, str):
@@ -207,7 +236,7 @@ async def get_manifest(request: web.Request) -> web.StreamResponse:
     t = context.lookup(request)
     if t.repo.kind == "remote":
         return await remote.get_manifest(
-            request, t, parse_reference(request.match_info["reference"])
+            request, t, lookup_reference(request.match_info["reference"])
         )
     found = await _resolve(request, t)
     if not manifests.acceptable(request.headers.get("Accept")):
@@ -229,7 +258,7 @@ async def get_manifest(request: web.Request) -> web.StreamResponse:
 async def delete_manifest(request: web.Request) -> web.StreamResponse:
     t = context.target(request)
     context.deletes_allowed(t)
-    reference = parse_reference(request.match_info["reference"])
+    reference = lookup_reference(request.match_info["reference"])
     records = context.records(request)
     if isinstance(reference, str):  # OCI 1.1: a tag alone may be deleted
         deleted = await records.delete_tag(t.repo.id, t.image, reference)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from app.formats.oci.errors import DigestInvalid, NameInvalid, TagInvalid
+from app.formats.oci.errors import DigestInvalid, ManifestUnknown, NameInvalid, TagInvalid
 from pipelines import Digest, InvalidDigest, parse_digest
 
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
@@ -36,15 +36,28 @@ def parse_name(text: str) -> ImageName:
 
 def parse_tag(text: str) -> str:
     if not TAG.match(text):
-        raise TagInvalid(f"invalid tag {text[:200]!r}")
+        raise TagInvalid(f"invalid tag {text[:200]!r}", detail={"tag": text[:200]})
     return text
 
 
 def parse_reference(text: str) -> str | Digest:
-    """A manifest reference: a digest when it has a ':', else a tag."""
+    """A manifest reference to push to: a digest when it has a ':', else a tag."""
     if ":" in text:
         return blob_digest(text)
     return parse_tag(text)
+
+
+def lookup_reference(text: str) -> str | Digest:
+    """A manifest reference to read or delete. One that is neither a tag nor a digest
+    names no manifest there could be: unknown (404), as distribution answers, not a
+    bad request."""
+    try:
+        return parse_reference(text)
+    except (TagInvalid, DigestInvalid):
+        raise ManifestUnknown(
+            f"manifest {text[:200]!r} unknown: neither a tag nor a digest",
+            detail={"reference": text[:200]},
+        ) from None
 
 
 def blob_digest(text: str) -> Digest:

@@ -229,11 +229,11 @@ class OciRecords(Records):
         name: str,
         manifest: Manifest,
         references: list[Reference],
-        tag: str | None,
+        tags: Collection[str],
         blobs: Collection[str] = (),
         children: Collection[str] = (),
     ) -> None:
-        """Record a manifest with its references and tag, in one transaction.
+        """Record a manifest with its references and tags, in one transaction.
 
         ``blobs`` are the CAS digests it needs besides its own bytes (config, layers),
         ``children`` the digests of an index's manifests: they are held first, so no
@@ -270,7 +270,7 @@ class OciRecords(Records):
                 )
             elif references:
                 await self._add_references(tx, repository_id, name, manifest.digest, references)
-            if tag is not None:
+            for tag in sorted(tags):  # in one order, so two pushes never deadlock on them
                 await tx.execute(
                     "INSERT INTO oci_tags (repository_id, name, tag, digest, updated_at)"
                     " VALUES ($1, $2, $3, $4, $5)"

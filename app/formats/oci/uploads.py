@@ -48,6 +48,22 @@ def parse_content_range(text: str, size: int) -> tuple[int, int]:
     return start, end
 
 
+def chunk_range(text: str, size: int, announced: int | None) -> tuple[int, int]:
+    """The ``Content-Range`` of a chunk (a ``PATCH``, or the closing ``PUT``'s body)
+    for a session holding ``size`` bytes, checked before any byte is read: it starts
+    where the session ends (else 416 with the session's Range) and, when the request
+    announces its length, is that long (else SIZE_INVALID, as distribution answers)."""
+    start, end = parse_content_range(text, size)
+    if start != size:
+        raise _out_of_order(size)
+    if announced is not None and announced != end - start + 1:
+        raise SizeInvalid(
+            f"Content-Range {start}-{end} is {end - start + 1} bytes,"
+            f" Content-Length says {announced}"
+        )
+    return start, end
+
+
 class Uploads:
     def __init__(self, cas: ContentStore, records: OciRecords) -> None:
         self.cas = cas
@@ -77,9 +93,8 @@ class Uploads:
         content_range: tuple[int, int] | None,
         max_size: int,
     ) -> int:
-        """Stage one chunk at the session's end; return the session's new size."""
-        if content_range is not None and content_range[0] != upload.size:
-            raise _out_of_order(upload.size)
+        """Stage one chunk at the session's end (``content_range`` from
+        :func:`chunk_range`); return the session's new size."""
         key = f"uploads/{upload.id}/{upload.size:020d}-{uuid.uuid4().hex[:8]}"
         digests = Digests()
         size = await self.storage.put(key, hashed(limited(body, max_size - upload.size), digests))

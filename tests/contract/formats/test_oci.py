@@ -104,6 +104,17 @@ CASE = ContractCase(
         replace(push(TOO_LARGE, 413), expect100=True),
         Call("GET", f"{PULLED}/manifests/v2", 404, headers=ACCEPT),
         Call("PUT", f"{PULLED}/manifests/v1", 405, MANIFEST, {"Content-Type": OCI_MANIFEST}),
+        # Neither a tag nor a digest: unknown when read, invalid (a spec code) when pushed.
+        Call("GET", f"{NAME}/manifests/.INVALID_MANIFEST_NAME", 404, headers=ACCEPT),
+        Call("GET", f"{PULLED}/manifests/.INVALID_MANIFEST_NAME", 404, headers=ACCEPT),
+        Call("PUT", f"{NAME}/manifests/.bad", 400, MANIFEST, {"Content-Type": OCI_MANIFEST}),
+        Call(
+            "PUT",
+            f"{NAME}/manifests/{digest_of(MANIFEST)}?tag=.bad",
+            400,
+            MANIFEST,
+            {"Content-Type": OCI_MANIFEST},
+        ),
     ],
     shape=spec_shape,
 )
