@@ -195,7 +195,7 @@ async def _content_store(scratch: Path, driver: str, s3: S3Settings | None) -> A
 async def _ingest(
     source: Source, scratch: Path, s3: S3Settings | None, driver: str, expect: bool
 ) -> Sample:
-    from app.cas import blob_key
+    from app.layout import blob_key
     from pipelines import Digest
 
     expected = Digest("sha256", source.sha256()) if expect else None

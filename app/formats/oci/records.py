@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from app.backends.metadata.base import Conflict, SqlDriver, as_list, one_of
 from app.backends.metadata.store import BlobsGone, holding, share_locked
+from app.cas import Part  # staged by the content store, recorded here
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,14 +17,6 @@ class Upload:
     repository_id: int
     name: str
     size: int
-
-
-@dataclass(frozen=True, slots=True)
-class Part:
-    offset: int
-    size: int
-    storage_key: str
-    sha256: str
 
 
 @dataclass(frozen=True, slots=True)
