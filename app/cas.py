@@ -1,9 +1,11 @@
-"""The content-addressed store: the only writer of ``blobs/``.
+"""The content-addressed store: the one write path into storage.
 
-Storage layout::
-
-    blobs/sha256/<first two hex>/<64 hex>    one object per distinct content
-    tmp/<uuid>                               an ingest whose digest is not known yet
+Every byte the service keeps goes through here (the keys come from
+:mod:`app.layout`): :meth:`ContentStore.ingest` stores a stream as a blob under
+``blobs/`` (by way of ``tmp/`` when its digest is not known up front), and a chunked
+upload stages its parts under ``uploads/`` (:meth:`~ContentStore.stage`), then turns
+them into one blob (:meth:`~ContentStore.commit`) or drops them. Formats keep their
+sessions; the bytes are written, hashed and moved here.
 
 A blob is written to storage before its row is added, so a row never points at
 a missing object; an object without a row is garbage once older than the
@@ -16,11 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
+from app import layout
 from app.backends.metadata import MetadataStore
 from app.backends.metadata.store import BlobRow
 from app.backends.storage import BlobStorage
@@ -47,17 +50,32 @@ class BlobBeingCollected(Unavailable):
         )
 
 
-def blob_key(digest: Digest | str) -> str:
-    hexpart = str(digest).removeprefix("sha256:")
-    return f"blobs/sha256/{hexpart[:2]}/{hexpart}"
-
-
 @dataclass(frozen=True, slots=True)
 class Blob:
     digest: str  # "sha256:<hex>"
     size: int
     # Other digests computed during ingest ("sha512:…", "md5:…"), by algorithm.
     digests: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """A chunk of an upload staged at ``storage_key``, hashed as it was written."""
+
+    offset: int  # where it starts in the upload
+    size: int
+    storage_key: str
+    sha256: str  # hex
+
+
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """An object found under ``uploads/``: which upload it was staged for, if any
+    can be told from its key."""
+
+    upload: str | None
+    storage_key: str
+    size: int
 
 
 class ContentStore:
@@ -97,32 +115,80 @@ class ContentStore:
                 return self._blob(digests)
             # The digest is known up front: write straight to the content address.
             # A failed verification aborts the put, so no wrong bytes land there.
-            await self.storage.put(blob_key(expected), body)
+            await self.storage.put(layout.blob_key(expected), body)
             return await self._record(digests)
 
-        temp = f"tmp/{uuid.uuid4().hex}"
+        temp = layout.temp_key()
         await self.storage.put(temp, body)
         try:
             digest = str(digests.digest())
             if await self._present(digest):
                 return self._blob(digests)
-            await self.storage.move(temp, blob_key(digest))
+            await self.storage.move(temp, layout.blob_key(digest))
             return await self._record(digests)
         finally:
             await self.storage.delete(temp)
 
-    async def adopt(self, key: str, digest: Digest, size: int) -> Blob:
-        """Make an object already staged at ``key``, whose sha256 was computed while it
-        was written, the blob ``digest`` without reading it again: a rename on disk, a
-        server-side copy on S3. The staged object is gone afterwards."""
-        if digest.algorithm != "sha256":
-            raise ValueError("only a sha256 digest names a blob")
+    async def stage(
+        self, upload: str, offset: int, body: AsyncIterable[bytes], *, max_size: int
+    ) -> Part:
+        """Store ``body`` as the part of ``upload`` starting at ``offset``, hashing it as
+        it goes; :class:`pipelines.TooLarge` (nothing stored) if the upload would grow
+        past ``max_size``. The part is the caller's until committed or dropped."""
+        key = layout.part_key(upload, offset)
+        digests = Digests()
+        size = await self.storage.put(key, hashed(limited(body, max_size - offset), digests))
+        return Part(offset, size, key, digests.hexdigest())
+
+    async def commit(
+        self,
+        parts: Sequence[Part],
+        trailing: AsyncIterable[bytes] | None,
+        expected: Digest,
+        *,
+        max_size: int | None = None,
+    ) -> Blob:
+        """The blob made of ``parts`` and then ``trailing`` (if any), verified against
+        ``expected`` as :meth:`ingest` does. A single part that already hashes to it is
+        adopted without being read again (a rename on disk, a server-side copy on S3),
+        and is gone afterwards; otherwise everything streams through :meth:`ingest`
+        once and the parts stay until dropped."""
+        if trailing is None and len(parts) == 1 and expected == Digest("sha256", parts[0].sha256):
+            return await self._adopt(parts[0], expected)
+        return await self.ingest(self._joined(parts, trailing), expected, max_size=max_size)
+
+    async def _joined(
+        self, parts: Sequence[Part], trailing: AsyncIterable[bytes] | None
+    ) -> AsyncIterator[bytes]:
+        for part in parts:
+            async for chunk in self.storage.get(part.storage_key):
+                yield chunk
+        if trailing is not None:
+            async for chunk in trailing:
+                yield chunk
+
+    async def _adopt(self, part: Part, digest: Digest) -> Blob:
         if not await self._present(str(digest)):
-            await self.storage.move(key, blob_key(digest))
-            await self._add(str(digest), size)
+            await self.storage.move(part.storage_key, layout.blob_key(digest))
+            await self._add(str(digest), part.size)
         else:
-            await self.storage.delete(key)
-        return Blob(str(digest), size, {"sha256": str(digest)})
+            await self.storage.delete(part.storage_key)
+        return Blob(str(digest), part.size, {"sha256": str(digest)})
+
+    async def drop(self, staged: Iterable[Part | Staged]) -> None:
+        """Delete staged objects (absent ones are fine), in as few calls as storage allows."""
+        keys = [item.storage_key for item in staged]
+        if not keys:
+            return
+        failed = await self.storage.delete_many(keys)
+        if failed:
+            raise next(iter(failed.values()))
+
+    async def staged(self, older_than: timedelta) -> AsyncIterator[Staged]:
+        """Staged objects last written more than ``older_than`` ago, for a format to
+        drop those whose upload it no longer knows."""
+        async for info in self.storage.list_stale(layout.UPLOADS, older_than):
+            yield Staged(layout.upload_of(info.key), info.key, info.size)
 
     async def _present(self, digest: str) -> bool:
         """True if the blob is stored, and now safe from collection for a grace period;
@@ -131,7 +197,7 @@ class ContentStore:
         row = await self._claimed(digest)
         if row is None:
             return False
-        return await self.storage.stat(blob_key(digest)) is not None
+        return await self.storage.stat(layout.blob_key(digest)) is not None
 
     async def claim(self, digest: str) -> Blob | None:
         """The blob, safe from collection for a grace period, before a new reference
@@ -177,7 +243,7 @@ class ContentStore:
         # object: a row recorded now would point at nothing. Looked for after the row
         # is live, so any later deletion must mark it first (and no reference can be
         # written to it then). Only a grace shorter than an ingest gets here.
-        if await self.storage.stat(blob_key(digest)) is None:
+        if await self.storage.stat(layout.blob_key(digest)) is None:
             await self.metadata.lose_blob(digest)
             raise BlobBeingCollected(digest)
 
@@ -195,10 +261,10 @@ class ContentStore:
         return Blob(row.digest, row.size) if row and row.state == "live" else None
 
     def open(self, digest: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
-        return self.storage.get(blob_key(digest), offset, length)
+        return self.storage.get(layout.blob_key(digest), offset, length)
 
     def local_path(self, digest: str) -> Path | None:
-        return self.storage.local_path(blob_key(digest))
+        return self.storage.local_path(layout.blob_key(digest))
 
     async def download_url(self, digest: str, content_type: str) -> str | None:
-        return await self.storage.download_url(blob_key(digest), content_type)
+        return await self.storage.download_url(layout.blob_key(digest), content_type)

@@ -117,6 +117,72 @@ class ProxyTallies(Collector):
         yield family
 
 
+class _Operation:
+    __slots__ = ("buckets", "bytes", "count", "failed", "seconds")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.failed = 0
+        self.seconds = 0.0
+        self.buckets = [0] * (len(STORAGE_BUCKETS) + 1)  # the last one is +Inf
+        self.bytes = 0
+
+
+# Storage calls run from a stat's milliseconds to a many-GiB stream's minutes.
+STORAGE_BUCKETS = (0.001, 0.005, 0.025, 0.1, 0.5, 2.5, 10, 60, 300)
+
+
+class StorageTallies(Collector):
+    """Storage operations by name (put, get, stat, ...), as plain numbers like
+    :class:`HttpTallies`: every blob served or stored counts one."""
+
+    def __init__(self) -> None:
+        self.tallies: dict[str, _Operation] = {}
+
+    def add(self, operation: str, seconds: float, size: int, failed: bool) -> None:
+        tally = self.tallies.get(operation)
+        if tally is None:
+            tally = self.tallies[operation] = _Operation()
+        tally.count += 1
+        tally.failed += failed
+        tally.seconds += seconds
+        tally.buckets[bisect_left(STORAGE_BUCKETS, seconds)] += 1
+        tally.bytes += size
+
+    def collect(self) -> Iterator[Metric]:
+        calls = CounterMetricFamily(
+            "artifactapi_storage_operations",
+            "Storage operations, by operation.",
+            labels=["operation"],
+        )
+        failures = CounterMetricFamily(
+            "artifactapi_storage_errors",
+            "Storage operations the backend failed (a missing object is no failure).",
+            labels=["operation"],
+        )
+        latency = HistogramMetricFamily(
+            "artifactapi_storage_operation_duration_seconds",
+            "Time a storage operation took; a put or get to the end of its stream.",
+            labels=["operation"],
+        )
+        moved = CounterMetricFamily(
+            "artifactapi_storage_bytes",
+            "Bytes written (put) and read (get), by operation.",
+            labels=["operation"],
+        )
+        for operation, tally in list(self.tallies.items()):
+            calls.add_metric([operation], tally.count)
+            failures.add_metric([operation], tally.failed)
+            cumulative, buckets = 0, []
+            for bound, count in zip((*STORAGE_BUCKETS, float("inf")), tally.buckets, strict=True):
+                cumulative += count
+                buckets.append((_le(bound), cumulative))
+            latency.add_metric([operation], buckets, tally.seconds)
+            if operation in ("put", "get"):
+                moved.add_metric([operation], tally.bytes)
+        yield from (calls, failures, latency, moved)
+
+
 def _le(bound: float) -> str:
     return "+Inf" if bound == float("inf") else repr(float(bound))
 
@@ -142,6 +208,8 @@ class Metrics:
 
         self.proxy = ProxyTallies()
         self.registry.register(self.proxy)
+        self.storage = StorageTallies()
+        self.registry.register(self.storage)
         self.upstream_bytes = Counter(
             "artifactapi_upstream_bytes_total",
             "Body bytes received from upstreams, by repository.",

@@ -62,7 +62,8 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
         async with contextlib.AsyncExitStack() as stack:
             if isinstance(access, JsonAccessLog):
                 stack.callback(access.flush)  # last, after every request is done
-            storage = await open_storage(config.storage)
+            # Every storage call goes through the one wrapper: keys checked, calls tallied.
+            storage = await open_storage(config.storage, app[keys.METRICS].storage)
             stack.push_async_callback(storage.close)
             await storage.ping()  # an unreachable bucket stops start-up, like the database
             metadata = await open_metadata(

@@ -149,7 +149,7 @@ async def _schema(dsn: str, create: bool, name: str) -> None:
 
 def _write_objects(root: Path, orphans: int) -> None:
     """One small object per orphan at its content address, written directly for speed."""
-    from app.cas import blob_key
+    from app.layout import blob_key
 
     for prefix in range(256):
         (root / "blobs" / "sha256" / f"{prefix:02x}").mkdir(parents=True, exist_ok=True)

@@ -169,6 +169,7 @@ async def limit_s3_upload(source: Source, scratch: Path, s3: S3Settings | None) 
 @contextlib.asynccontextmanager
 async def _content_store(scratch: Path, driver: str, s3: S3Settings | None) -> AsyncIterator[Any]:
     from app.backends.metadata import open_metadata
+    from app.backends.storage import CheckedStorage
     from app.backends.storage.filesystem import FilesystemStorage
     from app.cas import ContentStore
 
@@ -184,7 +185,7 @@ async def _content_store(scratch: Path, driver: str, s3: S3Settings | None) -> A
 
             assert s3 is not None
             storage = await S3Storage(_s3_config(s3)).open()
-        yield ContentStore(storage, metadata)
+        yield ContentStore(CheckedStorage(storage), metadata)  # as the service opens it
     finally:
         if storage is not None:
             await storage.close()
@@ -195,7 +196,7 @@ async def _content_store(scratch: Path, driver: str, s3: S3Settings | None) -> A
 async def _ingest(
     source: Source, scratch: Path, s3: S3Settings | None, driver: str, expect: bool
 ) -> Sample:
-    from app.cas import blob_key
+    from app.layout import blob_key
     from pipelines import Digest
 
     expected = Digest("sha256", source.sha256()) if expect else None

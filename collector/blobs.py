@@ -29,7 +29,8 @@ from collections.abc import Awaitable, Callable
 from app.backends.metadata import MetadataStore
 from app.backends.metadata.store import BlobRow
 from app.backends.storage import BlobStorage
-from app.cas import COLLECTOR_DEADLINE, blob_key
+from app.cas import COLLECTOR_DEADLINE
+from app.layout import blob_key
 from collector.report import Report
 
 Renew = Callable[[], Awaitable[None]]

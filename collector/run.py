@@ -16,8 +16,10 @@ from datetime import timedelta
 
 import structlog
 
+from app import layout
 from app.backends.metadata import MetadataStore
 from app.backends.storage import BlobStorage
+from app.cas import ContentStore
 from app.config import GcConfig
 from app.formats.base import Format
 from app.metrics import Metrics
@@ -43,6 +45,7 @@ class FormatSweep:
 
     metadata: MetadataStore
     storage: BlobStorage
+    cas: ContentStore
     report: Report
     grace_cutoff: float
     upload_cutoff: float
@@ -101,10 +104,11 @@ class Collector:
         now = time.time()
         grace_cutoff = now - self.config.blob_grace
         upload_cutoff = now - self.config.upload_max_age
+        cas = ContentStore(self.storage, self.metadata)
         for name, fmt in self.formats.items():
             repos = [r for r in self.repositories if r.format == name]
             sweep = FormatSweep(
-                self.metadata, self.storage, report, grace_cutoff, upload_cutoff, repos
+                self.metadata, self.storage, cas, report, grace_cutoff, upload_cutoff, repos
             )
             await fmt.collect(sweep)
             await self._renew()
@@ -113,7 +117,7 @@ class Collector:
             for r in self.repositories
             if r.kind == "remote"
         ]
-        sweep = FormatSweep(self.metadata, self.storage, report, grace_cutoff, upload_cutoff)
+        sweep = FormatSweep(self.metadata, self.storage, cas, report, grace_cutoff, upload_cutoff)
         await evict(sweep, remotes)  # before the blob sweep, which frees what this drops
         references = tuple(ref for fmt in self.formats.values() for ref in fmt.blob_references)
         unlink = tuple(stmt for fmt in self.formats.values() for stmt in fmt.blob_names)
@@ -126,12 +130,13 @@ class Collector:
         await self._staging(report, upload_cutoff)
 
     async def _staging(self, report: Report, cutoff: float) -> None:
-        """Ingests that died before finishing (``tmp/``), and writes a killed process
-        left half-done in the storage itself (multipart uploads on S3), once as old as
-        an abandoned upload."""
+        """Ingests that died before finishing (``layout.TMP``), and writes a killed
+        process left half-done in the storage itself (multipart uploads on S3), once as
+        old as an abandoned upload. (Staged parts under ``layout.UPLOADS`` live as long
+        as their session: the format that keeps it drops them.)"""
         age = timedelta(seconds=max(0.0, time.time() - cutoff))
         try:
-            async for info in self.storage.list_stale("tmp/", age):
+            async for info in self.storage.list_stale(layout.TMP, age):
                 if not report.dry_run:
                     await self.storage.delete(info.key)
                 report.add("staging", 1, info.size)

@@ -1,23 +1,22 @@
 """A process that starts a storage put and never finishes it, for tests to kill.
 
-    python -m tests.dead_writer filesystem ROOT KEY
-    python -m tests.dead_writer s3 CONFIG_JSON KEY
+    python -m tests.dead_writer MODULE:FUNCTION ARGUMENT KEY
 
-It sends a little more than one S3 part, then waits forever: killed, it leaves what a
-replica killed mid-upload leaves (a partial file, an incomplete multipart upload).
+``MODULE:FUNCTION`` is how a storage contract factory reopens its storage in another
+process (``await FUNCTION(ARGUMENT)`` gives the BlobStorage; see
+``tests/contract/storage/suite.py``). It sends a little more than one S3 part, then
+waits forever: killed, it leaves what a replica killed mid-upload leaves (a partial
+file, an incomplete multipart upload).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import importlib
 import sys
 from collections.abc import AsyncIterator
 
 from app.backends.storage.base import BlobStorage
-from app.backends.storage.filesystem import FilesystemStorage
-from app.backends.storage.s3 import S3Storage
-from app.config import S3StorageConfig
 
 SENT = 6 * 1024 * 1024
 
@@ -27,12 +26,9 @@ async def _forever() -> AsyncIterator[bytes]:
     await asyncio.Event().wait()
 
 
-async def main(driver: str, where: str, key: str) -> None:
-    storage: BlobStorage
-    if driver == "filesystem":
-        storage = await FilesystemStorage(where).open()
-    else:
-        storage = await S3Storage(S3StorageConfig(**json.loads(where))).open()
+async def main(opener: str, argument: str, key: str) -> None:
+    module, _, function = opener.partition(":")
+    storage: BlobStorage = await getattr(importlib.import_module(module), function)(argument)
     await storage.put(key, _forever())
 
 

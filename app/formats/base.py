@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict
 
 from app.backends.metadata import MetadataStore
 from app.backends.storage import BlobStorage
+from app.cas import ContentStore
 from app.errors import ApiError
 from app.repositories import Repository
 
@@ -33,6 +34,7 @@ class Sweep(Protocol):
 
     metadata: MetadataStore
     storage: BlobStorage
+    cas: ContentStore  # staged parts are dropped through it
     repositories: list[Repository]  # those of the format being asked
     grace_cutoff: float  # epoch seconds: rows untouched since are old enough to go
     upload_cutoff: float  # epoch seconds: upload sessions idle since are abandoned

@@ -17,16 +17,17 @@ import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from app import keys
-from app.cas import TAKEOVER_AFTER, blob_key
+from app import keys, layout
+from app.cas import TAKEOVER_AFTER
 from app.config import GcConfig
 from app.formats.oci.records import OciRecords
+from app.layout import blob_key
 from app.middleware import FORMATS
 from app.server import create_app
 from collector import Collector, Report
 from pipelines.sources import once
 from tests import s3server, shapes
-from tests.contract.test_storage import unfinished_bytes
+from tests.contract.storage.test_s3 import unfinished_bytes
 from tests.integration.conftest import ConfigFactory
 from tests.oci_docs import digest_of, image_index, image_manifest
 from tests.processes import serving
@@ -211,8 +212,8 @@ async def test_abandoned_uploads_are_reaped_fresh_ones_kept_cancelled_ones_gone_
 
     # Staged objects whose session is gone (a PATCH that died), and ingests that died
     # in tmp/, go once they are as old as an abandoned upload.
-    await storage.put(f"uploads/{'f' * 32}/00000000000000000000-deadbeef", once(b"x" * 10))
-    await storage.put("tmp/0123456789abcdef", once(b"y" * 20))
+    await storage.put(layout.part_key("f" * 32, 0), once(b"x" * 10))
+    await storage.put(layout.temp_key(), once(b"y" * 20))
     report = await collector(app, upload_max_age=0).run()
     assert freed(report, "uploads") == (1, 10)
     assert freed(report, "staging") == (1, 20)
@@ -425,8 +426,8 @@ async def test_a_replica_killed_mid_patch_leaves_nothing_once_collected(
     assert report.error_count == 0, report.errors
     assert report.freed["incomplete"].objects == 1
     assert report.freed["incomplete"].bytes >= 5 * 1024 * 1024
-    assert await unfinished_bytes(storage) == 0
+    assert await unfinished_bytes(storage.driver) == 0
 
 
 async def _holds_a_part(storage: Any) -> bool:
-    return await unfinished_bytes(storage) >= 5 * 1024 * 1024
+    return await unfinished_bytes(storage.driver) >= 5 * 1024 * 1024

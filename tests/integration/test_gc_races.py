@@ -27,7 +27,7 @@ from app import cas as cas_module
 from app import keys
 from app.backends.metadata.base import SqlDriver
 from app.backends.storage import BlobStorage, StorageError
-from app.cas import blob_key
+from app.layout import blob_key
 from app.server import create_app
 from collector import Report
 from pipelines.sources import once

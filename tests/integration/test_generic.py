@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 from yarl import URL
 
 from app import keys
-from app.cas import blob_key
+from app.layout import blob_key
 
 BASE = "/repository/files"
 

@@ -8,7 +8,7 @@ import os
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from app import keys
+from app import keys, layout
 from app.server import create_app
 from tests.waiting import until
 
@@ -116,9 +116,9 @@ async def _leftovers(app: web.Application) -> list[str]:
 
     storage = app[keys.STORAGE]
     found = []
-    for prefix in ("tmp/", "blobs/"):
+    for prefix in (layout.TMP, layout.BLOBS):
         found += [o.key async for o in storage.list_stale(prefix, timedelta(0))]
-    root = getattr(storage, "root", None)
+    root = getattr(storage.driver, "root", None)  # the filesystem driver's own .incoming
     if root is not None:
         found += os.listdir(root / ".incoming")
     return found

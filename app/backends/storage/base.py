@@ -1,8 +1,10 @@
 """The blob storage interface every driver implements.
 
-Keys are relative, slash-separated names such as ``blobs/sha256/ab/abcd…`` or
-``uploads/<uuid>``. They are validated once, in :func:`check_key`, before a driver
-sees them, so no driver can be tricked into writing outside its root or bucket.
+Keys are relative, slash-separated names built by :mod:`app.layout` (such as
+``blobs/sha256/ab/abcd…``). Drivers trust them: :class:`~app.backends.storage.checked.
+CheckedStorage`, which wraps every driver the service opens, validates each key once
+with :func:`check_key` before a driver sees it, so no driver can be tricked into
+writing outside its root or bucket.
 
 Every write is atomic: a reader sees the whole object or nothing. A ``put`` whose
 chunk iterator raises leaves nothing behind at ``key``.
@@ -41,7 +43,9 @@ class ObjectInfo:
     modified: datetime  # timezone-aware, UTC
 
 
-_SEGMENT = re.compile(r"^[A-Za-z0-9._~@+=:-]+$")
+# A key: segments of a conservative alphabet, none empty or starting with a dot.
+_SEGMENT = r"[A-Za-z0-9_~@+=:-][A-Za-z0-9._~@+=:-]*"
+_KEY = re.compile(rf"{_SEGMENT}(?:/{_SEGMENT})*")
 MAX_KEY_LENGTH = 1024
 
 
@@ -53,17 +57,20 @@ def check_key(key: str) -> str:
     control characters and anything outside a conservative alphabet.
     Callers build keys from digests and uuids; user paths never reach storage.
     """
+    if len(key) <= MAX_KEY_LENGTH and _KEY.fullmatch(key):
+        return key
+    raise InvalidKey(key, _why(key))
+
+
+def _why(key: str) -> str:
     if not key or len(key) > MAX_KEY_LENGTH:
-        raise InvalidKey(key, "empty or too long")
+        return "empty or too long"
     if key.startswith("/") or "\\" in key:
-        raise InvalidKey(key, "must be relative and use '/'")
-    for segment in key.split("/"):
-        if not segment or segment.startswith("."):
-            # Also rules out "." and ".."; dot-names are the drivers' own.
-            raise InvalidKey(key, "empty or dot-prefixed segment")
-        if not _SEGMENT.match(segment):
-            raise InvalidKey(key, "unsupported character")
-    return key
+        return "must be relative and use '/'"
+    if any(not segment or segment.startswith(".") for segment in key.split("/")):
+        # Also rules out "." and ".."; dot-names are the drivers' own.
+        return "empty or dot-prefixed segment"
+    return "unsupported character"
 
 
 def check_prefix(prefix: str) -> str:

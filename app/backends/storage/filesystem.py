@@ -1,11 +1,12 @@
 """Blob storage on a local directory.
 
-Layout under ``root``::
+Under ``root``, one file per key (the keys :mod:`app.layout` builds), and::
 
     root/
-      blobs/sha256/ab/abcdef…     objects, one file per key
-      uploads/<uuid>              …whatever keys the callers choose
       .incoming/<random>          partial writes, renamed into place when complete
+
+No key can name ``.incoming``: keys are checked (no dot-prefixed segment) by the
+:class:`~app.backends.storage.checked.CheckedStorage` around this driver.
 
 Writes go to ``.incoming`` (same filesystem, so the final ``rename`` is atomic),
 are fsynced, renamed, and the parent directory is fsynced. Blocking calls run in
@@ -33,8 +34,6 @@ from app.backends.storage.base import (
     ObjectInfo,
     ObjectNotFound,
     StorageError,
-    check_key,
-    check_prefix,
 )
 
 READ_CHUNK = 1024 * 1024
@@ -56,8 +55,8 @@ class FilesystemStorage:
         return self
 
     def _path(self, key: str) -> Path:
-        path = (self.root / check_key(key)).resolve()
-        # check_key already forbids '..'; this also defeats symlinks planted in the tree.
+        path = (self.root / key).resolve()
+        # Keys come checked (no '..'); this also defeats symlinks planted in the tree.
         if not path.is_relative_to(self.root) or path == self.root:
             raise InvalidKey(key, "escapes the storage root")
         return path
@@ -142,8 +141,6 @@ class FilesystemStorage:
         return True
 
     async def delete_many(self, keys: Sequence[str]) -> dict[str, StorageError]:
-        for key in keys:
-            check_key(key)  # a bad key is the caller's bug, not a failed delete
         return await asyncio.to_thread(self._delete_all, list(keys))
 
     def _delete_all(self, keys: list[str]) -> dict[str, StorageError]:
@@ -159,7 +156,6 @@ class FilesystemStorage:
         return failed
 
     async def list_stale(self, prefix: str, older_than: timedelta) -> AsyncIterator[ObjectInfo]:
-        prefix = check_prefix(prefix)
         cutoff = (datetime.now(UTC) - older_than).timestamp()
         # Walk the smallest directory that holds every key with this prefix.
         base_key = prefix.rsplit("/", 1)[0] if "/" in prefix else ""

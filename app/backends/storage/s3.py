@@ -28,8 +28,6 @@ from app.backends.storage.base import (
     ObjectInfo,
     ObjectNotFound,
     StorageError,
-    check_key,
-    check_prefix,
 )
 from app.config import S3StorageConfig
 from pipelines.sources import received
@@ -155,7 +153,6 @@ class S3Storage:
                     raise
 
     def _name(self, key: str) -> str:
-        check_key(key)
         return f"{self._prefix}/{key}" if self._prefix else key
 
     def _key(self, name: str) -> str:
@@ -278,7 +275,6 @@ class S3Storage:
         return failed
 
     async def list_stale(self, prefix: str, older_than: timedelta) -> AsyncIterator[ObjectInfo]:
-        prefix = check_prefix(prefix)
         full = f"{self._prefix}/{prefix}" if self._prefix else prefix
         cutoff = datetime.now(UTC) - older_than
         paginator = self._client.get_paginator("list_objects_v2")
@@ -357,7 +353,6 @@ class S3Storage:
         await self.delete(src)
 
     def local_path(self, key: str) -> Path | None:
-        check_key(key)
         return None
 
     async def download_url(self, key: str, content_type: str) -> str | None:

@@ -41,23 +41,18 @@ async def _abandoned_uploads(sweep: Sweep, records: OciRecords) -> None:
             parts = await records.parts(upload_id)
             if not sweep.dry_run and not await records.delete_upload(upload_id):
                 continue  # finished or cancelled meanwhile
-            freed = 0
-            for part in parts:
-                if not sweep.dry_run:
-                    await sweep.storage.delete(part.storage_key)
-                freed += part.size
-            sweep.freed("uploads", len(parts), freed)
+            if not sweep.dry_run:
+                await sweep.cas.drop(parts)
+            sweep.freed("uploads", len(parts), sum(part.size for part in parts))
         if len(idle) < BATCH:
             break
         after = idle[-1]
-    age = _age(sweep.upload_cutoff)
-    async for info in sweep.storage.list_stale("uploads/", age):
-        upload_id = info.key.split("/")[1] if info.key.count("/") >= 2 else ""
-        if await records.get_upload(upload_id) is not None:
+    async for staged in sweep.cas.staged(_age(sweep.upload_cutoff)):
+        if staged.upload is not None and await records.get_upload(staged.upload) is not None:
             continue  # a live session's early part: it goes with the session
         if not sweep.dry_run:
-            await sweep.storage.delete(info.key)
-        sweep.freed("uploads", 1, info.size)
+            await sweep.cas.drop([staged])
+        sweep.freed("uploads", 1, staged.size)
 
 
 async def _untagged_manifests(sweep: Sweep, records: OciRecords, repo: Repository) -> None:

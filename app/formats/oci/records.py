@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from app.backends.metadata import BlobsGone, Records
 from app.backends.metadata.base import Conflict, SqlDriver
+from app.cas import Part  # staged by the content store, recorded here
 
 # Over the blob aliased ``b`` (Format.blob_references): a manifest's own bytes, or a
 # config or layer a manifest of some image name references through that name's link.
@@ -42,14 +43,6 @@ class Upload:
     repository_id: int
     name: str
     size: int
-
-
-@dataclass(frozen=True, slots=True)
-class Part:
-    offset: int
-    size: int
-    storage_key: str
-    sha256: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,28 +1,28 @@
 """Blob upload sessions that any replica can continue.
 
-A session is a row (``oci_uploads``) and, per ``PATCH``, one staged object
-``uploads/<id>/<offset>-<nonce>`` recorded as a part once it is complete. Nothing
+A session is a row (``oci_uploads``) and, per ``PATCH``, one part staged in the
+content store (``ContentStore.stage``), recorded once it is complete. Nothing
 lives in process memory, so ``POST``, ``PATCH`` and ``PUT`` may each land on a
 different replica. A ``PATCH`` that fails half-way leaves no part: the session
 resumes from the last recorded byte.
 
-Finishing streams the parts and the trailing body through the CAS once. The
-common push (one ``PATCH`` with the whole blob, an empty ``PUT``) adopts the
-single part without reading it again: its sha256 was computed while it was staged.
+Finishing hands the parts and the trailing body to ``ContentStore.commit``, which
+streams them through the CAS once, or, for the common push (one ``PATCH`` with the
+whole blob, an empty ``PUT``), adopts the single part without reading it again: its
+sha256 was computed while it was staged.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable
 
-from app.backends.storage import BlobStorage
-from app.cas import Blob, ContentStore
+from app.cas import Blob, ContentStore, Part
 from app.formats.oci.errors import BlobUploadInvalid, BlobUploadUnknown, RangeInvalid, SizeInvalid
-from app.formats.oci.records import OciRecords, Part, Upload
+from app.formats.oci.records import OciRecords, Upload
 from app.inputs import whole_number
-from pipelines import Digest, Digests, hashed, limited
+from pipelines import Digest
 
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -69,10 +69,6 @@ class Uploads:
         self.cas = cas
         self.records = records
 
-    @property
-    def storage(self) -> BlobStorage:
-        return self.cas.storage
-
     async def start(self, repository_id: int, name: str) -> str:
         upload_id = uuid.uuid4().hex
         await self.records.create_upload(upload_id, repository_id, name)
@@ -95,21 +91,20 @@ class Uploads:
     ) -> int:
         """Stage one chunk at the session's end (``content_range`` from
         :func:`chunk_range`); return the session's new size."""
-        key = f"uploads/{upload.id}/{upload.size:020d}-{uuid.uuid4().hex[:8]}"
-        digests = Digests()
-        size = await self.storage.put(key, hashed(limited(body, max_size - upload.size), digests))
-        part = Part(upload.size, size, key, digests.hexdigest())
-        if content_range is not None and size != content_range[1] - content_range[0] + 1:
-            await self.storage.delete(key)
-            raise SizeInvalid(f"Content-Range announced {content_range}, body had {size} bytes")
-        if size == 0:  # nothing to record; the next chunk starts at the same offset
-            await self.storage.delete(key)
+        part = await self.cas.stage(upload.id, upload.size, body, max_size=max_size)
+        if content_range is not None and part.size != content_range[1] - content_range[0] + 1:
+            await self.cas.drop([part])
+            raise SizeInvalid(
+                f"Content-Range announced {content_range}, body had {part.size} bytes"
+            )
+        if part.size == 0:  # nothing to record; the next chunk starts at the same offset
+            await self.cas.drop([part])
             return upload.size
         if not await self.records.add_part(upload.id, part):
-            await self.storage.delete(key)  # another request appended first
+            await self.cas.drop([part])  # another request appended first
             current = await self.records.get_upload(upload.id)
             raise _out_of_order(current.size if current else 0)
-        return upload.size + size
+        return upload.size + part.size
 
     async def finish(
         self,
@@ -119,32 +114,17 @@ class Uploads:
         max_size: int,
     ) -> Blob:
         parts = await self.records.parts(upload.id)
-        if trailing is None and len(parts) == 1 and f"sha256:{parts[0].sha256}" == str(expected):
-            blob = await self.cas.adopt(parts[0].storage_key, expected, parts[0].size)
-        else:
-            stream = self._concat(parts, trailing)
-            blob = await self.cas.ingest(stream, expected, max_size=max_size)
+        blob = await self.cas.commit(parts, trailing, expected, max_size=max_size)
         await self.records.link_blob(upload.repository_id, upload.name, str(expected), blob.digest)
         await self.cancel(upload, parts)
         return blob
 
-    async def _concat(
-        self, parts: list[Part], trailing: AsyncIterable[bytes] | None
-    ) -> AsyncIterator[bytes]:
-        for part in parts:
-            async for chunk in self.storage.get(part.storage_key):
-                yield chunk
-        if trailing is not None:
-            async for chunk in trailing:
-                yield chunk
-
     async def cancel(self, upload: Upload, parts: list[Part] | None = None) -> None:
-        """Drop the session row first (no replica may append any more), then its objects."""
+        """Drop the session row first (no replica may append any more), then its parts."""
         if parts is None:
             parts = await self.records.parts(upload.id)
         await self.records.delete_upload(upload.id)
-        for part in parts:
-            await self.storage.delete(part.storage_key)
+        await self.cas.drop(parts)
 
 
 def _out_of_order(size: int) -> RangeInvalid:
