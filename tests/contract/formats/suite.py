@@ -18,8 +18,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from app import keys
-from app.cas import blob_key
 from app.config import Config
+from app.layout import blob_key
 from app.middleware import FORMATS
 from tests.contract.formats.case import Answer, Call, ContractCase
 from tests.contract.formats.service import BUG, Stored, ask, serving
