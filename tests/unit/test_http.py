@@ -5,12 +5,11 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from pydantic import ValidationError
 
-from app import keys
 from app.config import Config
 from app.errors import RangeNotSatisfiable
 from app.formats.oci.errors import BlobUploadInvalid, RangeInvalid
 from app.formats.oci.uploads import parse_content_range
-from app.http import ByteRange, etag_matches, external_url, parse_range
+from app.http import ByteRange, ExternalUrl, etag_matches, parse_range
 from app.inputs import MAX_DIGITS, whole_number
 
 
@@ -106,10 +105,8 @@ def test_content_range_numbers_past_any_offset_are_out_of_order() -> None:
             parse_content_range(text, 0)
 
 
-def _request(headers: dict[str, str], **server: Any) -> web.Request:
-    app = web.Application()
-    app[keys.CONFIG] = Config.model_validate({"server": server})
-    return make_mocked_request("GET", "/repository/x/demo", headers=headers, app=app)
+def _request(headers: dict[str, str]) -> web.Request:
+    return make_mocked_request("GET", "/repository/x/demo", headers=headers)
 
 
 @pytest.mark.parametrize(
@@ -142,7 +139,9 @@ def _request(headers: dict[str, str], **server: Any) -> web.Request:
     ],
 )  # fmt: skip
 def test_external_url(headers: dict[str, str], server: dict[str, Any], expected: str) -> None:
-    assert external_url(_request(headers, **server)) == expected
+    config = Config.model_validate({"server": server}).server
+    external_url = ExternalUrl(config.base_url, config.trust_forwarded)
+    assert external_url(_request(headers)) == expected
 
 
 @pytest.mark.parametrize(
