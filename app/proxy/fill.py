@@ -198,10 +198,10 @@ class Fill:
         try:
             async for chunk in body:
                 await self._hand(chunk)
-        except ConnectionResetError:  # its reader left: nothing else wants it
-            self._stored.set_result(None)
-            return
-        except (TooLarge, aiohttp.ClientError, TimeoutError) as exc:
+        except (TooLarge, aiohttp.ClientError, TimeoutError, ConnectionResetError) as exc:
+            if not self._reading:  # its reader left, or was dropped: nobody else wants it
+                self._stored.set_result(None)
+                return
             log.warning(
                 "upstream body rejected",
                 repository=self.repo.name,
