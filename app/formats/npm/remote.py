@@ -93,6 +93,10 @@ class NpmRemote:
         target = parse_path(path)
         if target.tarball is None:
             raise NotFound(f"{path} is no tarball")
+        cached = f"{target.package}/-/{target.tarball}"
+        remembered = await self.core.remembered_hit(repo, cached)  # before the link's query
+        if remembered is not None:
+            return remembered
         fetch = await self.tarball_fetch(repo, target)
         return await self.core.open(repo, self.upstreams[repo.name], fetch)
 

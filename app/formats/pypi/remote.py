@@ -59,6 +59,9 @@ class PypiRemote:
         project, _, filename = path.removeprefix("files/").partition("/")
         if not simple.valid_project(project) or not simple.safe_filename(filename):
             raise NotFound(f"no file {filename[:200]!r}")
+        remembered = await self.core.remembered_hit(repo, path)  # before the link's query
+        if remembered is not None:
+            return remembered
         fetch = await self.file_fetch(repo, path)
         return await self.core.open(repo, self.upstreams[repo.name], fetch)
 
