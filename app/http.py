@@ -14,7 +14,6 @@ from typing import BinaryIO
 import structlog
 from aiohttp import web
 
-from app import keys
 from app.backends.storage import ObjectNotFound, StorageError
 from app.cas import ContentStore
 from app.errors import ContentMissing, RangeNotSatisfiable
@@ -34,23 +33,29 @@ _RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
 _HOST = re.compile(r"^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$")
 
 
-def external_url(request: web.Request) -> str:
-    """Where clients reach this service, for URLs a format hands out whole: the
-    configured ``server.base_url``; else, with ``server.trust_forwarded``, the scheme
-    and host a proxy in front passes on; else the request's own. A forwarded value
-    that is not a plain scheme or host is ignored, never echoed into a URL."""
-    server = request.app[keys.CONFIG].server
-    if server.base_url is not None:
-        return server.base_url
-    scheme, host = request.scheme, request.host
-    if server.trust_forwarded:
-        proto = _first(request.headers.get("X-Forwarded-Proto")).lower()
-        forwarded_host = _first(request.headers.get("X-Forwarded-Host"))
-        scheme = proto if proto in ("http", "https") else scheme
-        host = forwarded_host if _HOST.match(forwarded_host) else host
-    if not _HOST.match(host):
-        host = "localhost"  # a Host header no client would send: never put it in a URL
-    return f"{scheme}://{host}"
+@dataclass(frozen=True, slots=True)
+class ExternalUrl:
+    """Where clients reach this service, for URLs a format hands out whole (made at
+    start-up from ``server.base_url`` and ``server.trust_forwarded``)."""
+
+    base_url: str | None = None
+    trust_forwarded: bool = False
+
+    def __call__(self, request: web.Request) -> str:
+        """The configured base URL; else, when trusted, the scheme and host a proxy in
+        front passes on; else the request's own. A forwarded value that is not a plain
+        scheme or host is ignored, never echoed into a URL."""
+        if self.base_url is not None:
+            return self.base_url
+        scheme, host = request.scheme, request.host
+        if self.trust_forwarded:
+            proto = _first(request.headers.get("X-Forwarded-Proto")).lower()
+            forwarded_host = _first(request.headers.get("X-Forwarded-Host"))
+            scheme = proto if proto in ("http", "https") else scheme
+            host = forwarded_host if _HOST.match(forwarded_host) else host
+        if not _HOST.match(host):
+            host = "localhost"  # a Host header no client would send: never put it in a URL
+        return f"{scheme}://{host}"
 
 
 def _first(header: str | None) -> str:

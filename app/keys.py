@@ -12,8 +12,9 @@ if TYPE_CHECKING:
     from app.backends.storage import BlobStorage
     from app.cas import ContentStore
     from app.config import Config
+    from app.http import ExternalUrl
     from app.metrics import Metrics
-    from app.proxy.engine import RemoteEngine
+    from app.proxy.core import RemoteCore
     from app.proxy.upstream import Upstream
     from app.repositories import Repositories
     from collector import Collector
@@ -26,5 +27,6 @@ CAS: web.AppKey[ContentStore] = web.AppKey("cas")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 REPOSITORIES: web.AppKey[Repositories] = web.AppKey("repositories")
 COLLECTOR: web.AppKey[Collector] = web.AppKey("collector")
-PROXY: web.AppKey[RemoteEngine] = web.AppKey("proxy")
+PROXY: web.AppKey[RemoteCore] = web.AppKey("proxy")
+EXTERNAL_URL: web.AppKey[ExternalUrl] = web.AppKey("external_url")
 UPSTREAMS: web.AppKey[dict[str, Upstream]] = web.AppKey("upstreams")

@@ -19,6 +19,7 @@ from app.config import Config
 from app.draining import INFLIGHT, Inflight
 from app.errors import NotFound, PayloadTooLarge
 from app.formats import Format, available_formats, migrations, validate_repositories
+from app.http import ExternalUrl
 from app.metrics import Metrics
 from app.middleware import (
     ACCESS_LOG,
@@ -30,7 +31,8 @@ from app.middleware import (
     identify,
     observe,
 )
-from app.proxy.engine import RemoteEngine
+from app.proxy import edge
+from app.proxy.core import RemoteCore
 from app.proxy.options import RemoteOptions
 from app.proxy.singleflight import CacheLeases, CacheOutage, DatabaseLeases, FallbackLeases
 from app.proxy.upstream import Upstream
@@ -51,6 +53,7 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
 
     app = web.Application(middlewares=[observe], client_max_size=1024**2)
     app[keys.CONFIG] = config
+    app[keys.EXTERNAL_URL] = ExternalUrl(config.server.base_url, config.server.trust_forwarded)
     app[keys.METRICS] = Metrics()
     app[FORMATS] = formats
     app[INFLIGHT] = Inflight()
@@ -91,9 +94,7 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
                 if config.cache.url.startswith("memory://")  # workers share the database only
                 else FallbackLeases(CacheLeases(cache), DatabaseLeases(metadata), outage)
             )
-            app[keys.PROXY] = engine = RemoteEngine(
-                app[keys.CAS], metadata, leases, app[keys.METRICS]
-            )
+            app[keys.PROXY] = core = RemoteCore(app[keys.CAS], metadata, leases, app[keys.METRICS])
             app[keys.UPSTREAMS] = upstreams = {
                 repo.name: Upstream(repo.name, repo.narrowed(RemoteOptions).options)
                 for repo in app[keys.REPOSITORIES]
@@ -101,8 +102,9 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
             }
             for upstream in upstreams.values():
                 stack.push_async_callback(upstream.close)
-            stack.push_async_callback(engine.flush_quietly)
-            stack.push_async_callback(_cancelled, asyncio.create_task(engine.flush_every()))
+            stack.push_async_callback(core.hits.flush_quietly)
+            flushing = asyncio.create_task(core.hits.flush_periodically())
+            stack.push_async_callback(_cancelled, flushing)
             app[keys.COLLECTOR] = Collector(
                 config.gc, metadata, storage, formats, app[keys.REPOSITORIES], app[keys.METRICS]
             )
@@ -176,7 +178,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         raise NotFound(f"repository {repo.name} is not served")
     path = request.match_info.get("path", "")
     if repo.kind == "remote" and request.method in ("GET", "HEAD"):
-        remembered = request.app[keys.PROXY].answer_remembered(request, repo, path)
+        remembered = edge.answer_by_request_path(request, request.app[keys.PROXY], repo, path)
         if remembered is not None:
             return remembered
     return await fmt.handle(request, repo, path)

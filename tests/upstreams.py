@@ -30,7 +30,8 @@ class File:
 class FileTree:
     """An HTTP file tree. ``fault`` makes every request fail in one way:
     "500", "timeout" (no answer for ``delay`` s), "reset" (the body stops half-way),
-    "redirect-loop"; ``delay`` also slows every body down (chunk by chunk)."""
+    "redirect-loop"; ``delay`` also slows every body down (chunk by chunk), and
+    ``head_delay`` every answer's headers."""
 
     files: dict[str, File] = field(default_factory=dict)
     requests: Counter[str] = field(default_factory=Counter)
@@ -38,6 +39,7 @@ class FileTree:
     fault: str | None = None
     delay: float = 0.0
     chunk: int = 64 * 1024
+    head_delay: float = 0.0
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -47,6 +49,8 @@ class FileTree:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         path = request.match_info["path"]
         self.requests[path] += 1
+        if self.head_delay:
+            await asyncio.sleep(self.head_delay)
         if self.fault == "500":
             return web.Response(status=500, text="upstream broken")
         if self.fault == "timeout":

@@ -6,7 +6,7 @@ hit, except that a small blob's bytes are kept with its entry (within ``HOT_BODI
 and its blob looked for only every ``HOT_RECHECK`` seconds (a file on disk, a row for
 a blob in object storage), so a collected blob's bytes may still answer that long; they
 are the right bytes. A request path a format has mapped to an entry is remembered too
-(:meth:`HotEntries.alias`), so the next plain request for it skips the format.
+(:meth:`RememberedEntries.alias`), so the next plain request for it skips the format.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ HOT_RECHECK = 1.0  # seconds a remembered small blob is trusted before it is loo
 
 
 @dataclass(slots=True)
-class Hot:
+class Remembered:
+    """A fresh entry this process answered lately, with its blob as last seen."""
+
     entry: Entry
     blob: Blob
     path: Path | None  # None: the blob is in object storage, and ``body`` stands for it
@@ -36,15 +38,15 @@ class Hot:
     headers: dict[str, str] | None = None  # a plain HIT's, made once
 
 
-class HotEntries:
+class RememberedEntries:
     def __init__(self, cas: ContentStore) -> None:
         self.cas = cas
-        self._entries: OrderedDict[str, Hot] = OrderedDict()
+        self._entries: OrderedDict[str, Remembered] = OrderedDict()
         self._bytes = 0
         # (repository id, request path as the client wrote it) → key of an entry.
         self._aliases: OrderedDict[tuple[int, str], str] = OrderedDict()
 
-    def get(self, key: str) -> Hot | None:
+    def get(self, key: str) -> Remembered | None:
         return self._entries.get(key)
 
     def remember(
@@ -53,7 +55,7 @@ class HotEntries:
         """Remember a fresh entry: its local file, or (a small blob in object storage) its
         bytes, which then stand for it."""
         self.forget(key)
-        hot = Hot(entry, blob, path, time.monotonic())
+        hot = Remembered(entry, blob, path, time.monotonic())
         if body is not None:
             self._keep(hot, body)
         if hot.path is None and hot.body is None:
@@ -77,7 +79,9 @@ class HotEntries:
     def aliased(self, repository_id: int) -> list[str]:
         return [requested for (rid, requested) in self._aliases if rid == repository_id]
 
-    def quick(self, repository_id: int, requested: str, headers: Mapping[str, str]) -> Hot | None:
+    def for_plain_request(
+        self, repository_id: int, requested: str, headers: Mapping[str, str]
+    ) -> Remembered | None:
         """The entry a plain request (no Range nor conditions) for an aliased path may be
         answered with from memory, as it is; None for anything else."""
         key = self._aliases.get((repository_id, requested))
@@ -88,11 +92,11 @@ class HotEntries:
             return None
         if "Range" in headers or "If-None-Match" in headers or "If-Range" in headers:
             return None
-        return hot if self.recall(key, hot) else None
+        return hot if self.still_good(key, hot) else None
 
-    def recall(self, key: str, hot: Hot) -> bool:
+    def still_good(self, key: str, hot: Remembered) -> bool:
         """Whether a remembered entry may answer now: fresh, and its blob still stored
-        (as far as can be told without the database: see :meth:`confirm`)."""
+        (as far as can be told without the database: see :meth:`still_stored`)."""
         if not hot.entry.fresh(time.time()):
             self.forget(key)
             return False
@@ -115,10 +119,10 @@ class HotEntries:
         self._entries.move_to_end(key)
         return True
 
-    async def confirm(self, key: str, hot: Hot) -> bool:
-        """:meth:`recall`, with the database asked where it must be (a blob in object
+    async def still_stored(self, key: str, hot: Remembered) -> bool:
+        """:meth:`still_good`, with the database asked where it must be (a blob in object
         storage whose look is due)."""
-        if self.recall(key, hot):
+        if self.still_good(key, hot):
             return True
         if hot.path is not None or self._entries.get(key) is not hot:
             return False
@@ -129,7 +133,7 @@ class HotEntries:
         self._entries.move_to_end(key)
         return True
 
-    def _keep(self, hot: Hot, body: bytes) -> None:
+    def _keep(self, hot: Remembered, body: bytes) -> None:
         if len(body) != hot.blob.size or self._bytes + len(body) > HOT_BODIES:
             return
         hot.body = body

@@ -119,7 +119,7 @@ async def test_small_hits_from_memory_answer_like_any_other(
     assert len({h["X-Request-ID"] for _, _, h in answers}) == 5
     # The later ones took the quick path, on disk and on S3 alike.
     repo_id = client.app[keys.REPOSITORIES].get("mirror").id
-    assert client.app[keys.PROXY].hot.aliased(repo_id) == ["small/a b.bin"]
+    assert client.app[keys.PROXY].remembered.aliased(repo_id) == ["small/a b.bin"]
     ranged = await client.get(path, headers={"Range": "bytes=-10"})
     assert ranged.status == 206 and await ranged.read() == data[-10:]
     assert ranged.headers["Content-Range"] == "bytes 4086-4095/4096"
@@ -352,7 +352,7 @@ async def test_the_collector_evicts_idle_and_least_recently_used_entries(
     hit = await client.get("/repository/mirror/d.bin")  # a hit: remembered in memory
     assert hit.headers["X-Cache"] == "HIT"
     db = app[keys.METADATA].db
-    await app[keys.PROXY].flush_hits()
+    await app[keys.PROXY].hits.flush()
     # d was fetched last but nobody asked for it in 40 days; a, b, c in order, each
     # a minute after the one before (set, not waited for).
     await db.execute("UPDATE remote_entries SET last_requested_at = 1 WHERE path = 'd.bin'")

@@ -5,12 +5,11 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from pydantic import ValidationError
 
-from app import keys
 from app.config import Config
 from app.errors import RangeNotSatisfiable
 from app.formats.oci.errors import BlobUploadInvalid, RangeInvalid, SizeInvalid
 from app.formats.oci.uploads import chunk_range, parse_content_range
-from app.http import ByteRange, etag_matches, external_url, parse_range
+from app.http import ByteRange, ExternalUrl, etag_matches, parse_range
 from app.inputs import MAX_DIGITS, whole_number
 
 
@@ -118,10 +117,8 @@ def test_a_chunk_starts_where_the_session_ends_and_is_as_long_as_announced() -> 
             chunk_range("10-19", 10, announced)
 
 
-def _request(headers: dict[str, str], **server: Any) -> web.Request:
-    app = web.Application()
-    app[keys.CONFIG] = Config.model_validate({"server": server})
-    return make_mocked_request("GET", "/repository/x/demo", headers=headers, app=app)
+def _request(headers: dict[str, str]) -> web.Request:
+    return make_mocked_request("GET", "/repository/x/demo", headers=headers)
 
 
 @pytest.mark.parametrize(
@@ -154,7 +151,9 @@ def _request(headers: dict[str, str], **server: Any) -> web.Request:
     ],
 )  # fmt: skip
 def test_external_url(headers: dict[str, str], server: dict[str, Any], expected: str) -> None:
-    assert external_url(_request(headers, **server)) == expected
+    config = Config.model_validate({"server": server}).server
+    external_url = ExternalUrl(config.base_url, config.trust_forwarded)
+    assert external_url(_request(headers)) == expected
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,8 @@
 
 A path is immutable once fetched unless it matches one of the repository's
 ``metadata_paths`` (or names a folder), which are revalidated after ``metadata_ttl``.
+:class:`GenericRemote` answers as data (what virtual repositories call); :func:`serve`
+is its HTTP route.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ from aiohttp import web
 
 from app import keys
 from app.formats.generic.paths import file_path, folder_path
-from app.proxy.engine import Fetch, read_only
+from app.proxy import edge
+from app.proxy.core import Opened, RemoteCore
 from app.proxy.options import RemoteOptions
+from app.proxy.results import Document, Fetch, Missing
+from app.proxy.upstream import Upstream
 from app.repositories import Repository
 
 # RFC 3986 sub-delims and ':' '@' stay as they are in a path segment.
@@ -27,19 +32,43 @@ class RemoteGenericOptions(RemoteOptions):
     metadata_paths: tuple[str, ...] = ()
 
 
+class GenericRemote:
+    def __init__(self, core: RemoteCore, upstreams: dict[str, Upstream]) -> None:
+        self.core, self.upstreams = core, upstreams
+
+    def fetch(self, repo: Repository, path: str) -> Fetch:
+        """``path`` as the client wrote it, checked (:class:`BadRequest`) and classified."""
+        options = repo.narrowed(RemoteGenericOptions).options
+        if not path or path.endswith("/"):
+            clean, metadata = folder_path(path), True
+        else:
+            clean = file_path(path)
+            metadata = any(fnmatchcase(clean, pattern) for pattern in options.metadata_paths)
+        upstream_path = quote(clean, safe=_SAFE)
+        return Fetch(clean, upstream_path, "metadata" if metadata else "artifact")
+
+    async def open(self, repo: Repository, path: str) -> Opened:
+        """The file (or folder page) at ``path``, as the upstream published it."""
+        return await self.core.open(repo, self.upstreams[repo.name], self.fetch(repo, path))
+
+    async def document(self, repo: Repository, path: str) -> Document | Missing:
+        """A folder page or a metadata file, whole."""
+        return await self.core.document(
+            repo, self.upstreams[repo.name], self.fetch(repo, path), _any
+        )
+
+
+async def _any(body: bytes) -> None:
+    """A generic file is whatever the upstream says it is."""
+
+
 async def serve(request: web.Request, repo: Repository, path: str) -> web.StreamResponse:
-    read_only(request, repo)
-    options = repo.narrowed(RemoteGenericOptions).options
-    engine = request.app[keys.PROXY]
-    if not path or path.endswith("/"):
-        clean, kind = folder_path(path), "metadata"
-    else:
-        clean = file_path(path)
-        remembered = await engine.serve_remembered(request, repo, clean)
+    edge.read_only(request, repo)
+    core = request.app[keys.PROXY]
+    remote = GenericRemote(core, request.app[keys.UPSTREAMS])
+    fetch = remote.fetch(repo, path)
+    if path and not path.endswith("/"):  # a file: perhaps remembered
+        remembered = await edge.answer_by_cache_path(request, core, repo, fetch.path)
         if remembered is not None:
             return remembered
-        matches = any(fnmatchcase(clean, pattern) for pattern in options.metadata_paths)
-        kind = "metadata" if matches else "artifact"
-    fetch = Fetch(path=clean, upstream_path=quote(clean, safe=_SAFE), kind=kind)  # type: ignore[arg-type]
-    upstream = request.app[keys.UPSTREAMS][repo.name]
-    return await engine.serve(request, repo, upstream, fetch)
+    return await edge.serve(request, core, repo, remote.upstreams[repo.name], fetch)

@@ -1,23 +1,22 @@
-"""The packument cache: raw upstream packuments kept by the engine as metadata
-documents (see :meth:`RemoteEngine.document`), the full and abbreviated forms apart.
+"""The packument cache: raw upstream packuments kept by the remote core as metadata
+documents (see :meth:`RemoteCore.document`), the full and abbreviated forms apart.
 
-Why not :meth:`RemoteEngine.serve`: a packument has to be rewritten (tarball URLs
-point at us, built from the request's own host) before anyone sees it. So the raw
-document is cached and rewritten on the way out; its tarball links are recorded
-whenever a new copy is fetched.
+Why not :meth:`RemoteCore.open`: a packument has to be rewritten (tarball URLs point
+at us, built from the request's own host) before anyone sees it. So the raw document
+is cached and rewritten on the way out; its tarball links are recorded whenever a new
+copy is fetched.
 """
 
 from __future__ import annotations
 
-from aiohttp import web
-
-from app import keys
 from app.errors import NotFound
 from app.formats.npm import packuments
 from app.formats.npm.names import Target
-from app.proxy.engine import Document, Fetch
-from app.proxy.entries import Link, Links
+from app.proxy.core import RemoteCore
+from app.proxy.entries import Link
 from app.proxy.renderings import sized
+from app.proxy.results import Document, Fetch, Missing
+from app.proxy.upstream import Upstream
 from app.repositories import Repository
 
 
@@ -27,16 +26,15 @@ def cache_key(target: Target, abbreviated: bool) -> str:
     return f"{target.package}#{'abbreviated' if abbreviated else 'full'}"
 
 
-async def packument(
-    request: web.Request, repo: Repository, target: Target, abbreviated: bool
-) -> Document:
+async def cached_packument(
+    core: RemoteCore, upstream: Upstream, repo: Repository, target: Target, abbreviated: bool
+) -> Document | Missing:
     fetch = Fetch(
         path=cache_key(target, abbreviated),
         upstream_path=target.upstream_name,
         kind="metadata",
         accept=packuments.ACCEPT_ABBREVIATED if abbreviated else packuments.ACCEPT_FULL,
     )
-    links = Links(request.app[keys.METADATA].db)
 
     def read_links(body: bytes) -> list[Link]:
         document = packuments.parse(body, target.package)
@@ -45,10 +43,16 @@ async def packument(
 
     async def accept(body: bytes) -> None:
         # Checked before it is cached: a broken document never replaces a good copy.
-        await links.put_many(repo.id, await sized(read_links, body))
+        await core.links.put_many(repo.id, await sized(read_links, body))
 
-    upstream = request.app[keys.UPSTREAMS][repo.name]
-    try:
-        return await request.app[keys.PROXY].document(repo, upstream, fetch, accept)
-    except NotFound as exc:
-        raise NotFound(f"{target.package} not found", headers=exc.headers) from None
+    return await core.document(repo, upstream, fetch, accept)
+
+
+async def packument(
+    core: RemoteCore, upstream: Upstream, repo: Repository, target: Target, abbreviated: bool
+) -> Document:
+    """The cached packument; :class:`NotFound` if the upstream has no such package."""
+    doc = await cached_packument(core, upstream, repo, target, abbreviated)
+    if isinstance(doc, Missing):
+        raise NotFound(f"{target.package} not found", headers={"X-Cache": doc.how})
+    return doc

@@ -9,25 +9,32 @@ checksum the packument published.
 
 The registry's own endpoints: ``-/ping`` answers here; searches and audits (``npm
 search``, the audit ``npm install`` runs) are relayed to the upstream, never cached.
+:class:`NpmRemote` answers as data (what virtual repositories call); :func:`serve` is
+the HTTP route.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
 from app import keys
 from app.errors import BadRequest, MethodNotAllowed, NotFound
 from app.formats.npm import packuments
-from app.formats.npm.cache import packument
+from app.formats.npm.cache import cached_packument, packument
 from app.formats.npm.names import Target, check_package, parse_path, unescape_scope
-from app.http import etag_matches, external_url
-from app.proxy.engine import Document, Fetch, cache_headers, read_only
-from app.proxy.entries import Links
+from app.http import etag_matches
+from app.proxy import edge
+from app.proxy.core import Opened, RemoteCore
+from app.proxy.edge import cache_headers, read_only
 from app.proxy.options import RemoteOptions
 from app.proxy.relay import read_body, relay
-from app.proxy.renderings import Rendering, rendering
+from app.proxy.renderings import Rendering, rendering, sized
+from app.proxy.results import CacheStatus, Document, Fetch, Missing
+from app.proxy.upstream import Upstream
 from app.repositories import Repository
 from pipelines import parse_digest
 
@@ -40,6 +47,58 @@ AUDITS = frozenset({"-/npm/v1/security/advisories/bulk", "-/npm/v1/security/audi
 SEARCH = "-/v1/search"
 MAX_AUDIT_BODY = 16 * 1024 * 1024  # a lockfile's worth of names and versions, gzipped
 MAX_QUERY = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Packument:
+    """A package's document as the upstream published it (tarball URLs its own)."""
+
+    document: dict[str, Any]
+    how: CacheStatus
+    digest: str  # of the cached copy
+
+
+class NpmRemote:
+    def __init__(self, core: RemoteCore, upstreams: dict[str, Upstream]) -> None:
+        self.core, self.upstreams = core, upstreams
+
+    async def document(
+        self, repo: Repository, package: str, abbreviated: bool = False
+    ) -> Packument | Missing:
+        """The packument of ``package`` (:class:`BadRequest` for a name npm refuses)."""
+        target = Target(check_package(package))
+        upstream = self.upstreams[repo.name]
+        doc = await cached_packument(self.core, upstream, repo, target, abbreviated)
+        if isinstance(doc, Missing):
+            return doc
+        parsed = await sized(lambda raw: packuments.parse(raw, target.package), await doc.read())
+        return Packument(parsed, doc.how, doc.digest)
+
+    async def tarball_fetch(self, repo: Repository, target: Target) -> Fetch:
+        path = f"{target.package}/-/{target.tarball}"
+        link = await self.core.links.get(repo.id, path)
+        if link is None:
+            # Only URLs an upstream packument named are ever fetched.
+            raise NotFound(f"{path} not found: no packument lists it")
+        return Fetch(
+            path=path,
+            upstream_path=link.url,
+            kind="artifact",
+            expected=parse_digest(link.digest, allowed=("sha512", "sha1")) if link.digest else None,
+            content_type="application/octet-stream",
+        )
+
+    async def open(self, repo: Repository, path: str) -> Opened:
+        """A tarball a packument listed (``<package>/-/<file>.tgz``)."""
+        target = parse_path(path)
+        if target.tarball is None:
+            raise NotFound(f"{path} is no tarball")
+        cached = f"{target.package}/-/{target.tarball}"
+        remembered = await self.core.remembered_hit(repo, cached)  # before the link's query
+        if remembered is not None:
+            return remembered
+        fetch = await self.tarball_fetch(repo, target)
+        return await self.core.open(repo, self.upstreams[repo.name], fetch)
 
 
 async def serve(request: web.Request, repo: Repository, path: str) -> web.StreamResponse:
@@ -76,7 +135,7 @@ async def _endpoint(request: web.Request, repo: Repository, path: str) -> web.St
     package, sep, tail = path.removeprefix("-/package/").rpartition("/")
     if path.startswith("-/package/") and sep and tail == "dist-tags":
         target = Target(check_package(unescape_scope(package)))
-        cached = await packument(request, repo, target, abbreviated=True)
+        cached = await _packument_of(request, repo, target, abbreviated=True)
         rendered = await _rendered(request, repo, target, cached)
         tags = packuments.dist_tags(json.loads(rendered.body))
         return _json(request, tags, cached.how, "application/json")
@@ -85,14 +144,14 @@ async def _endpoint(request: web.Request, repo: Repository, path: str) -> web.St
 
 async def _packument(request: web.Request, repo: Repository, target: Target) -> web.Response:
     abbreviated = packuments.wants_abbreviated(request.headers.get("Accept"))
-    cached = await packument(request, repo, target, abbreviated)
+    cached = await _packument_of(request, repo, target, abbreviated)
     rendered = await _rendered(request, repo, target, cached)
     return _answer(request, rendered, cached.how, cached.content_type)
 
 
 async def _version(request: web.Request, repo: Repository, target: Target) -> web.Response:
     assert target.version is not None
-    cached = await packument(request, repo, target, abbreviated=False)
+    cached = await _packument_of(request, repo, target, abbreviated=False)
     rewritten = json.loads((await _rendered(request, repo, target, cached)).body)
     manifest = packuments.version_document(rewritten, target.version)
     if manifest is None:
@@ -100,12 +159,19 @@ async def _version(request: web.Request, repo: Repository, target: Target) -> we
     return _json(request, manifest, cached.how, "application/json")
 
 
+async def _packument_of(
+    request: web.Request, repo: Repository, target: Target, abbreviated: bool
+) -> Document:
+    upstream = request.app[keys.UPSTREAMS][repo.name]
+    return await packument(request.app[keys.PROXY], upstream, repo, target, abbreviated)
+
+
 async def _rendered(
     request: web.Request, repo: Repository, target: Target, cached: Document
 ) -> Rendering:
     """The packument rewritten for this repository's URL: made once per cached copy
     and URL, then remembered (a large packument takes tens of ms to parse and dump)."""
-    base = f"{external_url(request)}/repository/{repo.name}"
+    base = f"{request.app[keys.EXTERNAL_URL](request)}/repository/{repo.name}"
 
     def render(raw: bytes) -> bytes:
         return _dumps(packuments.rewrite(packuments.parse(raw, target.package), target, base))
@@ -118,11 +184,15 @@ def _dumps(document: object) -> bytes:
     return json.dumps(document, separators=(",", ":")).encode()
 
 
-def _json(request: web.Request, document: object, how: str, content_type: str) -> web.Response:
+def _json(
+    request: web.Request, document: object, how: CacheStatus, content_type: str
+) -> web.Response:
     return _answer(request, rendering(_dumps(document)), how, content_type)
 
 
-def _answer(request: web.Request, rendered: Rendering, how: str, content_type: str) -> web.Response:
+def _answer(
+    request: web.Request, rendered: Rendering, how: CacheStatus, content_type: str
+) -> web.Response:
     """A document made from a cached packument, with its own ETag."""
     headers = {
         "ETag": f'"{rendered.etag}"',
@@ -137,19 +207,10 @@ def _answer(request: web.Request, rendered: Rendering, how: str, content_type: s
 
 async def _tarball(request: web.Request, repo: Repository, target: Target) -> web.StreamResponse:
     path = f"{target.package}/-/{target.tarball}"
-    remembered = await request.app[keys.PROXY].serve_remembered(request, repo, path)
+    core = request.app[keys.PROXY]
+    remembered = await edge.answer_by_cache_path(request, core, repo, path)
     if remembered is not None:
         return remembered
-    link = await Links(request.app[keys.METADATA].db).get(repo.id, path)
-    if link is None:
-        # Only URLs an upstream packument named are ever fetched.
-        raise NotFound(f"{path} not found: no packument lists it")
-    fetch = Fetch(
-        path=path,
-        upstream_path=link.url,
-        kind="artifact",
-        expected=parse_digest(link.digest, allowed=("sha512", "sha1")) if link.digest else None,
-        content_type="application/octet-stream",
-    )
-    upstream = request.app[keys.UPSTREAMS][repo.name]
-    return await request.app[keys.PROXY].serve(request, repo, upstream, fetch)
+    remote = NpmRemote(core, request.app[keys.UPSTREAMS])
+    fetch = await remote.tarball_fetch(repo, target)
+    return await edge.serve(request, core, repo, remote.upstreams[repo.name], fetch)

@@ -3,22 +3,29 @@
 Manifests by digest and blobs are immutable and verified against their digest while
 they stream; manifests by tag and tag lists are metadata, revalidated after the
 repository's ``metadata_ttl``. The upstream's token flow (``WWW-Authenticate:
-Bearer realm=…``) is handled by :mod:`app.proxy.upstream`.
+Bearer realm=…``) is handled by :mod:`app.proxy.upstream`. :class:`OciRemote`
+answers as data (what virtual repositories call); the route functions below answer
+HTTP with it.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from aiohttp import web
 
 from app import keys
-from app.errors import NotFound
+from app.errors import BadGateway
 from app.formats.oci import manifests
 from app.formats.oci.context import API_VERSION, Target
 from app.formats.oci.errors import BlobUnknown, ManifestUnknown, NameUnknown, OciError
-from app.proxy.engine import Fetch
+from app.proxy import edge
+from app.proxy.core import Opened, RemoteCore, whole
 from app.proxy.options import RemoteOptions
+from app.proxy.results import Cached, CacheStatus, Fetch, Missing
+from app.proxy.upstream import Upstream
 from pipelines import Digest
 
 # What we take from the upstream: every modern manifest type, multi-platform first.
@@ -45,9 +52,7 @@ def _upstream_image(t: Target) -> str:
     return t.image
 
 
-async def get_manifest(
-    request: web.Request, t: Target, reference: str | Digest
-) -> web.StreamResponse:
+def manifest_fetch(t: Target, reference: str | Digest) -> Fetch:
     path = f"{_upstream_image(t)}/manifests/{reference}"
     if isinstance(reference, Digest):
         fetch = Fetch(
@@ -67,11 +72,11 @@ async def get_manifest(
             keep_headers=("Docker-Content-Digest",),
             headers=_HEADERS,
         )
-    return await _serve(request, t, fetch, ManifestUnknown)
+    return fetch
 
 
-async def get_blob(request: web.Request, t: Target, digest: Digest) -> web.StreamResponse:
-    fetch = Fetch(
+def blob_fetch(t: Target, digest: Digest) -> Fetch:
+    return Fetch(
         path=f"{t.image}/blobs/{digest}",
         upstream_path=f"v2/{_upstream_image(t)}/blobs/{digest}",
         kind="artifact",
@@ -79,15 +84,12 @@ async def get_blob(request: web.Request, t: Target, digest: Digest) -> web.Strea
         content_type="application/octet-stream",
         headers=(*_HEADERS, ("Docker-Content-Digest", str(digest))),
     )
-    return await _serve(request, t, fetch, BlobUnknown)
 
 
-async def list_tags(
-    request: web.Request, t: Target, limit: int | None, last: str
-) -> web.StreamResponse:
+def tags_fetch(t: Target, limit: int | None = None, last: str = "") -> Fetch:
     query = urlencode({k: v for k, v in (("n", limit), ("last", last)) if v})
     suffix = f"?{query}" if query else ""
-    fetch = Fetch(
+    return Fetch(
         path=f"{t.image}/tags/list{suffix}",
         upstream_path=f"v2/{_upstream_image(t)}/tags/list{suffix}",
         kind="metadata",
@@ -95,14 +97,71 @@ async def list_tags(
         keep_headers=("Link",),
         headers=_HEADERS,
     )
-    return await _serve(request, t, fetch, NameUnknown)
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    body: bytes  # as the upstream published it
+    media_type: str
+    how: CacheStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Tags:
+    tags: list[str]
+    how: CacheStatus
+
+
+class OciRemote:
+    def __init__(self, core: RemoteCore, upstreams: dict[str, Upstream]) -> None:
+        self.core, self.upstreams = core, upstreams
+
+    async def open(self, t: Target, fetch: Fetch) -> Opened:
+        """What :func:`manifest_fetch`, :func:`blob_fetch` or :func:`tags_fetch` made."""
+        return await self.core.open(t.repo, self.upstreams[t.repo.name], fetch)
+
+    async def manifest(self, t: Target, reference: str | Digest) -> Manifest | Missing:
+        """A manifest or index, whole (verified against its digest when named by one)."""
+        opened = await self.open(t, manifest_fetch(t, reference))
+        if isinstance(opened, Missing):
+            return opened
+        media_type = (
+            opened.entry.content_type if isinstance(opened, Cached) else opened.content_type
+        )
+        return Manifest(await whole(opened), media_type, opened.how)
+
+    async def document(self, t: Target) -> Tags | Missing:
+        """The image's tags, as the upstream lists them (first page)."""
+        opened = await self.open(t, tags_fetch(t))
+        if isinstance(opened, Missing):
+            return opened
+        try:
+            tags = json.loads(await whole(opened))["tags"] or []
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BadGateway(f"upstream tags list of {t.image} is unusable: {exc}") from None
+        return Tags([str(tag) for tag in tags], opened.how)
+
+
+async def get_manifest(
+    request: web.Request, t: Target, reference: str | Digest
+) -> web.StreamResponse:
+    return await _serve(request, t, manifest_fetch(t, reference), ManifestUnknown)
+
+
+async def get_blob(request: web.Request, t: Target, digest: Digest) -> web.StreamResponse:
+    return await _serve(request, t, blob_fetch(t, digest), BlobUnknown)
+
+
+async def list_tags(
+    request: web.Request, t: Target, limit: int | None, last: str
+) -> web.StreamResponse:
+    return await _serve(request, t, tags_fetch(t, limit, last), NameUnknown)
 
 
 async def _serve(
     request: web.Request, t: Target, fetch: Fetch, unknown: type[OciError]
 ) -> web.StreamResponse:
-    engine, upstream = request.app[keys.PROXY], request.app[keys.UPSTREAMS][t.repo.name]
-    try:
-        return await engine.serve(request, t.repo, upstream, fetch)
-    except NotFound as exc:  # in the spec's own words
-        raise unknown(f"{fetch.path} not found upstream", headers=exc.headers) from None
+    opened = await OciRemote(request.app[keys.PROXY], request.app[keys.UPSTREAMS]).open(t, fetch)
+    if isinstance(opened, Missing):  # in the spec's own words
+        raise unknown(f"{fetch.path} not found upstream", headers={"X-Cache": opened.how})
+    return await edge.respond(request, opened)

@@ -1,12 +1,15 @@
-"""The upstream's project pages, through the engine's cache for documents.
+"""The upstream's project pages, through the remote core's cache for documents.
 
-Why not :meth:`RemoteEngine.serve`: the engine streams the upstream's bytes straight
-to the client, and a project page must be rewritten first (every file URL made one
-of ours). :meth:`RemoteEngine.document` keeps the engine's rules (fresh for
-``metadata_ttl``, revalidation, 404 remembered for ``negative_ttl``, single flight,
-size cap, stale-if-error) and hands back the whole page. A newly fetched page is
-parsed before it is cached: an unreadable one never replaces a good copy, and the
-files it lists are recorded (``remote_links``) then, once per fetch.
+Why not :meth:`RemoteCore.open`: a miss streams the upstream's bytes as they come,
+and a project page must be rewritten first (every file URL made one of ours).
+:meth:`RemoteCore.document` keeps the core's rules (fresh for ``metadata_ttl``,
+revalidation, 404 remembered for ``negative_ttl``, single flight, size cap,
+stale-if-error) and hands back the whole page. A newly fetched page is parsed before
+it is cached: an unreadable one never replaces a good copy, and the files it lists
+are recorded (``remote_links``) then, once per fetch.
+
+:func:`page_document` and :func:`list_document` are the cached documents;
+:func:`project_page` and :func:`project_list` render them for our clients.
 """
 
 from __future__ import annotations
@@ -14,14 +17,12 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
-from aiohttp import web
-
-from app import keys
-from app.errors import BadGateway
+from app.errors import BadGateway, NotFound
 from app.formats.pypi import simple
-from app.proxy.engine import Document, Fetch
-from app.proxy.entries import Link, Links
+from app.proxy.core import RemoteCore
+from app.proxy.entries import Link
 from app.proxy.renderings import sized
+from app.proxy.results import CacheStatus, Document, Fetch, Missing
 from app.proxy.upstream import Upstream
 from app.repositories import Repository
 
@@ -30,39 +31,54 @@ from app.repositories import Repository
 class Rendered:
     body: bytes
     content_type: str
-    how: str  # HIT, MISS or STALE
+    how: CacheStatus
 
 
-async def project_page(
-    request: web.Request, repo: Repository, upstream: Upstream, project: str, as_json: bool
-) -> Rendered:
-    """The upstream's page for ``project`` (cached under ``simple/<project>/``),
-    rendered for our clients in the form they asked for."""
-    key = f"simple/{project}/"
+@dataclass(frozen=True, slots=True)
+class ProjectPage:
+    """A project's files as the upstream's page lists them (URLs still the upstream's)."""
+
+    page: simple.Page
+    how: CacheStatus
+    digest: str  # of the cached page
+
+
+def _page_base(upstream: Upstream, project: str) -> str:
     # Relative links resolve against the page's own URL.
-    base = str(upstream.url(key))
-    links = Links(request.app[keys.METADATA].db)
+    return str(upstream.url(f"simple/{project}/"))
+
+
+async def page_document(
+    core: RemoteCore, repo: Repository, upstream: Upstream, project: str
+) -> Document | Missing:
+    """The upstream's page for ``project`` (a normalised name), cached under
+    ``simple/<project>/``; a new one is checked and its files recorded."""
+    key = f"simple/{project}/"
+    base = _page_base(upstream, project)
 
     async def accept(body: bytes) -> None:
         page = await sized(lambda raw: _parse(raw, _kind(raw), base, project, True), body)
-        await links.put_many(repo.id, _links(page, project))
+        await core.links.put_many(repo.id, _links(page, project))
 
     fetch = Fetch(path=key, upstream_path=key, kind="metadata", accept=simple.UPSTREAM_ACCEPT)
-    doc = await request.app[keys.PROXY].document(repo, upstream, fetch, accept)
-
-    def render(body: bytes) -> bytes:
-        page = _parse(body, doc.content_type, base, project)
-        return simple.render_json(page, project) if as_json else simple.render_html(page, project)
-
-    remembered = ("pypi-page", doc.digest, project, as_json)
-    return await _rendered(request, remembered, doc, render, as_json)
+    return await core.document(repo, upstream, fetch, accept)
 
 
-async def project_list(
-    request: web.Request, repo: Repository, upstream: Upstream, as_json: bool
-) -> Rendered:
-    """The upstream's root page (cached under ``simple/``), its project names read and
-    rendered with links relative to this repository."""
+async def parsed_page(
+    core: RemoteCore, repo: Repository, upstream: Upstream, project: str
+) -> ProjectPage | Missing:
+    doc = await page_document(core, repo, upstream, project)
+    if isinstance(doc, Missing):
+        return doc
+    base = _page_base(upstream, project)
+    page = await sized(lambda raw: _parse(raw, doc.content_type, base, project), await doc.read())
+    return ProjectPage(page, doc.how, doc.digest)
+
+
+async def list_document(
+    core: RemoteCore, repo: Repository, upstream: Upstream
+) -> Document | Missing:
+    """The upstream's root page, cached under ``simple/``; a new one is checked."""
 
     async def accept(body: bytes) -> None:
         await sized(lambda raw: _projects(raw, _kind(raw), True), body)  # pypi.org's is 40 MB
@@ -70,23 +86,53 @@ async def project_list(
     fetch = Fetch(
         path="simple/", upstream_path="simple/", kind="metadata", accept=simple.UPSTREAM_ACCEPT
     )
-    doc = await request.app[keys.PROXY].document(repo, upstream, fetch, accept)
+    return await core.document(repo, upstream, fetch, accept)
+
+
+async def project_page(
+    core: RemoteCore, repo: Repository, upstream: Upstream, project: str, as_json: bool
+) -> Rendered:
+    """The upstream's page for ``project``, rendered for our clients in the form they
+    asked for."""
+    doc = _found(await page_document(core, repo, upstream, project))
+    base = _page_base(upstream, project)
+
+    def render(body: bytes) -> bytes:
+        page = _parse(body, doc.content_type, base, project)
+        return simple.render_json(page, project) if as_json else simple.render_html(page, project)
+
+    remembered = ("pypi-page", doc.digest, project, as_json)
+    return await _rendered(core, remembered, doc, render, as_json)
+
+
+async def project_list(
+    core: RemoteCore, repo: Repository, upstream: Upstream, as_json: bool
+) -> Rendered:
+    """The upstream's root page, its project names read and rendered with links
+    relative to this repository."""
+    doc = _found(await list_document(core, repo, upstream))
 
     def render(body: bytes) -> bytes:
         names = _projects(body, doc.content_type)
         return simple.render_projects_json(names) if as_json else simple.render_projects_html(names)
 
-    return await _rendered(request, ("pypi-list", doc.digest, as_json), doc, render, as_json)
+    return await _rendered(core, ("pypi-list", doc.digest, as_json), doc, render, as_json)
+
+
+def _found(doc: Document | Missing) -> Document:
+    if isinstance(doc, Missing):
+        raise NotFound(f"{doc.path} not found upstream", headers={"X-Cache": doc.how})
+    return doc
 
 
 async def _rendered(
-    request: web.Request,
+    core: RemoteCore,
     key: tuple[Hashable, ...],
     doc: Document,
     render: Callable[[bytes], bytes],
     as_json: bool,
 ) -> Rendered:
-    kept = await request.app[keys.PROXY].renderings.rendered(key, doc.read, render)
+    kept = await core.renderings.rendered(key, doc.read, render)
     return Rendered(kept.body, simple.JSON_TYPE if as_json else "text/html", doc.how)
 
 

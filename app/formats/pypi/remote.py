@@ -6,6 +6,8 @@
 
 A file is only ever fetched from the URL an upstream page gave for it (a row in
 ``remote_links``): a client cannot make us fetch a URL of its choosing.
+:class:`PypiRemote` answers as data (what virtual repositories call); :func:`serve`
+is the HTTP route.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from aiohttp import web
 from app import keys
 from app.errors import NotFound
 from app.formats.pypi import pages, simple
-from app.proxy.engine import Fetch, cache_headers, read_only
-from app.proxy.entries import Links
+from app.proxy import edge
+from app.proxy.core import Opened, RemoteCore
+from app.proxy.edge import cache_headers, read_only
 from app.proxy.options import RemoteOptions
+from app.proxy.results import Fetch, Missing
 from app.proxy.upstream import Upstream
 from app.repositories import Repository
 from pipelines.digest import ALGORITHMS, InvalidDigest, parse_digest
@@ -26,6 +30,40 @@ from pipelines.digest import ALGORITHMS, InvalidDigest, parse_digest
 class RemotePypiOptions(RemoteOptions):
     """``upstream`` is the index root: ``<upstream>/simple/<project>/`` is a page
     (``https://pypi.org``)."""
+
+
+class PypiRemote:
+    def __init__(self, core: RemoteCore, upstreams: dict[str, Upstream]) -> None:
+        self.core, self.upstreams = core, upstreams
+
+    async def document(self, repo: Repository, project: str) -> pages.ProjectPage | Missing:
+        """The files the upstream's page lists for ``project`` (any spelling)."""
+        if not simple.valid_project(project):
+            raise NotFound(f"no project {project[:200]!r}")
+        name = simple.normalize(project)
+        return await pages.parsed_page(self.core, repo, self.upstreams[repo.name], name)
+
+    async def file_fetch(self, repo: Repository, path: str) -> Fetch:
+        """``files/<project>/<filename>``, from the URL its project page gave."""
+        link = await self.core.links.get(repo.id, path)
+        if link is None:  # only what an upstream page listed, never a URL a client names
+            raise NotFound(f"{path} is on no project page; fetch the page first")
+        try:
+            expected = parse_digest(link.digest, allowed=tuple(ALGORITHMS)) if link.digest else None
+        except InvalidDigest:
+            expected = None  # simple.py only records well-formed hashes; old rows aside
+        return Fetch(path=path, upstream_path=link.url, kind="artifact", expected=expected)
+
+    async def open(self, repo: Repository, path: str) -> Opened:
+        """A file a project page listed (``files/<project>/<filename>``)."""
+        project, _, filename = path.removeprefix("files/").partition("/")
+        if not simple.valid_project(project) or not simple.safe_filename(filename):
+            raise NotFound(f"no file {filename[:200]!r}")
+        remembered = await self.core.remembered_hit(repo, path)  # before the link's query
+        if remembered is not None:
+            return remembered
+        fetch = await self.file_fetch(repo, path)
+        return await self.core.open(repo, self.upstreams[repo.name], fetch)
 
 
 async def serve(request: web.Request, repo: Repository, path: str) -> web.StreamResponse:
@@ -55,7 +93,8 @@ def _upstream(request: web.Request, repo: Repository) -> Upstream:
 
 async def _project_list(request: web.Request, repo: Repository) -> web.StreamResponse:
     as_json = simple.wants_json(request.headers.get("Accept", ""))
-    return _page(await pages.project_list(request, repo, _upstream(request, repo), as_json))
+    core = request.app[keys.PROXY]
+    return _page(await pages.project_list(core, repo, _upstream(request, repo), as_json))
 
 
 async def _project_page(
@@ -68,7 +107,8 @@ async def _project_page(
         return _redirect(repo, f"simple/{project}/")
     as_json = simple.wants_json(request.headers.get("Accept", ""))
     upstream = _upstream(request, repo)
-    return _page(await pages.project_page(request, repo, upstream, project, as_json))
+    core = request.app[keys.PROXY]
+    return _page(await pages.project_page(core, repo, upstream, project, as_json))
 
 
 def _page(rendered: pages.Rendered) -> web.Response:
@@ -87,15 +127,9 @@ async def _file(
     if not simple.valid_project(project) or not simple.safe_filename(filename):
         raise NotFound(f"no file {filename[:200]!r}")
     path = f"files/{project}/{filename}"
-    remembered = await request.app[keys.PROXY].serve_remembered(request, repo, path)
+    core = request.app[keys.PROXY]
+    remembered = await edge.answer_by_cache_path(request, core, repo, path)
     if remembered is not None:
         return remembered
-    link = await Links(request.app[keys.METADATA].db).get(repo.id, path)
-    if link is None:  # only what an upstream page listed, never a URL a client names
-        raise NotFound(f"{path} is on no project page; fetch the page first")
-    try:
-        expected = parse_digest(link.digest, allowed=tuple(ALGORITHMS)) if link.digest else None
-    except InvalidDigest:
-        expected = None  # simple.py only records well-formed hashes; old rows aside
-    fetch = Fetch(path=path, upstream_path=link.url, kind="artifact", expected=expected)
-    return await request.app[keys.PROXY].serve(request, repo, _upstream(request, repo), fetch)
+    fetch = await PypiRemote(core, request.app[keys.UPSTREAMS]).file_fetch(repo, path)
+    return await edge.serve(request, core, repo, _upstream(request, repo), fetch)
