@@ -70,7 +70,7 @@ async def world(
         ) -> tuple[Side, Repository, Upstream]:
             metadata = await open_metadata(url)
             stack.push_async_callback(metadata.close)
-            await metadata.migrate()
+            await metadata.migrate([])  # the core track: remote_entries, leases
             storage = await FilesystemStorage(tmp_path / "blobs").open()
             stack.push_async_callback(storage.close)
             chosen: Leases = (
