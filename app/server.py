@@ -19,6 +19,7 @@ from app.config import Config
 from app.draining import INFLIGHT, Inflight
 from app.errors import NotFound, PayloadTooLarge
 from app.formats import Format, available_formats, migrations, validate_repositories
+from app.formats.base import Services
 from app.http import ExternalUrl
 from app.metrics import Metrics
 from app.middleware import (
@@ -102,6 +103,17 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
             }
             for upstream in upstreams.values():
                 stack.push_async_callback(upstream.close)
+            services = Services(
+                metadata=metadata,
+                cas=app[keys.CAS],
+                repositories=app[keys.REPOSITORIES],
+                remote=core,
+                upstreams=upstreams,
+                external_url=app[keys.EXTERNAL_URL],
+                max_body_size=config.server.max_body_size,
+            )
+            for fmt in formats.values():
+                fmt.bind(services)
             stack.push_async_callback(core.hits.flush_quietly)
             flushing = asyncio.create_task(core.hits.flush_periodically())
             stack.push_async_callback(_cancelled, flushing)

@@ -6,6 +6,9 @@ plugs into the service through this one class:
 
 - :meth:`Format.options` validates a repository's ``options`` at start-up;
 - :meth:`Format.setup` adds routes of the format's own (``/v2/`` for OCI);
+- :meth:`Format.bind` hands it the :class:`Services` once the backends are open: a
+  format builds what its handlers use (records, the remote core's per-format face)
+  there, once, instead of looking anything up per request;
 - :meth:`Format.handle` answers ``/repository/<name>/<path>`` for its repositories;
 - :meth:`Format.render_error` shapes errors the way the format's clients expect;
 - :attr:`Format.blob_references`, :attr:`Format.blob_names` and :meth:`Format.collect`
@@ -16,6 +19,8 @@ plugs into the service through this one class:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib.resources.abc import Traversable
 from typing import ClassVar, Protocol
 
@@ -26,7 +31,23 @@ from app.backends.metadata import MetadataStore
 from app.backends.storage import BlobStorage
 from app.cas import ContentStore
 from app.errors import ApiError
-from app.repositories import Repository
+from app.http import ExternalUrl
+from app.proxy.core import RemoteCore
+from app.proxy.upstream import Upstream
+from app.repositories import Repositories, Repository
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What every format is handed when the app starts (:meth:`Format.bind`)."""
+
+    metadata: MetadataStore  # its ``db`` is what a format's records query
+    cas: ContentStore
+    repositories: Repositories
+    remote: RemoteCore  # the pull-through core every remote repository goes through
+    upstreams: Mapping[str, Upstream]  # by remote repository name
+    external_url: ExternalUrl  # this service's URL as the client sees it
+    max_body_size: int  # server.max_body_size: what one request body may hold
 
 
 class Sweep(Protocol):
@@ -78,6 +99,11 @@ class Format:
 
     def setup(self, app: web.Application) -> None:
         """Add routes of the format's own; most formats need none."""
+
+    def bind(self, services: Services) -> None:
+        """Take the services once the backends are open, before the first request; a
+        format that builds objects of its own from them extends this."""
+        self.services = services
 
     async def handle(self, request: web.Request, repo: Repository, path: str) -> web.StreamResponse:
         raise ApiError(f"format {self.name} serves no /repository/ paths")

@@ -8,11 +8,16 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
 
-from app.cas import Blob, ContentStore
-from app.errors import Conflict, MethodNotAllowed, NotFound
+from app.formats.api import (
+    Blob,
+    Conflict,
+    ContentStore,
+    Digest,
+    MethodNotAllowed,
+    NotFound,
+    Repository,
+)
 from app.formats.generic.records import FileRecords, FileRow, FolderEntry
-from app.repositories import Repository
-from pipelines import Digest
 
 
 class LocalOptions(BaseModel):

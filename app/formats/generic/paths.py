@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.errors import BadRequest
+from app.formats.api import BadRequest
 
 MAX_PATH = 1024
 MAX_SEGMENT = 255

@@ -10,17 +10,27 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 from pydantic import BaseModel
 
-from app import keys
-from app.errors import BadRequest, LengthRequired, MethodNotAllowed, NotFound, PayloadTooLarge
-from app.formats.base import Format
+from app.formats.api import (
+    BadRequest,
+    BlobBody,
+    Digest,
+    Format,
+    InvalidDigest,
+    LengthRequired,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    Repository,
+    Services,
+    parse_digest,
+    request_body,
+    send_blob,
+    whole_number,
+)
 from app.formats.generic import remote
 from app.formats.generic.local import LocalFiles, LocalOptions
 from app.formats.generic.paths import file_path, folder_path
 from app.formats.generic.records import BLOB_REFERENCES, FileRecords
-from app.http import BlobBody, request_body, send_blob
-from app.inputs import whole_number
-from app.repositories import Repository
-from pipelines import Digest, InvalidDigest, parse_digest
 
 LIST_LIMIT_DEFAULT = 1000
 LIST_LIMIT_MAX = 10000
@@ -35,17 +45,23 @@ class GenericFormat(Format):
     def options(self, kind: str) -> type[BaseModel]:
         return remote.RemoteGenericOptions if kind == "remote" else LocalOptions
 
+    def bind(self, services: Services) -> None:
+        super().bind(services)
+        self.files = LocalFiles(services.cas, FileRecords(services.metadata.db))
+        self.remote = remote.GenericRemote(services.remote, services.upstreams)
+
     async def handle(self, request: web.Request, repo: Repository, path: str) -> web.StreamResponse:
         if repo.kind == "remote":
-            return await remote.serve(request, repo, path)
-        files = LocalFiles(request.app[keys.CAS], FileRecords(request.app[keys.METADATA].db))
+            return await remote.serve(self.remote, request, repo, path)
+        files = self.files
         local = repo.narrowed(LocalOptions)
         if request.method in ("GET", "HEAD"):
             if not path or path.endswith("/"):
                 return await _listing(request, files, local, folder_path(path))
             return await _download(request, files, local, file_path(path))
         if request.method == "PUT":
-            return await _upload(request, files, local, file_path(path))
+            max_size = self.services.max_body_size
+            return await _upload(request, files, local, file_path(path), max_size)
         if request.method == "DELETE":
             await files.delete(local, file_path(path))
             return web.Response(status=204)
@@ -67,9 +83,12 @@ def _expected_digest(request: web.Request) -> Digest | None:
 
 
 async def _upload(
-    request: web.Request, files: LocalFiles, repo: Repository[LocalOptions], path: str
+    request: web.Request,
+    files: LocalFiles,
+    repo: Repository[LocalOptions],
+    path: str,
+    max_size: int,
 ) -> web.StreamResponse:
-    max_size = request.app[keys.CONFIG].server.max_body_size
     if request.content_length is not None and request.content_length > max_size:
         raise PayloadTooLarge(f"body exceeds the limit of {max_size} bytes")
     if request.content_length is None and "chunked" not in request.headers.get(

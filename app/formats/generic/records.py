@@ -7,8 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from app.backends.metadata import Records
-from app.backends.metadata.base import Row
+from app.formats.api import Records, Row
 
 # Over the blob aliased ``b``: a file points at it (Format.blob_references).
 BLOB_REFERENCES = ("EXISTS (SELECT 1 FROM files f WHERE f.blob_digest = b.digest)",)

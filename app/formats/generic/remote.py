@@ -8,19 +8,24 @@ is its HTTP route.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from fnmatch import fnmatchcase
 from urllib.parse import quote
 
 from aiohttp import web
 
-from app import keys
+from app.formats.api import (
+    Document,
+    Fetch,
+    Missing,
+    Opened,
+    RemoteCore,
+    RemoteOptions,
+    Repository,
+    Upstream,
+    edge,
+)
 from app.formats.generic.paths import file_path, folder_path
-from app.proxy import edge
-from app.proxy.core import Opened, RemoteCore
-from app.proxy.options import RemoteOptions
-from app.proxy.results import Document, Fetch, Missing
-from app.proxy.upstream import Upstream
-from app.repositories import Repository
 
 # RFC 3986 sub-delims and ':' '@' stay as they are in a path segment.
 _SAFE = "/~!$&'()*+,;=:@"
@@ -33,7 +38,7 @@ class RemoteGenericOptions(RemoteOptions):
 
 
 class GenericRemote:
-    def __init__(self, core: RemoteCore, upstreams: dict[str, Upstream]) -> None:
+    def __init__(self, core: RemoteCore, upstreams: Mapping[str, Upstream]) -> None:
         self.core, self.upstreams = core, upstreams
 
     def fetch(self, repo: Repository, path: str) -> Fetch:
@@ -62,10 +67,11 @@ async def _any(body: bytes) -> None:
     """A generic file is whatever the upstream says it is."""
 
 
-async def serve(request: web.Request, repo: Repository, path: str) -> web.StreamResponse:
+async def serve(
+    remote: GenericRemote, request: web.Request, repo: Repository, path: str
+) -> web.StreamResponse:
     edge.read_only(request, repo)
-    core = request.app[keys.PROXY]
-    remote = GenericRemote(core, request.app[keys.UPSTREAMS])
+    core = remote.core
     fetch = remote.fetch(repo, path)
     if path and not path.endswith("/"):  # a file: perhaps remembered
         remembered = await edge.answer_by_cache_path(request, core, repo, fetch.path)

@@ -9,15 +9,19 @@ copy is fetched.
 
 from __future__ import annotations
 
-from app.errors import NotFound
+from app.formats.api import (
+    Document,
+    Fetch,
+    Link,
+    Missing,
+    NotFound,
+    RemoteCore,
+    Repository,
+    Upstream,
+    sized,
+)
 from app.formats.npm import packuments
 from app.formats.npm.names import Target
-from app.proxy.core import RemoteCore
-from app.proxy.entries import Link
-from app.proxy.renderings import sized
-from app.proxy.results import Document, Fetch, Missing
-from app.proxy.upstream import Upstream
-from app.repositories import Repository
 
 
 def cache_key(target: Target, abbreviated: bool) -> str:

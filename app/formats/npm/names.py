@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from app.errors import BadRequest, NotFound
+from app.formats.api import BadRequest, NotFound
 
 MAX_NAME_LENGTH = 214  # npm's own limit, scope included
 # What encodeURIComponent leaves alone, less the quote and punctuation no real

@@ -17,9 +17,8 @@ from urllib.parse import urlsplit
 
 from yarl import URL
 
-from app.errors import BadGateway, BadRequest
+from app.formats.api import BadGateway, BadRequest, Link
 from app.formats.npm.names import Target, check_tarball
-from app.proxy.entries import Link
 
 ABBREVIATED = "application/vnd.npm.install-v1+json"
 # What npm itself sends when it wants the abbreviated document.

@@ -5,10 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel
 
-from app.errors import ApiError
-from app.formats.base import Format
+from app.formats.api import ApiError, Format, Repository, Services
 from app.formats.npm import remote
-from app.repositories import Repository
 
 
 class NpmFormat(Format):
@@ -18,8 +16,14 @@ class NpmFormat(Format):
     def options(self, kind: str) -> type[BaseModel]:
         return remote.RemoteNpmOptions
 
+    def bind(self, services: Services) -> None:
+        super().bind(services)
+        self.routes = remote.NpmRoutes(
+            remote.NpmRemote(services.remote, services.upstreams), services.external_url
+        )
+
     async def handle(self, request: web.Request, repo: Repository, path: str) -> web.StreamResponse:
-        return await remote.serve(request, repo, path)
+        return await remote.serve(self.routes, request, repo, path)
 
     def render_error(self, request: web.Request, error: ApiError, request_id: str) -> web.Response:
         # npm prints "error" from a failed registry response.

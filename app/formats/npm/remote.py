@@ -16,27 +16,40 @@ the HTTP route.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from app import keys
-from app.errors import BadRequest, MethodNotAllowed, NotFound
+from app.formats.api import (
+    BadRequest,
+    CacheStatus,
+    Document,
+    ExternalUrl,
+    Fetch,
+    MethodNotAllowed,
+    Missing,
+    NotFound,
+    Opened,
+    RemoteCore,
+    RemoteOptions,
+    Rendering,
+    Repository,
+    Upstream,
+    cache_headers,
+    edge,
+    etag_matches,
+    parse_digest,
+    read_body,
+    read_only,
+    relay,
+    rendering,
+    sized,
+)
 from app.formats.npm import packuments
 from app.formats.npm.cache import cached_packument, packument
 from app.formats.npm.names import Target, check_package, parse_path, unescape_scope
-from app.http import etag_matches
-from app.proxy import edge
-from app.proxy.core import Opened, RemoteCore
-from app.proxy.edge import cache_headers, read_only
-from app.proxy.options import RemoteOptions
-from app.proxy.relay import read_body, relay
-from app.proxy.renderings import Rendering, rendering, sized
-from app.proxy.results import CacheStatus, Document, Fetch, Missing
-from app.proxy.upstream import Upstream
-from app.repositories import Repository
-from pipelines import parse_digest
 
 
 class RemoteNpmOptions(RemoteOptions):
@@ -59,7 +72,7 @@ class Packument:
 
 
 class NpmRemote:
-    def __init__(self, core: RemoteCore, upstreams: dict[str, Upstream]) -> None:
+    def __init__(self, core: RemoteCore, upstreams: Mapping[str, Upstream]) -> None:
         self.core, self.upstreams = core, upstreams
 
     async def document(
@@ -101,20 +114,32 @@ class NpmRemote:
         return await self.core.open(repo, self.upstreams[repo.name], fetch)
 
 
-async def serve(request: web.Request, repo: Repository, path: str) -> web.StreamResponse:
+@dataclass(frozen=True, slots=True)
+class NpmRoutes:
+    """What the routes below use, built once when the app starts (NpmFormat.bind)."""
+
+    remote: NpmRemote
+    external_url: ExternalUrl  # tarball URLs in a packument point back at this service
+
+
+async def serve(
+    routes: NpmRoutes, request: web.Request, repo: Repository, path: str
+) -> web.StreamResponse:
     if path.startswith("-/"):
-        return await _endpoint(request, repo, path)
+        return await _endpoint(routes, request, repo, path)
     read_only(request, repo)
     target = parse_path(path)
     if target.tarball is not None:
-        return await _tarball(request, repo, target)
+        return await _tarball(routes, request, repo, target)
     if target.version is not None:
-        return await _version(request, repo, target)
-    return await _packument(request, repo, target)
+        return await _version(routes, request, repo, target)
+    return await _packument(routes, request, repo, target)
 
 
-async def _endpoint(request: web.Request, repo: Repository, path: str) -> web.StreamResponse:
-    upstream = request.app[keys.UPSTREAMS][repo.name]
+async def _endpoint(
+    routes: NpmRoutes, request: web.Request, repo: Repository, path: str
+) -> web.StreamResponse:
+    upstream = routes.remote.upstreams[repo.name]
     if path in AUDITS:
         if request.method != "POST":
             raise MethodNotAllowed(f"{path}: POST only", headers={"Allow": "POST"})
@@ -135,24 +160,28 @@ async def _endpoint(request: web.Request, repo: Repository, path: str) -> web.St
     package, sep, tail = path.removeprefix("-/package/").rpartition("/")
     if path.startswith("-/package/") and sep and tail == "dist-tags":
         target = Target(check_package(unescape_scope(package)))
-        cached = await _packument_of(request, repo, target, abbreviated=True)
-        rendered = await _rendered(request, repo, target, cached)
+        cached = await _packument_of(routes, request, repo, target, abbreviated=True)
+        rendered = await _rendered(routes, request, repo, target, cached)
         tags = packuments.dist_tags(json.loads(rendered.body))
         return _json(request, tags, cached.how, "application/json")
     raise NotFound(f"{path} not found")
 
 
-async def _packument(request: web.Request, repo: Repository, target: Target) -> web.Response:
+async def _packument(
+    routes: NpmRoutes, request: web.Request, repo: Repository, target: Target
+) -> web.Response:
     abbreviated = packuments.wants_abbreviated(request.headers.get("Accept"))
-    cached = await _packument_of(request, repo, target, abbreviated)
-    rendered = await _rendered(request, repo, target, cached)
+    cached = await _packument_of(routes, request, repo, target, abbreviated)
+    rendered = await _rendered(routes, request, repo, target, cached)
     return _answer(request, rendered, cached.how, cached.content_type)
 
 
-async def _version(request: web.Request, repo: Repository, target: Target) -> web.Response:
+async def _version(
+    routes: NpmRoutes, request: web.Request, repo: Repository, target: Target
+) -> web.Response:
     assert target.version is not None
-    cached = await _packument_of(request, repo, target, abbreviated=False)
-    rewritten = json.loads((await _rendered(request, repo, target, cached)).body)
+    cached = await _packument_of(routes, request, repo, target, abbreviated=False)
+    rewritten = json.loads((await _rendered(routes, request, repo, target, cached)).body)
     manifest = packuments.version_document(rewritten, target.version)
     if manifest is None:
         raise NotFound(f"version not found: {target.version}", headers={"X-Cache": cached.how})
@@ -160,24 +189,24 @@ async def _version(request: web.Request, repo: Repository, target: Target) -> we
 
 
 async def _packument_of(
-    request: web.Request, repo: Repository, target: Target, abbreviated: bool
+    routes: NpmRoutes, request: web.Request, repo: Repository, target: Target, abbreviated: bool
 ) -> Document:
-    upstream = request.app[keys.UPSTREAMS][repo.name]
-    return await packument(request.app[keys.PROXY], upstream, repo, target, abbreviated)
+    upstream = routes.remote.upstreams[repo.name]
+    return await packument(routes.remote.core, upstream, repo, target, abbreviated)
 
 
 async def _rendered(
-    request: web.Request, repo: Repository, target: Target, cached: Document
+    routes: NpmRoutes, request: web.Request, repo: Repository, target: Target, cached: Document
 ) -> Rendering:
     """The packument rewritten for this repository's URL: made once per cached copy
     and URL, then remembered (a large packument takes tens of ms to parse and dump)."""
-    base = f"{request.app[keys.EXTERNAL_URL](request)}/repository/{repo.name}"
+    base = f"{routes.external_url(request)}/repository/{repo.name}"
 
     def render(raw: bytes) -> bytes:
         return _dumps(packuments.rewrite(packuments.parse(raw, target.package), target, base))
 
     key = ("npm", cached.digest, base, target.package)
-    return await request.app[keys.PROXY].renderings.rendered(key, cached.read, render)
+    return await routes.remote.core.renderings.rendered(key, cached.read, render)
 
 
 def _dumps(document: object) -> bytes:
@@ -205,12 +234,13 @@ def _answer(
     return web.Response(body=rendered.body, headers={**headers, "Content-Type": content_type})
 
 
-async def _tarball(request: web.Request, repo: Repository, target: Target) -> web.StreamResponse:
+async def _tarball(
+    routes: NpmRoutes, request: web.Request, repo: Repository, target: Target
+) -> web.StreamResponse:
     path = f"{target.package}/-/{target.tarball}"
-    core = request.app[keys.PROXY]
-    remembered = await edge.answer_by_cache_path(request, core, repo, path)
+    remote = routes.remote
+    remembered = await edge.answer_by_cache_path(request, remote.core, repo, path)
     if remembered is not None:
         return remembered
-    remote = NpmRemote(core, request.app[keys.UPSTREAMS])
     fetch = await remote.tarball_fetch(repo, target)
-    return await edge.serve(request, core, repo, remote.upstreams[repo.name], fetch)
+    return await edge.serve(request, remote.core, repo, remote.upstreams[repo.name], fetch)

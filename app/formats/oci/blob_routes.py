@@ -7,23 +7,21 @@ from contextlib import contextmanager
 
 from aiohttp import web
 
-from app import keys
-from app.errors import NotFound
+from app.formats.api import BlobBody, request_body, send_blob
 from app.formats.oci import context, remote
 from app.formats.oci.context import API_VERSION, Target
 from app.formats.oci.errors import (
     BlobUnknown,
     DigestInvalid,
     NameInvalid,
+    NameUnknown,
     RangeInvalid,
     SizeInvalid,
 )
-from app.formats.oci.names import blob_digest, parse_name
+from app.formats.oci.names import blob_digest
 from app.formats.oci.records import Upload
-from app.formats.oci.uploads import Uploads, chunk_range, range_header
-from app.http import BlobBody, request_body, send_blob
-
-Routes = list[tuple[str, str, object]]
+from app.formats.oci.services import Oci, Routes
+from app.formats.oci.uploads import chunk_range, range_header
 
 
 def routes() -> Routes:
@@ -37,10 +35,6 @@ def routes() -> Routes:
         ("HEAD", "/v2/{name:.+}/blobs/{digest}", get_blob),
         ("DELETE", "/v2/{name:.+}/blobs/{digest}", delete_blob),
     ]
-
-
-def _uploads(request: web.Request) -> Uploads:
-    return Uploads(context.cas(request), context.records(request))
 
 
 def _session_headers(t: Target, upload_id: str, size: int) -> dict[str, str]:
@@ -83,35 +77,34 @@ def _body(request: web.Request) -> AsyncIterable[bytes] | None:
     return request_body(request) if request.body_exists else None
 
 
-async def start_upload(request: web.Request) -> web.StreamResponse:
-    t = context.target(request)
-    uploads = _uploads(request)
+async def start_upload(oci: Oci, request: web.Request) -> web.StreamResponse:
+    t = oci.target(request)
+    uploads = oci.uploads
     mount, source = request.query.get("mount"), request.query.get("from")
     if mount is not None and source is not None:
         digest = str(blob_digest(mount))
-        if await _mount(request, t, digest, source):
+        if await _mount(oci, request, t, digest, source):
             return _blob_created(t, digest)
     if "digest" in request.query:  # monolithic: the whole blob in this request
         expected = blob_digest(request.query["digest"])
         body = _body(request) or _empty()
-        blob = await uploads.cas.ingest(body, expected, max_size=context.max_body(request))
+        blob = await uploads.cas.ingest(body, expected, max_size=oci.max_body)
         await uploads.records.link_blob(t.repo.id, t.image, str(expected), blob.digest)
         return _blob_created(t, str(expected))
     upload_id = await uploads.start(t.repo.id, t.image)
     return web.Response(status=202, headers=_session_headers(t, upload_id, 0))
 
 
-async def _mount(request: web.Request, t: Target, digest: str, source: str) -> bool:
+async def _mount(oci: Oci, request: web.Request, t: Target, digest: str, source: str) -> bool:
     """Link a blob another image name holds; False (start a session) when it can't."""
     try:
-        from_name = parse_name(source)
-        from_repo = request.app[keys.REPOSITORIES].get(from_name.repository, format="oci")
-    except (NameInvalid, NotFound):
+        source_image = oci.named(source)
+    except (NameInvalid, NameUnknown):
         return False
-    records = context.records(request)
-    stored = await records.linked_blob(from_repo.id, from_name.image, digest)
+    records = oci.records
+    stored = await records.linked_blob(source_image.repo.id, source_image.image, digest)
     # Claimed, so no collection takes it between the check and the new link.
-    blob = await context.cas(request).claim(stored) if stored else None
+    blob = await oci.cas.claim(stored) if stored else None
     if blob is None:
         return False
     await records.link_blob(t.repo.id, t.image, digest, blob.digest)
@@ -123,27 +116,25 @@ async def _empty() -> AsyncIterator[bytes]:
     yield b""  # an async generator that yields nothing
 
 
-async def upload_status(request: web.Request) -> web.StreamResponse:
-    t = context.target(request)
-    upload = await _uploads(request).get(request.match_info["upload"], t.repo.id, t.image)
+async def upload_status(oci: Oci, request: web.Request) -> web.StreamResponse:
+    t = oci.target(request)
+    upload = await oci.uploads.get(request.match_info["upload"], t.repo.id, t.image)
     return web.Response(status=204, headers=_session_headers(t, upload.id, upload.size))
 
 
-async def append_chunk(request: web.Request) -> web.StreamResponse:
-    t = context.target(request)
-    uploads = _uploads(request)
+async def append_chunk(oci: Oci, request: web.Request) -> web.StreamResponse:
+    t = oci.target(request)
+    uploads = oci.uploads
     upload = await uploads.get(request.match_info["upload"], t.repo.id, t.image)
     with _refusals_locate(t, upload):
         content_range = _chunk(request, upload)
-        size = await uploads.append(
-            upload, request_body(request), content_range, context.max_body(request)
-        )
+        size = await uploads.append(upload, request_body(request), content_range, oci.max_body)
     return web.Response(status=202, headers=_session_headers(t, upload.id, size))
 
 
-async def finish_upload(request: web.Request) -> web.StreamResponse:
-    t = context.target(request)
-    uploads = _uploads(request)
+async def finish_upload(oci: Oci, request: web.Request) -> web.StreamResponse:
+    t = oci.target(request)
+    uploads = oci.uploads
     upload = await uploads.get(request.match_info["upload"], t.repo.id, t.image)
     if "digest" not in request.query:
         raise DigestInvalid("PUT needs ?digest=<algorithm>:<hex>")
@@ -155,7 +146,7 @@ async def finish_upload(request: web.Request) -> web.StreamResponse:
         if content_range is not None:
             start, end = content_range
             trailing = _exactly(trailing, end - start + 1)
-    await uploads.finish(upload, expected, trailing, context.max_body(request))
+    await uploads.finish(upload, expected, trailing, oci.max_body)
     return _blob_created(t, str(expected))
 
 
@@ -172,20 +163,22 @@ async def _exactly(body: AsyncIterable[bytes], length: int) -> AsyncIterator[byt
         raise SizeInvalid(f"Content-Range announced {length} bytes; the body had {received}")
 
 
-async def cancel_upload(request: web.Request) -> web.StreamResponse:
-    t = context.target(request)
-    uploads = _uploads(request)
+async def cancel_upload(oci: Oci, request: web.Request) -> web.StreamResponse:
+    t = oci.target(request)
+    uploads = oci.uploads
     upload = await uploads.get(request.match_info["upload"], t.repo.id, t.image)
     await uploads.cancel(upload)
     return web.Response(status=204, headers=API_VERSION)
 
 
-async def get_blob(request: web.Request) -> web.StreamResponse:
-    t = context.lookup(request)
+async def get_blob(oci: Oci, request: web.Request) -> web.StreamResponse:
+    t = oci.lookup(request)
     if t.repo.kind == "remote":
-        return await remote.get_blob(request, t, blob_digest(request.match_info["digest"]))
+        return await remote.get_blob(
+            oci.pull, request, t, blob_digest(request.match_info["digest"])
+        )
     digest = str(blob_digest(request.match_info["digest"]))
-    cas, records = context.cas(request), context.records(request)
+    cas, records = oci.cas, oci.records
     stored = await records.linked_blob(t.repo.id, t.image, digest)
     if stored is None:  # a manifest's bytes are a blob too, as in distribution
         manifest = await records.get_manifest(t.repo.id, t.image, digest)
@@ -200,10 +193,10 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def delete_blob(request: web.Request) -> web.StreamResponse:
-    t = context.target(request)
+async def delete_blob(oci: Oci, request: web.Request) -> web.StreamResponse:
+    t = oci.target(request)
     context.deletes_allowed(t)
     digest = str(blob_digest(request.match_info["digest"]))
-    if not await context.records(request).unlink_blob(t.repo.id, t.image, digest):
+    if not await oci.records.unlink_blob(t.repo.id, t.image, digest):
         raise BlobUnknown(f"blob {digest} unknown to {t.name}", detail={"digest": digest})
     return web.Response(status=202, headers=API_VERSION)

@@ -8,10 +8,9 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
-from app.formats.base import Sweep
+from app.formats.api import Repository, Sweep
 from app.formats.oci.context import LocalOptions
 from app.formats.oci.records import OciRecords
-from app.repositories import Repository
 
 BATCH = 500
 

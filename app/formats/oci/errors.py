@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from app.errors import ApiError
+from app.formats.api import ApiError
 
 
 class OciError(ApiError):

@@ -8,9 +8,16 @@ from urllib.parse import quote
 from aiohttp import web
 from multidict import CIMultiDict
 
-from app import keys
-from app.backends.metadata import BlobsGone
-from app.cas import Blob, BlobBeingCollected
+from app.formats.api import (
+    Blob,
+    BlobBeingCollected,
+    BlobBody,
+    BlobsGone,
+    Digest,
+    once,
+    send_blob,
+    whole_number,
+)
 from app.formats.oci import context, manifests, remote
 from app.formats.oci.context import API_VERSION, LocalOptions, Target
 from app.formats.oci.errors import (
@@ -23,12 +30,7 @@ from app.formats.oci.errors import (
 from app.formats.oci.manifests import ManifestTooLarge, PaginationNumberInvalid
 from app.formats.oci.names import blob_digest, lookup_reference, parse_reference, parse_tag
 from app.formats.oci.records import Manifest
-from app.http import BlobBody, send_blob
-from app.inputs import whole_number
-from pipelines import Digest
-from pipelines.sources import once
-
-Routes = list[tuple[str, str, object]]
+from app.formats.oci.services import Oci, Routes
 
 # A page when the client names no ``n`` (or a larger one): Link says how to go on.
 PAGE = 1000
@@ -66,8 +68,8 @@ async def _read_capped(request: web.Request) -> bytes:
     return bytes(body)
 
 
-async def put_manifest(request: web.Request) -> web.StreamResponse:
-    t = context.target(request)
+async def put_manifest(oci: Oci, request: web.Request) -> web.StreamResponse:
+    t = oci.target(request)
     reference = parse_reference(request.match_info["reference"])
     tags = _tags(request, reference)
     raw = await _read_capped(request)
@@ -80,7 +82,7 @@ async def put_manifest(request: web.Request) -> web.StreamResponse:
                 f"manifest bytes do not match {reference}", detail={"digest": str(reference)}
             )
         digest = reference  # clients address it as they pushed it (sha256 or sha512)
-    await _store(request, t, parsed, raw, str(digest), tags)
+    await _store(oci, request, t, parsed, raw, str(digest), tags)
     headers = CIMultiDict(
         {
             **API_VERSION,
@@ -117,6 +119,7 @@ _STORE_ATTEMPTS = 3
 
 
 async def _store(
+    oci: Oci,
     request: web.Request,
     t: Target,
     parsed: manifests.ParsedManifest,
@@ -126,10 +129,10 @@ async def _store(
 ) -> None:
     """The manifest's bytes into the CAS, then its row with references, holding
     what it references so no collector deletes it meanwhile (see records.put_manifest)."""
-    blobs = await _check_references(request, t, parsed)
+    blobs = await _check_references(oci, request, t, parsed)
     children = [child.digest for child in parsed.manifests]
     for _ in range(_STORE_ATTEMPTS):
-        blob = await context.cas(request).ingest(once(raw), manifests.manifest_digest(raw))
+        blob = await oci.cas.ingest(once(raw), manifests.manifest_digest(raw))
         record = Manifest(
             digest=digest,
             blob_digest=blob.digest,
@@ -139,7 +142,7 @@ async def _store(
             size=len(raw),
         )
         try:
-            await context.records(request).put_manifest(
+            await oci.records.put_manifest(
                 t.repo.id, t.image, record, parsed.references(), tags, blobs, children
             )
             return
@@ -155,7 +158,7 @@ async def _store(
 
 
 async def _check_references(
-    request: web.Request, t: Target, parsed: manifests.ParsedManifest
+    oci: Oci, request: web.Request, t: Target, parsed: manifests.ParsedManifest
 ) -> set[str]:
     """Blobs must be in this image name, and so must an index's children, each with
     the size its descriptor claims (a wrong size would fail every pull instead).
@@ -165,7 +168,7 @@ async def _check_references(
     up (and claimed) once, in one set, and every descriptor checked against the answer.
     Return the CAS digests of the blobs, for the manifest's row to hold."""
     required = parsed.required_blobs()
-    claimed = await _claim_blobs(request, t, parsed.distinct(required))
+    claimed = await _claim_blobs(oci, request, t, parsed.distinct(required))
     for blob in required:
         if blob.digest not in claimed:
             raise ManifestBlobUnknown(
@@ -176,7 +179,7 @@ async def _check_references(
     if not parsed.manifests:
         return cas_digests
     children = parsed.distinct(parsed.manifests)
-    held = await context.records(request).touch_manifests(t.repo.id, t.image, children)
+    held = await oci.records.touch_manifests(t.repo.id, t.image, children)
     for child in parsed.manifests:
         if child.digest not in held:
             raise ManifestBlobUnknown(
@@ -186,19 +189,21 @@ async def _check_references(
     return cas_digests
 
 
-async def _claim_blobs(request: web.Request, t: Target, digests: list[str]) -> dict[str, Blob]:
+async def _claim_blobs(
+    oci: Oci, request: web.Request, t: Target, digests: list[str]
+) -> dict[str, Blob]:
     """The blobs among ``digests`` this image name holds, each claimed: safe from
     collection for a grace period (``put_manifest`` then holds them until its
     references are written)."""
     if not digests:
         return {}
-    linked = await context.records(request).claim_linked_blobs(t.repo.id, t.image, digests)
+    linked = await oci.records.claim_linked_blobs(t.repo.id, t.image, digests)
     claimed = {
         d: Blob(blob.blob_digest, blob.size) for d, blob in linked.items() if blob.state == "live"
     }
     for digest, blob in linked.items():
         if blob.state != "live":  # a collector is at it: wait it out, as an ingest does
-            found = await context.cas(request).claim(blob.blob_digest)
+            found = await oci.cas.claim(blob.blob_digest)
             if found is not None:
                 claimed[digest] = found
     return claimed
@@ -217,9 +222,9 @@ def _check_size(descriptor: manifests.Descriptor, stored_size: int) -> None:
         )
 
 
-async def _resolve(request: web.Request, t: Target) -> Manifest:
+async def _resolve(oci: Oci, request: web.Request, t: Target) -> Manifest:
     reference = lookup_reference(request.match_info["reference"])
-    records = context.records(request)
+    records = oci.records
     digest = str(reference)
     if isinstance(reference, str):
         resolved = await records.resolve_tag(t.repo.id, t.image, reference)
@@ -232,19 +237,19 @@ async def _resolve(request: web.Request, t: Target) -> Manifest:
     return found
 
 
-async def get_manifest(request: web.Request) -> web.StreamResponse:
-    t = context.lookup(request)
+async def get_manifest(oci: Oci, request: web.Request) -> web.StreamResponse:
+    t = oci.lookup(request)
     if t.repo.kind == "remote":
         return await remote.get_manifest(
-            request, t, lookup_reference(request.match_info["reference"])
+            oci.pull, request, t, lookup_reference(request.match_info["reference"])
         )
-    found = await _resolve(request, t)
+    found = await _resolve(oci, request, t)
     if not manifests.acceptable(request.headers.get("Accept")):
         raise ManifestUnknown(
             f"manifest is {found.media_type}; the client accepts only schema1",
             detail={"digest": found.digest},
         )
-    cas = context.cas(request)
+    cas = oci.cas
     return await send_blob(
         request,
         # Never redirected: clients expect a manifest's own media type and digest here.
@@ -255,11 +260,11 @@ async def get_manifest(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def delete_manifest(request: web.Request) -> web.StreamResponse:
-    t = context.target(request)
+async def delete_manifest(oci: Oci, request: web.Request) -> web.StreamResponse:
+    t = oci.target(request)
     context.deletes_allowed(t)
     reference = lookup_reference(request.match_info["reference"])
-    records = context.records(request)
+    records = oci.records
     if isinstance(reference, str):  # OCI 1.1: a tag alone may be deleted
         deleted = await records.delete_tag(t.repo.id, t.image, reference)
     else:  # the manifest, and every tag on it
@@ -293,36 +298,38 @@ def _paged(
     return web.json_response({**body, key: items}, headers=headers)
 
 
-async def list_tags(request: web.Request) -> web.StreamResponse:
-    t = context.lookup(request)
+async def list_tags(oci: Oci, request: web.Request) -> web.StreamResponse:
+    t = oci.lookup(request)
     limit, last = _page(request)
     if t.repo.kind == "remote":
         asked = request.query.get("n")
-        return await remote.list_tags(request, t, limit if asked is not None else None, last)
-    records = context.records(request)
+        return await remote.list_tags(
+            oci.pull, request, t, limit if asked is not None else None, last
+        )
+    records = oci.records
     if not await records.has_name(t.repo.id, t.image):
         raise NameUnknown(f"{t.name} holds no manifests", detail={"name": t.name})
     tags = await records.tags(t.repo.id, t.image, limit + 1, last) if limit else []
     return _paged({"name": t.name}, "tags", tags, limit, f"/v2/{t.name}/tags/list")
 
 
-async def catalog(request: web.Request) -> web.StreamResponse:
+async def catalog(oci: Oci, request: web.Request) -> web.StreamResponse:
     limit, last = _page(request)
-    ids = [r.id for r in request.app[keys.REPOSITORIES] if r.format == "oci"]
-    names = await context.records(request).names(ids, limit + 1, last) if limit else []
+    ids = [r.id for r in oci.repositories if r.format == "oci"]
+    names = await oci.records.names(ids, limit + 1, last) if limit else []
     return _paged({}, "repositories", names, limit, "/v2/_catalog")
 
 
-async def referrers(request: web.Request) -> web.StreamResponse:
-    t = context.target(request)
+async def referrers(oci: Oci, request: web.Request) -> web.StreamResponse:
+    t = oci.target(request)
     subject = str(blob_digest(request.match_info["digest"]))
     artifact_type = request.query.get("artifactType")
-    records = context.records(request)
+    records = oci.records
     found: list[Manifest] = []
     # A filter that is no media type matches nothing (and never reaches the database).
     if artifact_type is None or manifests.MEDIA_TYPE.match(artifact_type):
         found = await records.referrers(t.repo.id, t.image, subject, artifact_type)
-    cas = context.cas(request)
+    cas = oci.cas
     descriptors = []
     for m in found:
         descriptor: dict[str, object] = {

@@ -21,9 +21,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.formats.api import Digest, InvalidDigest, parse_digest
 from app.formats.oci.errors import ManifestInvalid, OciError
 from app.formats.oci.records import Reference
-from pipelines import Digest, InvalidDigest, parse_digest
 
 # The spec lets registries refuse manifests over 4 MiB; every client stays below it.
 MAX_MANIFEST = 4 * 1024 * 1024

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from app.formats.api import Digest, InvalidDigest, parse_digest
 from app.formats.oci.errors import DigestInvalid, ManifestUnknown, NameInvalid, TagInvalid
-from pipelines import Digest, InvalidDigest, parse_digest
 
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 NAME = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import ClassVar
 
 from aiohttp import web
 from pydantic import BaseModel
 
-from app.errors import ApiError
-from app.formats.base import Format, Sweep
+from app.formats.api import ApiError, Format, Services, Sweep
 from app.formats.oci import blob_routes, collection, errors, manifest_routes, records, remote
 from app.formats.oci.context import API_VERSION, LocalOptions
+from app.formats.oci.services import Handler, Oci
 
 
 async def api_root(request: web.Request) -> web.Response:
@@ -33,7 +34,19 @@ class OciFormat(Format):
     def setup(self, app: web.Application) -> None:
         app.router.add_get("/v2/", api_root)
         for method, path, handler in [*manifest_routes.routes(), *blob_routes.routes()]:
-            app.router.add_route(method, path, handler)  # type: ignore[arg-type]
+            app.router.add_route(method, path, self._bound(handler))
+
+    def bind(self, services: Services) -> None:
+        super().bind(services)
+        self.oci = Oci.of(services)
+
+    def _bound(self, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """The route aiohttp calls: ``handler`` with the services bound at start-up."""
+
+        async def route(request: web.Request) -> web.StreamResponse:
+            return await handler(self.oci, request)
+
+        return route
 
     async def collect(self, sweep: Sweep) -> None:
         await collection.collect(sweep)

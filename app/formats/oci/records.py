@@ -7,9 +7,8 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from app.backends.metadata import BlobsGone, Records
-from app.backends.metadata.base import Conflict, SqlDriver
-from app.cas import Part  # staged by the content store, recorded here
+from app.formats.api import BlobsGone, Part, Records, SqlDriver
+from app.formats.api import RowConflict as Conflict
 
 # Over the blob aliased ``b`` (Format.blob_references): a manifest's own bytes, or a
 # config or layer a manifest of some image name references through that name's link.

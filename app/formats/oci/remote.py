@@ -11,22 +11,29 @@ HTTP with it.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from aiohttp import web
 
-from app import keys
-from app.errors import BadGateway
+from app.formats.api import (
+    BadGateway,
+    Cached,
+    CacheStatus,
+    Digest,
+    Fetch,
+    Missing,
+    Opened,
+    RemoteCore,
+    RemoteOptions,
+    Upstream,
+    edge,
+    whole,
+)
 from app.formats.oci import manifests
 from app.formats.oci.context import API_VERSION, Target
 from app.formats.oci.errors import BlobUnknown, ManifestUnknown, NameUnknown, OciError
-from app.proxy import edge
-from app.proxy.core import Opened, RemoteCore, whole
-from app.proxy.options import RemoteOptions
-from app.proxy.results import Cached, CacheStatus, Fetch, Missing
-from app.proxy.upstream import Upstream
-from pipelines import Digest
 
 # What we take from the upstream: every modern manifest type, multi-platform first.
 ACCEPT = ", ".join(
@@ -113,7 +120,7 @@ class Tags:
 
 
 class OciRemote:
-    def __init__(self, core: RemoteCore, upstreams: dict[str, Upstream]) -> None:
+    def __init__(self, core: RemoteCore, upstreams: Mapping[str, Upstream]) -> None:
         self.core, self.upstreams = core, upstreams
 
     async def open(self, t: Target, fetch: Fetch) -> Opened:
@@ -143,25 +150,27 @@ class OciRemote:
 
 
 async def get_manifest(
-    request: web.Request, t: Target, reference: str | Digest
+    pull: OciRemote, request: web.Request, t: Target, reference: str | Digest
 ) -> web.StreamResponse:
-    return await _serve(request, t, manifest_fetch(t, reference), ManifestUnknown)
+    return await _serve(pull, request, t, manifest_fetch(t, reference), ManifestUnknown)
 
 
-async def get_blob(request: web.Request, t: Target, digest: Digest) -> web.StreamResponse:
-    return await _serve(request, t, blob_fetch(t, digest), BlobUnknown)
+async def get_blob(
+    pull: OciRemote, request: web.Request, t: Target, digest: Digest
+) -> web.StreamResponse:
+    return await _serve(pull, request, t, blob_fetch(t, digest), BlobUnknown)
 
 
 async def list_tags(
-    request: web.Request, t: Target, limit: int | None, last: str
+    pull: OciRemote, request: web.Request, t: Target, limit: int | None, last: str
 ) -> web.StreamResponse:
-    return await _serve(request, t, tags_fetch(t, limit, last), NameUnknown)
+    return await _serve(pull, request, t, tags_fetch(t, limit, last), NameUnknown)
 
 
 async def _serve(
-    request: web.Request, t: Target, fetch: Fetch, unknown: type[OciError]
+    pull: OciRemote, request: web.Request, t: Target, fetch: Fetch, unknown: type[OciError]
 ) -> web.StreamResponse:
-    opened = await OciRemote(request.app[keys.PROXY], request.app[keys.UPSTREAMS]).open(t, fetch)
+    opened = await pull.open(t, fetch)
     if isinstance(opened, Missing):  # in the spec's own words
         raise unknown(f"{fetch.path} not found upstream", headers={"X-Cache": opened.how})
     return await edge.respond(request, opened)

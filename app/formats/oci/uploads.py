@@ -18,11 +18,9 @@ import re
 import uuid
 from collections.abc import AsyncIterable
 
-from app.cas import Blob, ContentStore, Part
+from app.formats.api import Blob, ContentStore, Digest, Part, whole_number
 from app.formats.oci.errors import BlobUploadInvalid, BlobUploadUnknown, RangeInvalid, SizeInvalid
 from app.formats.oci.records import OciRecords, Upload
-from app.inputs import whole_number
-from pipelines import Digest
 
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 

@@ -17,14 +17,20 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
-from app.errors import BadGateway, NotFound
+from app.formats.api import (
+    BadGateway,
+    CacheStatus,
+    Document,
+    Fetch,
+    Link,
+    Missing,
+    NotFound,
+    RemoteCore,
+    Repository,
+    Upstream,
+    sized,
+)
 from app.formats.pypi import simple
-from app.proxy.core import RemoteCore
-from app.proxy.entries import Link
-from app.proxy.renderings import sized
-from app.proxy.results import CacheStatus, Document, Fetch, Missing
-from app.proxy.upstream import Upstream
-from app.repositories import Repository
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel
 
-from app.formats.base import Format
+from app.formats.api import Format, Repository, Services
 from app.formats.pypi import remote
-from app.repositories import Repository
 
 
 class PypiFormat(Format):
@@ -17,5 +16,9 @@ class PypiFormat(Format):
     def options(self, kind: str) -> type[BaseModel]:
         return remote.RemotePypiOptions
 
+    def bind(self, services: Services) -> None:
+        super().bind(services)
+        self.remote = remote.PypiRemote(services.remote, services.upstreams)
+
     async def handle(self, request: web.Request, repo: Repository, path: str) -> web.StreamResponse:
-        return await remote.serve(request, repo, path)
+        return await remote.serve(self.remote, request, repo, path)

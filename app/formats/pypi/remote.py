@@ -12,19 +12,27 @@ is the HTTP route.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from aiohttp import web
 
-from app import keys
-from app.errors import NotFound
+from app.formats.api import (
+    ALGORITHMS,
+    Fetch,
+    InvalidDigest,
+    Missing,
+    NotFound,
+    Opened,
+    RemoteCore,
+    RemoteOptions,
+    Repository,
+    Upstream,
+    cache_headers,
+    edge,
+    parse_digest,
+    read_only,
+)
 from app.formats.pypi import pages, simple
-from app.proxy import edge
-from app.proxy.core import Opened, RemoteCore
-from app.proxy.edge import cache_headers, read_only
-from app.proxy.options import RemoteOptions
-from app.proxy.results import Fetch, Missing
-from app.proxy.upstream import Upstream
-from app.repositories import Repository
-from pipelines.digest import ALGORITHMS, InvalidDigest, parse_digest
 
 
 class RemotePypiOptions(RemoteOptions):
@@ -33,7 +41,7 @@ class RemotePypiOptions(RemoteOptions):
 
 
 class PypiRemote:
-    def __init__(self, core: RemoteCore, upstreams: dict[str, Upstream]) -> None:
+    def __init__(self, core: RemoteCore, upstreams: Mapping[str, Upstream]) -> None:
         self.core, self.upstreams = core, upstreams
 
     async def document(self, repo: Repository, project: str) -> pages.ProjectPage | Missing:
@@ -66,18 +74,20 @@ class PypiRemote:
         return await self.core.open(repo, self.upstreams[repo.name], fetch)
 
 
-async def serve(request: web.Request, repo: Repository, path: str) -> web.StreamResponse:
+async def serve(
+    remote: PypiRemote, request: web.Request, repo: Repository, path: str
+) -> web.StreamResponse:
     read_only(request, repo)
     parts = path.split("/")
     if parts[0] == "simple":
         if len(parts) == 1:
             return _redirect(repo, "simple/")
         if len(parts) == 2 and parts[1] == "":
-            return await _project_list(request, repo)
+            return await _project_list(remote, request, repo)
         if len(parts) == 2 or (len(parts) == 3 and parts[2] == ""):
-            return await _project_page(request, repo, parts[1], slash=len(parts) == 3)
+            return await _project_page(remote, request, repo, parts[1], slash=len(parts) == 3)
     elif parts[0] == "files" and len(parts) == 3:
-        return await _file(request, repo, parts[1], parts[2])
+        return await _file(remote, request, repo, parts[1], parts[2])
     raise NotFound(f"{path} not found")
 
 
@@ -87,18 +97,16 @@ def _redirect(repo: Repository, path: str) -> web.Response:
     return web.Response(status=301, headers={"Location": location})
 
 
-def _upstream(request: web.Request, repo: Repository) -> Upstream:
-    return request.app[keys.UPSTREAMS][repo.name]
-
-
-async def _project_list(request: web.Request, repo: Repository) -> web.StreamResponse:
+async def _project_list(
+    remote: PypiRemote, request: web.Request, repo: Repository
+) -> web.StreamResponse:
     as_json = simple.wants_json(request.headers.get("Accept", ""))
-    core = request.app[keys.PROXY]
-    return _page(await pages.project_list(core, repo, _upstream(request, repo), as_json))
+    upstream = remote.upstreams[repo.name]
+    return _page(await pages.project_list(remote.core, repo, upstream, as_json))
 
 
 async def _project_page(
-    request: web.Request, repo: Repository, name: str, slash: bool
+    remote: PypiRemote, request: web.Request, repo: Repository, name: str, slash: bool
 ) -> web.StreamResponse:
     if not simple.valid_project(name):
         raise NotFound(f"no project {name[:200]!r}")
@@ -106,9 +114,8 @@ async def _project_page(
     if project != name or not slash:
         return _redirect(repo, f"simple/{project}/")
     as_json = simple.wants_json(request.headers.get("Accept", ""))
-    upstream = _upstream(request, repo)
-    core = request.app[keys.PROXY]
-    return _page(await pages.project_page(core, repo, upstream, project, as_json))
+    upstream = remote.upstreams[repo.name]
+    return _page(await pages.project_page(remote.core, repo, upstream, project, as_json))
 
 
 def _page(rendered: pages.Rendered) -> web.Response:
@@ -122,14 +129,13 @@ def _page(rendered: pages.Rendered) -> web.Response:
 
 
 async def _file(
-    request: web.Request, repo: Repository, project: str, filename: str
+    remote: PypiRemote, request: web.Request, repo: Repository, project: str, filename: str
 ) -> web.StreamResponse:
     if not simple.valid_project(project) or not simple.safe_filename(filename):
         raise NotFound(f"no file {filename[:200]!r}")
     path = f"files/{project}/{filename}"
-    core = request.app[keys.PROXY]
-    remembered = await edge.answer_by_cache_path(request, core, repo, path)
+    remembered = await edge.answer_by_cache_path(request, remote.core, repo, path)
     if remembered is not None:
         return remembered
-    fetch = await PypiRemote(core, request.app[keys.UPSTREAMS]).file_fetch(repo, path)
-    return await edge.serve(request, core, repo, _upstream(request, repo), fetch)
+    fetch = await remote.file_fetch(repo, path)
+    return await edge.serve(request, remote.core, repo, remote.upstreams[repo.name], fetch)

@@ -25,7 +25,7 @@ from itertools import islice
 from typing import Any
 from urllib.parse import quote, urldefrag, urljoin
 
-from pipelines.digest import ALGORITHMS
+from app.formats.api import ALGORITHMS
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_TYPE = "application/vnd.pypi.simple.v1+html"

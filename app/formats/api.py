@@ -1,0 +1,104 @@
+"""The one door a format comes in by: everything of the core a format may use.
+
+A format imports from this module and from its own folder, nothing else of ``app``
+or ``pipelines`` (an import contract in ``pyproject.toml`` holds it to that). What a
+format needs and this door lacks is added here, where a reviewer sees the core's
+surface grow, never imported around it.
+
+- the plugin interface: :class:`Format`, the :class:`Services` it is bound to, the
+  collector's :class:`Sweep`;
+- repositories: :class:`Repository` (typed options), :class:`Repositories`;
+- content: :class:`ContentStore` (ingest, open, stage, commit), :class:`Blob`, :class:`Part`;
+- records: :class:`Records`, the base of a format's own queries, and the driver's types;
+- the remote core: :class:`RemoteCore` and its plain results, :mod:`edge` (results as
+  responses), upstreams, renderings, relays;
+- errors (:class:`ApiError` and kin), HTTP helpers, client input bounds, digests.
+"""
+
+from __future__ import annotations
+
+from app.backends.metadata import BlobsGone, Records
+from app.backends.metadata.base import Conflict as RowConflict
+from app.backends.metadata.base import Row, SqlDriver
+from app.cas import Blob, BlobBeingCollected, ContentStore, Part
+from app.errors import (
+    ApiError,
+    BadGateway,
+    BadRequest,
+    Conflict,
+    LengthRequired,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+)
+from app.formats.base import Format, NoOptions, Services, Sweep
+from app.http import BlobBody, ExternalUrl, etag_matches, request_body, send_blob
+from app.inputs import whole_number
+from app.proxy import edge
+from app.proxy.core import Opened, RemoteCore, whole
+from app.proxy.edge import cache_headers, read_only
+from app.proxy.entries import Link
+from app.proxy.options import RemoteOptions
+from app.proxy.relay import read_body, relay
+from app.proxy.renderings import Rendering, rendering, sized
+from app.proxy.results import Cached, CacheStatus, Document, Fetch, Missing
+from app.proxy.upstream import Upstream
+from app.repositories import Repositories, Repository
+from pipelines import ALGORITHMS, Digest, InvalidDigest, parse_digest
+from pipelines.sources import once
+
+__all__ = [
+    "ALGORITHMS",
+    "ApiError",
+    "BadGateway",
+    "BadRequest",
+    "Blob",
+    "BlobBeingCollected",
+    "BlobBody",
+    "BlobsGone",
+    "CacheStatus",
+    "Cached",
+    "Conflict",
+    "ContentStore",
+    "Digest",
+    "Document",
+    "ExternalUrl",
+    "Fetch",
+    "Format",
+    "InvalidDigest",
+    "LengthRequired",
+    "Link",
+    "MethodNotAllowed",
+    "Missing",
+    "NoOptions",
+    "NotFound",
+    "Opened",
+    "Part",
+    "PayloadTooLarge",
+    "Records",
+    "RemoteCore",
+    "RemoteOptions",
+    "Rendering",
+    "Repositories",
+    "Repository",
+    "Row",
+    "RowConflict",
+    "Services",
+    "SqlDriver",
+    "Sweep",
+    "Upstream",
+    "cache_headers",
+    "edge",
+    "etag_matches",
+    "once",
+    "parse_digest",
+    "read_body",
+    "read_only",
+    "relay",
+    "rendering",
+    "request_body",
+    "send_blob",
+    "sized",
+    "whole",
+    "whole_number",
+]

@@ -1,0 +1,66 @@
+"""What every OCI handler uses, built once when the app starts (:meth:`OciFormat.bind`),
+and the repository and image a request names."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from app.formats.api import ContentStore, NotFound, Repositories, Services
+from app.formats.oci.context import Target
+from app.formats.oci.errors import NameUnknown, Unsupported
+from app.formats.oci.names import parse_name
+from app.formats.oci.records import OciRecords
+from app.formats.oci.remote import OciRemote
+from app.formats.oci.uploads import Uploads
+
+
+@dataclass(frozen=True, slots=True)
+class Oci:
+    records: OciRecords
+    cas: ContentStore
+    uploads: Uploads  # sessions any replica continues
+    pull: OciRemote  # remote repositories' manifests, blobs and tags, through the core
+    repositories: Repositories
+    max_body: int  # server.max_body_size: one blob, or one chunk of an upload
+
+    @classmethod
+    def of(cls, services: Services) -> Oci:
+        records = OciRecords(services.metadata.db)
+        return cls(
+            records=records,
+            cas=services.cas,
+            uploads=Uploads(services.cas, records),
+            pull=OciRemote(services.remote, services.upstreams),
+            repositories=services.repositories,
+            max_body=services.max_body_size,
+        )
+
+    def lookup(self, request: web.Request) -> Target:
+        """The repository and image a request names, whatever the repository's kind."""
+        return self.named(request.match_info["name"])
+
+    def named(self, full_name: str) -> Target:
+        """``<repository>/<image>`` as a client spells it (a mount's ``from`` too)."""
+        name = parse_name(full_name)
+        try:
+            repo = self.repositories.get(name.repository, format="oci")
+        except NotFound:
+            raise NameUnknown(
+                f"repository {name.repository!r} not known to this registry"
+            ) from None
+        return Target(repo, name.image)
+
+    def target(self, request: web.Request) -> Target:
+        """A local repository's image: the only kind that takes pushes and deletes."""
+        t = self.lookup(request)
+        if t.repo.kind != "local":
+            raise Unsupported(f"repository {t.repo.name} is {t.repo.kind}: it takes no pushes")
+        return t
+
+
+# An OCI route: the services, then the request (OciFormat.setup binds the first).
+Handler = Callable[[Oci, web.Request], Awaitable[web.StreamResponse]]
+Routes = list[tuple[str, str, Handler]]
