@@ -156,7 +156,7 @@ async def fill(store: MetadataStore) -> int:
         MANIFEST, MANIFEST, "application/vnd.oci.image.manifest.v1+json", None, None, 10
     )
     await oci.put_manifest(
-        repo, "app", manifest, [Reference(CONFIG, "config")], "latest", blobs=[CONFIG]
+        repo, "app", manifest, [Reference(CONFIG, "config")], ["latest"], blobs=[CONFIG]
     )
     await store.save_gc_run(1.0, 2.0, False, {"run": 1})
     return repo

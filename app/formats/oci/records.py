@@ -232,6 +232,8 @@ class OciRecords(Records):
         collector deletes one under the references written here. One that is gone
         raises :class:`BlobsGone` and nothing is written.
         """
+        if isinstance(tags, str):  # a str is a Collection[str] too: one tag per letter
+            raise TypeError("tags: a collection of tags, not one tag")
         now = time.time()
         async with self.db.transaction() as tx:
             await self.holding(tx, {manifest.blob_digest, *blobs})
