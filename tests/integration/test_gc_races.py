@@ -26,6 +26,7 @@ from aiohttp.test_utils import TestClient
 from app import cas as cas_module
 from app import keys
 from app.backends.metadata.base import SqlDriver
+from app.backends.metadata.store import hold_blobs
 from app.backends.storage import BlobStorage, StorageError
 from app.layout import blob_key
 from app.server import create_app
@@ -200,6 +201,29 @@ async def test_a_reference_held_before_the_mark_is_seen_and_its_blobs_kept(
         assert await state(app, digest_of(data)) == "live"
         assert await stored(app, digest_of(data))
     await pulls_back(client, "v1", manifest, [config, layer])
+
+
+async def test_a_collection_locks_in_the_order_writers_hold(client: TestClient) -> None:
+    """A writer holds the lower of two orphans and is about to hold the higher (as a
+    hold of both does, row after row, in digest order); a collection starts between.
+    It must queue behind the writer on the lower, not lock the higher first (stored
+    first, so its plan may visit it first) and wait on the lower: PostgreSQL would
+    find the cycle and fail one side with "deadlock detected"."""
+    app = client.app
+    low, high = sorted((os.urandom(700), os.urandom(700)), key=digest_of)
+    cas = app[keys.CAS]
+    for data in (high, low):  # the higher first, so it is first in the table too
+        await cas.ingest(once(data))
+    db: SqlDriver = app[keys.METADATA].db
+    run: asyncio.Task[Report] | None = None
+    async with db.transaction() as tx:
+        assert await hold_blobs(tx, [digest_of(low)]) == set()
+        run = asyncio.create_task(collector(app).run())
+        await _waiting_on_a_lock(app)
+        assert await hold_blobs(tx, [digest_of(high)]) == set()
+    report = await asyncio.wait_for(run, WAIT)
+    assert report.error_count == 0, report.errors
+    assert report.freed["blobs"].objects == 2  # the writer referenced neither
 
 
 async def test_a_row_left_marked_under_a_reference_is_taken_back(client: TestClient) -> None:

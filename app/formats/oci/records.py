@@ -185,10 +185,14 @@ class OciRecords(Records):
         # push of a thousand layers would write a thousand. put_manifest's hold is what
         # keeps them until its references commit; the touch only keeps the collector
         # off meanwhile.
+        # The rows are locked in digest order, as collectors and writers lock them.
         await self.db.execute(
-            "UPDATE blobs SET touched_at = $4 WHERE state = 'live' AND touched_at < $5"
-            " AND digest IN (SELECT blob_digest FROM oci_blob_links"
-            f" WHERE repository_id = $1 AND name = $2 AND digest {self.one_of('$3')})",
+            "UPDATE blobs SET touched_at = $4 WHERE digest IN (SELECT digest FROM blobs"
+            " WHERE state = 'live' AND touched_at < $5 AND digest IN (SELECT blob_digest"
+            " FROM oci_blob_links"
+            f" WHERE repository_id = $1 AND name = $2 AND digest {self.one_of('$3')})"
+            + self.row_lock("digest", "NO KEY UPDATE")
+            + ")",
             repository_id,
             name,
             listed,
@@ -335,10 +339,14 @@ class OciRecords(Records):
         """The sizes of the manifests among ``digests`` (distinct) that this image name
         holds, each touched, in one statement: safe from untagged collection for a grace
         period (an index is about to name them)."""
+        # Locked in digest order, as the collector of untagged manifests locks them.
         rows = await self.db.fetch(
             "UPDATE oci_manifests SET touched_at = $4"
-            f" WHERE repository_id = $1 AND name = $2 AND digest {self.one_of('$3')}"
-            " RETURNING digest, size",
+            " WHERE repository_id = $1 AND name = $2 AND digest IN (SELECT digest"
+            " FROM oci_manifests WHERE repository_id = $1 AND name = $2"
+            f" AND digest {self.one_of('$3')}"
+            + self.row_lock("digest", "NO KEY UPDATE")
+            + ") RETURNING digest, size",
             repository_id,
             name,
             self.as_list(digests),
