@@ -236,10 +236,16 @@ class OciRecords(Records):
         ``children`` the digests of an index's manifests: they are held first, so no
         collector deletes one under the references written here. One that is gone
         raises :class:`BlobsGone` and nothing is written.
+
+        A blob is held with this image name's link to it, which is what makes the
+        references written here keep it (``BLOB_REFERENCES``): a collector drops the
+        links with the rows, so a live row alone may be the same bytes stored again
+        elsewhere (another image name) after this one lost them.
         """
         now = time.time()
         async with self.db.transaction() as tx:
             await self.holding(tx, {manifest.blob_digest, *blobs})
+            await self._hold_links(tx, repository_id, name, references, blobs)
             await self._hold_manifests(tx, repository_id, name, children)
             inserted = await tx.execute(
                 "INSERT INTO oci_manifests"
@@ -279,6 +285,32 @@ class OciRecords(Records):
                     manifest.digest,
                     now,
                 )
+
+    async def _hold_links(
+        self,
+        tx: SqlDriver,
+        repository_id: int,
+        name: str,
+        references: list[Reference],
+        blobs: Collection[str],
+    ) -> None:
+        """Raise :class:`BlobsGone` unless each of ``blobs`` is linked by this image
+        name under a digest the manifest references; the links are share-locked until
+        ``tx`` commits (the blobs are held already, so no collector drops them)."""
+        if not blobs:
+            return
+        named = sorted({r.digest for r in references if r.kind in ("config", "layer")})
+        rows = await tx.fetch(
+            "SELECT blob_digest FROM oci_blob_links WHERE repository_id = $1 AND name = $2"
+            f" AND digest {self.one_of('$3')} AND blob_digest {self.one_of('$4')}"
+            + self.row_lock("digest", "SHARE"),
+            repository_id,
+            name,
+            self.as_list(named),
+            self.as_list(sorted(blobs)),
+        )
+        if unlinked := set(blobs) - {r["blob_digest"] for r in rows}:
+            raise BlobsGone(unlinked)
 
     async def _hold_manifests(
         self, tx: SqlDriver, repository_id: int, name: str, digests: Collection[str]
