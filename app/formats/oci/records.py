@@ -237,10 +237,10 @@ class OciRecords(Records):
         collector deletes one under the references written here. One that is gone
         raises :class:`BlobsGone` and nothing is written.
 
-        A blob is held with this image name's link to it, which is what makes the
-        references written here keep it (``BLOB_REFERENCES``): a collector drops the
-        links with the rows, so a live row alone may be the same bytes stored again
-        elsewhere (another image name) after this one lost them.
+        A blob must also still be linked by this image name, since the link is what
+        makes the references written here keep it (``BLOB_REFERENCES``): a collector
+        drops the links with the rows, so a live row alone may be the same bytes
+        stored again by another image name after this one lost them.
         """
         now = time.time()
         async with self.db.transaction() as tx:
@@ -295,15 +295,16 @@ class OciRecords(Records):
         blobs: Collection[str],
     ) -> None:
         """Raise :class:`BlobsGone` unless each of ``blobs`` is linked by this image
-        name under a digest the manifest references; the links are share-locked until
-        ``tx`` commits (the blobs are held already, so no collector drops them)."""
+        name under a digest the manifest references. Looked at once the blobs are held:
+        a collector drops links only with a marked row, so these stay until ``tx``
+        commits (a client's own DELETE of a blob may still come after, as it may
+        after the commit)."""
         if not blobs:
             return
         named = sorted({r.digest for r in references if r.kind in ("config", "layer")})
         rows = await tx.fetch(
             "SELECT blob_digest FROM oci_blob_links WHERE repository_id = $1 AND name = $2"
-            f" AND digest {self.one_of('$3')} AND blob_digest {self.one_of('$4')}"
-            + self.row_lock("digest", "SHARE"),
+            f" AND digest {self.one_of('$3')} AND blob_digest {self.one_of('$4')}",
             repository_id,
             name,
             self.as_list(named),
