@@ -26,6 +26,7 @@ from aiohttp.test_utils import TestClient
 from app import cas as cas_module
 from app import keys
 from app.backends.metadata.base import SqlDriver
+from app.backends.metadata.store import hold_blobs
 from app.backends.storage import BlobStorage, StorageError
 from app.layout import blob_key
 from app.server import create_app
@@ -140,6 +141,63 @@ async def test_a_reference_after_the_mark_fails_cleanly_and_nothing_wedges(
     assert await state(app, digest_of(orphan)) is None
 
 
+async def test_a_claim_that_outlasts_a_collection_needs_the_link_not_just_the_blob(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The manifest PUT finds its blobs marked and waits the collection out; meanwhile
+    the collection drops their rows and this image name's links, and the same bytes
+    are pushed to another image name, so live rows are back but not linked here. The
+    PUT must be refused (the client pushes the blobs again), not accepted naming
+    blobs this image name no longer holds (a pull would answer BLOB_UNKNOWN, and the
+    next collection would delete them under the manifest)."""
+    app = client.app
+    config, layer = b'{"outlasted": 1}', os.urandom(2500)
+    first, second = (
+        image_manifest(config, [layer]),
+        image_manifest(config, [layer], annotations={"n": "2"}),
+    )
+    for data in (config, layer):
+        assert await upload(client, data) == 201
+    assert (await put_manifest(client, "v1", first)).status == 201
+    assert (await client.delete(f"/v2/{NAME}/manifests/{digest_of(first)}")).status == 202
+
+    cas = app[keys.CAS]
+    real_claim = cas.claim
+    waiting, proceed = asyncio.Event(), asyncio.Event()
+
+    async def claim_after_the_collection(digest: str) -> Any:
+        waiting.set()  # the PUT found a blob marked: it waits for the collector
+        await asyncio.wait_for(proceed.wait(), WAIT)
+        return await real_claim(digest)
+
+    monkeypatch.setattr(cas, "claim", claim_after_the_collection)
+    pushes: list[asyncio.Task[Any]] = []
+
+    async def push_while_marked() -> None:
+        if pushes:
+            return
+        pushes.append(asyncio.create_task(put_manifest(client, "v2", second)))
+        await asyncio.wait_for(waiting.wait(), WAIT)
+
+    sweep = collector(app)
+    sweep.storage = PausedDelete(app[keys.STORAGE], push_while_marked)  # type: ignore[assignment]
+    report = await sweep.run()
+    assert report.error_count == 0, report.errors
+    for data in (config, layer):
+        assert await state(app, digest_of(data)) is None
+        assert await upload(client, data, "docker-local/other/app") == 201
+    proceed.set()
+    answer = await asyncio.wait_for(pushes[0], WAIT)
+
+    assert answer.status == 400, await answer.text()
+    assert "MANIFEST_BLOB_UNKNOWN" in await answer.text()
+    for data in (config, layer):  # the client pushes them again, and all is kept
+        assert await upload(client, data) == 201
+    assert (await put_manifest(client, "v2", second)).status == 201
+    assert (await collector(app).run()).error_count == 0
+    await pulls_back(client, "v2", second, [config, layer])
+
+
 async def _waiting_on_a_lock(app: web.Application) -> None:
     """Until some session of this database waits on a row lock (PostgreSQL: the
     collector queued behind the writer); SQLite runs one write transaction at a
@@ -200,6 +258,29 @@ async def test_a_reference_held_before_the_mark_is_seen_and_its_blobs_kept(
         assert await state(app, digest_of(data)) == "live"
         assert await stored(app, digest_of(data))
     await pulls_back(client, "v1", manifest, [config, layer])
+
+
+async def test_a_collection_locks_in_the_order_writers_hold(client: TestClient) -> None:
+    """A writer holds the lower of two orphans and is about to hold the higher (as a
+    hold of both does, row after row, in digest order); a collection starts between.
+    It must queue behind the writer on the lower, not lock the higher first (stored
+    first, so its plan may visit it first) and wait on the lower: PostgreSQL would
+    find the cycle and fail one side with "deadlock detected"."""
+    app = client.app
+    low, high = sorted((os.urandom(700), os.urandom(700)), key=digest_of)
+    cas = app[keys.CAS]
+    for data in (high, low):  # the higher first, so it is first in the table too
+        await cas.ingest(once(data))
+    db: SqlDriver = app[keys.METADATA].db
+    run: asyncio.Task[Report] | None = None
+    async with db.transaction() as tx:
+        assert await hold_blobs(tx, [digest_of(low)]) == set()
+        run = asyncio.create_task(collector(app).run())
+        await _waiting_on_a_lock(app)
+        assert await hold_blobs(tx, [digest_of(high)]) == set()
+    report = await asyncio.wait_for(run, WAIT)
+    assert report.error_count == 0, report.errors
+    assert report.freed["blobs"].objects == 2  # the writer referenced neither
 
 
 async def test_a_row_left_marked_under_a_reference_is_taken_back(client: TestClient) -> None:

@@ -33,10 +33,17 @@ def as_list(dialect: Dialect, values: list[str]) -> object:
     return values if dialect == "postgres" else json.dumps(values)
 
 
-def row_lock(dialect: Dialect, order: str, mode: Literal["SHARE", "UPDATE"]) -> str:
+LockMode = Literal["SHARE", "NO KEY UPDATE", "UPDATE"]
+
+
+def row_lock(dialect: Dialect, order: str, mode: LockMode) -> str:
     """The tail of a ``SELECT`` that locks the rows it finds, in ``order`` (so that
     writers lock in one order and do not deadlock), on PostgreSQL; nothing on
-    SQLite, whose one write transaction at a time holds every row already."""
+    SQLite, whose one write transaction at a time holds every row already.
+
+    Every statement that locks more than one row of a table takes them this way
+    (an ``UPDATE`` of several rows through ``WHERE key IN (SELECT … FOR NO KEY
+    UPDATE)``): an ``UPDATE`` alone locks in whatever order its plan visits them."""
     return f" ORDER BY {order} FOR {mode}" if dialect == "postgres" else ""
 
 

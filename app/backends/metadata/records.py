@@ -9,9 +9,16 @@ records module of its own, a subclass of :class:`Records`; the core's tables are
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import Any, Literal
+from typing import Any
 
-from app.backends.metadata.base import SqlDriver, as_list, bytewise, one_of, row_lock
+from app.backends.metadata.base import (
+    LockMode,
+    SqlDriver,
+    as_list,
+    bytewise,
+    one_of,
+    row_lock,
+)
 from app.backends.metadata.store import holding, share_locked
 
 
@@ -30,7 +37,7 @@ class Records:
         """The collation ordering computed text by bytes."""
         return bytewise(self.db.dialect)
 
-    def row_lock(self, order: str, mode: Literal["SHARE", "UPDATE"]) -> str:
+    def row_lock(self, order: str, mode: LockMode) -> str:
         """The tail of a ``SELECT`` locking its rows in ``order`` (PostgreSQL)."""
         return row_lock(self.db.dialect, order, mode)
 

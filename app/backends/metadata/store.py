@@ -226,40 +226,38 @@ class MetadataStore:
         return them and where the next batch starts (None at the end).
 
         The collector's half of the safety argument (the writer's is
-        :func:`hold_blobs`): the marking update waits for every writer holding one of
-        its rows to commit, but judges references by what it saw when it began; so a
-        second statement in the same transaction, which sees what those writers
-        committed, takes back any now referenced before anyone can see the mark. A
-        writer that comes after the update finds the blob marked and writes no
-        reference.
+        :func:`hold_blobs`): the orphans are locked first, in digest order as writers
+        hold them (so neither side waits on the other in a cycle); the lock waits for
+        every writer holding one of them to commit, and the marking update, a new
+        statement, judges references by what those writers committed. A writer that
+        comes after the lock waits for this transaction and finds the blob marked, so
+        it writes no reference.
         """
         upper = await self.db.fetchval(
             "SELECT digest FROM blobs WHERE digest > $1 ORDER BY digest LIMIT 1 OFFSET $2",
             after,
             limit - 1,
         )
+        orphan = f"{self._orphan_condition(references)} AND b.digest > $2 AND b.digest <= $3"
+        bounds = (cutoff, after, upper if upper is not None else _LAST_DIGEST)
         async with self.db.transaction() as tx:
+            locked = await tx.fetch(
+                f"SELECT b.digest FROM blobs b WHERE {orphan}"
+                + row_lock(tx.dialect, "b.digest", "NO KEY UPDATE"),
+                *bounds,
+            )
+            if not locked:
+                return [], upper
             rows = await tx.fetch(
                 "UPDATE blobs AS b SET state = 'deleting', marked_at = $4"
-                f" WHERE {self._orphan_condition(references)}"
-                " AND b.digest > $2 AND b.digest <= $3"
+                f" WHERE {orphan} AND b.digest {one_of(tx.dialect, '$5')}"
                 " RETURNING digest, size, created_at, state, marked_at",
-                cutoff,
-                after,
-                upper if upper is not None else _LAST_DIGEST,
+                *bounds,
                 now,
+                as_list(tx.dialect, [r["digest"] for r in locked]),
             )
-            marked = [BlobRow(**r) for r in rows]
-            # The update waited for every writer holding one of these rows; a new
-            # statement sees what they committed. Those are not orphans after all.
-            if late := await self._referenced(tx, marked, references):
-                await tx.execute(
-                    "UPDATE blobs SET state = 'live', marked_at = NULL"
-                    f" WHERE digest {one_of(tx.dialect, '$1')}",
-                    as_list(tx.dialect, sorted(late)),
-                )
-        kept = sorted((b for b in marked if b.digest not in late), key=lambda b: b.digest)
-        return kept, upper
+        marked = sorted((BlobRow(**r) for r in rows), key=lambda b: b.digest)
+        return marked, upper
 
     async def remark_blobs(self, after: str, limit: int, now: float) -> list[BlobRow]:
         """Mark again, at ``now``, blobs an earlier run left "deleting", so this run may

@@ -184,10 +184,14 @@ class OciRecords(Records):
         # push of a thousand layers would write a thousand. put_manifest's hold is what
         # keeps them until its references commit; the touch only keeps the collector
         # off meanwhile.
+        # The rows are locked in digest order, as collectors and writers lock them.
         await self.db.execute(
-            "UPDATE blobs SET touched_at = $4 WHERE state = 'live' AND touched_at < $5"
-            " AND digest IN (SELECT blob_digest FROM oci_blob_links"
-            f" WHERE repository_id = $1 AND name = $2 AND digest {self.one_of('$3')})",
+            "UPDATE blobs SET touched_at = $4 WHERE digest IN (SELECT digest FROM blobs"
+            " WHERE state = 'live' AND touched_at < $5 AND digest IN (SELECT blob_digest"
+            " FROM oci_blob_links"
+            f" WHERE repository_id = $1 AND name = $2 AND digest {self.one_of('$3')})"
+            + self.row_lock("digest", "NO KEY UPDATE")
+            + ")",
             repository_id,
             name,
             listed,
@@ -231,12 +235,18 @@ class OciRecords(Records):
         ``children`` the digests of an index's manifests: they are held first, so no
         collector deletes one under the references written here. One that is gone
         raises :class:`BlobsGone` and nothing is written.
+
+        A blob must also still be linked by this image name, since the link is what
+        makes the references written here keep it (``BLOB_REFERENCES``): a collector
+        drops the links with the rows, so a live row alone may be the same bytes
+        stored again by another image name after this one lost them.
         """
         if isinstance(tags, str):  # a str is a Collection[str] too: one tag per letter
             raise TypeError("tags: a collection of tags, not one tag")
         now = time.time()
         async with self.db.transaction() as tx:
             await self.holding(tx, {manifest.blob_digest, *blobs})
+            await self._hold_links(tx, repository_id, name, references, blobs)
             await self._hold_manifests(tx, repository_id, name, children)
             inserted = await tx.execute(
                 "INSERT INTO oci_manifests"
@@ -276,6 +286,33 @@ class OciRecords(Records):
                     manifest.digest,
                     now,
                 )
+
+    async def _hold_links(
+        self,
+        tx: SqlDriver,
+        repository_id: int,
+        name: str,
+        references: list[Reference],
+        blobs: Collection[str],
+    ) -> None:
+        """Raise :class:`BlobsGone` unless each of ``blobs`` is linked by this image
+        name under a digest the manifest references. Looked at once the blobs are held:
+        a collector drops links only with a marked row, so these stay until ``tx``
+        commits (a client's own DELETE of a blob may still come after, as it may
+        after the commit)."""
+        if not blobs:
+            return
+        named = sorted({r.digest for r in references if r.kind in ("config", "layer")})
+        rows = await tx.fetch(
+            "SELECT blob_digest FROM oci_blob_links WHERE repository_id = $1 AND name = $2"
+            f" AND digest {self.one_of('$3')} AND blob_digest {self.one_of('$4')}",
+            repository_id,
+            name,
+            self.as_list(named),
+            self.as_list(sorted(blobs)),
+        )
+        if unlinked := set(blobs) - {r["blob_digest"] for r in rows}:
+            raise BlobsGone(unlinked)
 
     async def _hold_manifests(
         self, tx: SqlDriver, repository_id: int, name: str, digests: Collection[str]
@@ -336,10 +373,14 @@ class OciRecords(Records):
         """The sizes of the manifests among ``digests`` (distinct) that this image name
         holds, each touched, in one statement: safe from untagged collection for a grace
         period (an index is about to name them)."""
+        # Locked in digest order, as the collector of untagged manifests locks them.
         rows = await self.db.fetch(
             "UPDATE oci_manifests SET touched_at = $4"
-            f" WHERE repository_id = $1 AND name = $2 AND digest {self.one_of('$3')}"
-            " RETURNING digest, size",
+            " WHERE repository_id = $1 AND name = $2 AND digest IN (SELECT digest"
+            " FROM oci_manifests WHERE repository_id = $1 AND name = $2"
+            f" AND digest {self.one_of('$3')}"
+            + self.row_lock("digest", "NO KEY UPDATE")
+            + ") RETURNING digest, size",
             repository_id,
             name,
             self.as_list(digests),
