@@ -183,14 +183,17 @@ def _format_of(request: web.Request) -> Format:
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
     """``/repository/<name>/<path>``: hand the request to the repository's format."""
-    repo = request.app[keys.REPOSITORIES].get(request.match_info["repository"])
-    fmt = request.app[FORMATS][repo.format]
+    # app and match_info are properties: read once, on the path every cache hit takes.
+    app = request.app
+    match = request.match_info
+    repo = app[keys.REPOSITORIES].get(match["repository"])
+    fmt = app[FORMATS][repo.format]
     request[FORMAT] = fmt
     if repo.kind not in fmt.kinds:
         raise NotFound(f"repository {repo.name} is not served")
-    path = request.match_info.get("path", "")
+    path = match.get("path", "")
     if repo.kind == "remote" and request.method in ("GET", "HEAD"):
-        remembered = edge.answer_by_request_path(request, request.app[keys.PROXY], repo, path)
+        remembered = edge.answer_by_request_path(request, app[keys.PROXY], repo, path)
         if remembered is not None:
             return remembered
     return await fmt.handle(request, repo, path)
