@@ -9,6 +9,7 @@ what a client needs to notice a truncated body.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import os
 import re
@@ -55,11 +56,13 @@ _X_REQUEST_ID = istr("X-Request-ID")
 _DEFAULT_FORMAT = Format()
 
 
-def _route(request: web.Request) -> str:
-    info = request.match_info
-    if info.http_exception is not None or info.route.resource is None:
-        return "unmatched"
-    return info.route.resource.canonical
+@functools.lru_cache(maxsize=1024)
+def _route_name(route: web.AbstractRoute) -> str:
+    """The route's path template, for metrics; "unmatched" for the route aiohttp makes
+    for a request no route matched (a 404 or 405). Remembered: four property lookups
+    on every request otherwise."""
+    resource = route.resource
+    return "unmatched" if resource is None else resource.canonical
 
 
 class RequestIds:
@@ -122,7 +125,9 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         # Only a streamed response can have gone out by sendfile (see app.http).
         if not isinstance(response, web.Response) and SENDFILE_BYTES in request:
             sent += request[SENDFILE_BYTES]
-        app[keys.METRICS].http.add(_route(request), request.method, status, elapsed, received, sent)
+        app[keys.METRICS].http.add(
+            _route_name(request.match_info.route), request.method, status, elapsed, received, sent
+        )
         access = app[ACCESS_LOG]
         if access is not None:
             ms = round(elapsed * 1000, 1)
