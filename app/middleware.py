@@ -1,4 +1,4 @@
-"""The middleware (one, see :func:`observe`): request id, access log and metrics, and
+"""The middleware (one, see :func:`observing`): request id, access log and metrics, and
 error shaping.
 
 Errors are turned into responses in one place, before the response starts; an
@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import ClientPayloadError, web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.typedefs import Middleware
 from multidict import istr
 
 from app import keys, logs
@@ -83,66 +84,78 @@ REQUEST_IDS: web.AppKey[RequestIds] = web.AppKey("request_ids")
 ACCESS_LOG: web.AppKey[AccessWriter | None] = web.AppKey("access_log")
 
 
-@web.middleware
-async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The one middleware: request id, errors shaped, one access-log line and the
-    metrics of every request. One, and one frame: each middleware or helper coroutine
-    is another frame on every request, and a cache hit costs little more than a few."""
-    app = request.app
-    request_id = identify(request)
-    bound = logs.REQUEST_ID.set(request_id)
-    started = time.perf_counter()
-    status = 500
-    response: web.StreamResponse | None = None
+PrepareHook = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
+
+
+def observing(app: web.Application) -> Middleware:
+    """The one middleware for ``app``, :func:`observe`-ing every request with the app's
+    in-flight count, tallies, access log and id maker, looked up here once rather than
+    on every request."""
     inflight = app[INFLIGHT]
-    inflight.started()
-    try:
-        # The handler's response, or its error in the shape of the format that owns it.
+    tallies = app[keys.METRICS].http
+    access = app[ACCESS_LOG]
+    ids = app[REQUEST_IDS]
+
+    @web.middleware
+    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """The one middleware: request id, errors shaped, one access-log line and the
+        metrics of every request. One, and one frame: each middleware or helper
+        coroutine is another frame on every request, and a cache hit costs little more
+        than a few."""
+        request_id = identify(request, ids)
+        bound = logs.REQUEST_ID.set(request_id)
+        started = time.perf_counter()
+        status = 500
+        response: web.StreamResponse | None = None
+        inflight.started()
         try:
-            refused = unstorable_part(request)
-            if refused is not None:
-                raise BadRequest(f"{refused} holds a NUL or text that is not UTF-8")
-            response = await handler(request)
-        except asyncio.CancelledError:
-            raise
-        except web.HTTPException as exc:
-            if exc.status < 400:
+            # The handler's response, or its error in the shape of the format that owns it.
+            try:
+                refused = unstorable_part(request)
+                if refused is not None:
+                    raise BadRequest(f"{refused} holds a NUL or text that is not UTF-8")
+                response = await handler(request)
+            except asyncio.CancelledError:
                 raise
-            response = _http_error(request, exc)
-        except Exception as exc:
-            if request.writer is not None and request.writer.output_size > 0:
-                log.warning("response aborted after it started", error=repr(exc))
-                raise
-            error = _translate(exc)
-            response = _render(request, error, error.status)
-        status = response.status
-        return response
-    finally:
-        inflight.finished()
-        elapsed = time.perf_counter() - started
-        received = request.content.total_bytes
-        sent = _bytes_sent(response)
-        # Only a streamed response can have gone out by sendfile (see app.http).
-        if not isinstance(response, web.Response) and SENDFILE_BYTES in request:
-            sent += request[SENDFILE_BYTES]
-        app[keys.METRICS].http.add(
-            _route_name(request.match_info.route), request.method, status, elapsed, received, sent
-        )
-        access = app[ACCESS_LOG]
-        if access is not None:
-            ms = round(elapsed * 1000, 1)
-            access(request.method, request.path, status, ms, received, sent, request_id)
-        logs.REQUEST_ID.reset(bound)
+            except web.HTTPException as exc:
+                if exc.status < 400:
+                    raise
+                response = _http_error(request, exc)
+            except Exception as exc:
+                if request.writer is not None and request.writer.output_size > 0:
+                    log.warning("response aborted after it started", error=repr(exc))
+                    raise
+                error = _translate(exc)
+                response = _render(request, error, error.status)
+            status = response.status
+            return response
+        finally:
+            inflight.finished()
+            elapsed = time.perf_counter() - started
+            received = request.content.total_bytes
+            sent = _bytes_sent(response)
+            # Only a streamed response can have gone out by sendfile (see app.http).
+            if not isinstance(response, web.Response) and SENDFILE_BYTES in request:
+                sent += request[SENDFILE_BYTES]
+            route = _route_name(request.match_info.route)
+            tallies.add(route, request.method, status, elapsed, received, sent)
+            if access is not None:
+                ms = round(elapsed * 1000, 1)
+                access(request.method, request.path, status, ms, received, sent, request_id)
+            logs.REQUEST_ID.reset(bound)
+
+    return observe
 
 
-def identify(request: web.Request) -> str:
+def identify(request: web.Request, ids: RequestIds | None = None) -> str:
     """The request's id (the client's own if it is a sane one), kept on the request so
-    that every response carries it (:func:`add_request_id`)."""
+    that every response carries it (:func:`request_ids_added`). ``ids``: the app's, if
+    the caller has them at hand."""
     supplied = request.headers.get(_X_REQUEST_ID)
     if supplied and _CLIENT_ID.match(supplied):
         request_id = supplied
     else:
-        request_id = request.app[REQUEST_IDS].new()
+        request_id = (ids or request.app[REQUEST_IDS]).new()
     request[REQUEST_ID] = request_id
     return request_id
 
@@ -173,18 +186,24 @@ def _format_owning(request: web.Request) -> Format | None:
         return None
 
 
-async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: every response, streamed or not, carries the id; while the
-    server drains, no connection is kept alive for another request."""
-    # Not request.get: Mapping.get is two Python calls more, on every response.
-    try:
-        request_id: str | None = request[REQUEST_ID]
-    except KeyError:  # before the middleware ran (parser errors)
-        request_id = None
-    if request_id is not None:
-        response.headers[_X_REQUEST_ID] = request_id
-    if request.app[INFLIGHT].draining:
-        response.force_close()
+def request_ids_added(app: web.Application) -> PrepareHook:
+    """The on_response_prepare hook for ``app``: every response, streamed or not,
+    carries the id; while the server drains, no connection is kept alive for another
+    request."""
+    inflight = app[INFLIGHT]  # looked up once: this runs for every response
+
+    async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
+        # Not request.get: Mapping.get is two Python calls more, on every response.
+        try:
+            request_id: str | None = request[REQUEST_ID]
+        except KeyError:  # before the middleware ran (parser errors)
+            request_id = None
+        if request_id is not None:
+            response.headers[_X_REQUEST_ID] = request_id
+        if inflight.draining:
+            response.force_close()
+
+    return add_request_id
 
 
 def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:

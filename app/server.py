@@ -28,9 +28,9 @@ from app.middleware import (
     FORMATS,
     REQUEST_IDS,
     RequestIds,
-    add_request_id,
     identify,
-    observe,
+    observing,
+    request_ids_added,
 )
 from app.proxy import edge
 from app.proxy.core import RemoteCore
@@ -52,7 +52,7 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
     formats = available_formats()
     options = validate_repositories(config, formats)  # fail before opening anything
 
-    app = web.Application(middlewares=[observe], client_max_size=1024**2)
+    app = web.Application(client_max_size=1024**2)
     app[keys.CONFIG] = config
     app[keys.EXTERNAL_URL] = ExternalUrl(config.server.base_url, config.server.trust_forwarded)
     app[keys.METRICS] = Metrics()
@@ -60,7 +60,8 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
     app[INFLIGHT] = Inflight()
     app[REQUEST_IDS] = RequestIds()
     app[ACCESS_LOG] = access = _access_log(config)
-    app.on_response_prepare.append(add_request_id)
+    app.middlewares.append(observing(app))  # the first: every other runs inside it
+    app.on_response_prepare.append(request_ids_added(app))
 
     async def backends(app: web.Application) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
