@@ -20,6 +20,7 @@ import structlog
 from aiohttp import ClientPayloadError, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
+from aiohttp.web_urldispatcher import SystemRoute
 from multidict import istr
 
 from app import keys, logs
@@ -59,9 +60,8 @@ _DEFAULT_FORMAT = Format()
 
 @functools.lru_cache(maxsize=1024)
 def _route_name(route: web.AbstractRoute) -> str:
-    """The route's path template, for metrics; "unmatched" for the route aiohttp makes
-    for a request no route matched (a 404 or 405). Remembered: four property lookups
-    on every request otherwise."""
+    """A declared route's path template, for metrics. Remembered: four property
+    lookups on every request otherwise."""
     resource = route.resource
     return "unmatched" if resource is None else resource.canonical
 
@@ -137,7 +137,11 @@ def observing(app: web.Application) -> Middleware:
             # Only a streamed response can have gone out by sendfile (see app.http).
             if not isinstance(response, web.Response) and SENDFILE_BYTES in request:
                 sent += request[SENDFILE_BYTES]
-            route = _route_name(request.match_info.route)
+            matched = request.match_info.route
+            # aiohttp makes a SystemRoute for each request no route matched (a 404 or
+            # 405): named on the spot, never remembered (it holds its exception).
+            unmatched = type(matched) is SystemRoute
+            route = "unmatched" if unmatched else _route_name(matched)
             tallies.add(route, request.method, status, elapsed, received, sent)
             if access is not None:
                 ms = round(elapsed * 1000, 1)
