@@ -62,15 +62,18 @@ class GuardedHandler(RequestHandler):
         # A kept-alive connection's next request starts its clock with its first
         # byte; bytes that arrive while a request is handled are its body (or a
         # pipelined request, timed once the handler waits for it).
-        # (_waiting_for_request inlined: this runs for every read of every connection)
+        # (_waiting_for_request and _headers_awaited inlined, and RequestHandler named
+        # rather than super() made: this runs for every read of every connection)
         if (
             self._header_since is None
             and data
             and self._current_request is None
             and not self._messages
         ):
-            self._headers_awaited()
-        super().data_received(data)
+            self._header_since = since = self._loop.time()
+            if self._header_timer is None:  # else the pending one will look at this wait
+                self._arm(since + self._header_timeout)
+        RequestHandler.data_received(self, data)
         if self._messages:  # a request's headers are complete (or refused): stop the clock
             self._header_since = None
 

@@ -18,21 +18,26 @@ class Inflight:
     def __init__(self) -> None:
         self.count = 0
         self.draining = False
-        self._idle = asyncio.Event()
-        self._idle.set()
+        # Made when a drain begins: until then a request costs two additions, not an
+        # Event cleared and set (this runs for every request, each cache hit included).
+        self._idle: asyncio.Event | None = None
 
     def started(self) -> None:
         self.count += 1
-        self._idle.clear()
 
     def finished(self) -> None:
         self.count -= 1
-        if self.count == 0:
+        if self.count == 0 and self._idle is not None:
             self._idle.set()
 
     async def drain(self, grace: float) -> bool:
         """Wait until no request is in flight; False if the grace ran out first."""
         self.draining = True
+        if self._idle is None:
+            self._idle = asyncio.Event()
+        if self.count == 0:
+            return True
+        self._idle.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), grace)
         return self.count == 0

@@ -1,4 +1,4 @@
-"""The middleware (one, see :func:`observe`): request id, access log and metrics, and
+"""The middleware (one, see :func:`observing`): request id, access log and metrics, and
 error shaping.
 
 Errors are turned into responses in one place, before the response starts; an
@@ -9,6 +9,7 @@ what a client needs to notice a truncated body.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import os
 import re
@@ -18,6 +19,9 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import ClientPayloadError, web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.typedefs import Middleware
+from aiohttp.web_urldispatcher import SystemRoute
+from multidict import istr
 
 from app import keys, logs
 from app.access_log import AccessWriter
@@ -49,14 +53,17 @@ FORMATS: web.AppKey[dict[str, Format]] = web.AppKey("formats")
 FORMAT: web.RequestKey[Format] = web.RequestKey("format")
 
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# An istr: looked up without folding the name's case on every request.
+_X_REQUEST_ID = istr("X-Request-ID")
 _DEFAULT_FORMAT = Format()
 
 
-def _route(request: web.Request) -> str:
-    info = request.match_info
-    if info.http_exception is not None or info.route.resource is None:
-        return "unmatched"
-    return info.route.resource.canonical
+@functools.lru_cache(maxsize=1024)
+def _route_name(route: web.AbstractRoute) -> str:
+    """A declared route's path template, for metrics. Remembered: four property
+    lookups on every request otherwise."""
+    resource = route.resource
+    return "unmatched" if resource is None else resource.canonical
 
 
 class RequestIds:
@@ -77,64 +84,82 @@ REQUEST_IDS: web.AppKey[RequestIds] = web.AppKey("request_ids")
 ACCESS_LOG: web.AppKey[AccessWriter | None] = web.AppKey("access_log")
 
 
-@web.middleware
-async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The one middleware: request id, errors shaped, one access-log line and the
-    metrics of every request. One, and one frame: each middleware or helper coroutine
-    is another frame on every request, and a cache hit costs little more than a few."""
-    app = request.app
-    request_id = identify(request)
-    bound = logs.REQUEST_ID.set(request_id)
-    started = time.perf_counter()
-    status = 500
-    response: web.StreamResponse | None = None
+PrepareHook = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
+
+
+def observing(app: web.Application) -> Middleware:
+    """The one middleware for ``app``, :func:`observe`-ing every request with the app's
+    in-flight count, tallies, access log and id maker, looked up here once rather than
+    on every request."""
     inflight = app[INFLIGHT]
-    inflight.started()
-    try:
-        # The handler's response, or its error in the shape of the format that owns it.
+    tallies = app[keys.METRICS].http
+    access = app[ACCESS_LOG]
+    ids = app[REQUEST_IDS]
+
+    @web.middleware
+    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """The one middleware: request id, errors shaped, one access-log line and the
+        metrics of every request. One, and one frame: each middleware or helper
+        coroutine is another frame on every request, and a cache hit costs little more
+        than a few."""
+        request_id = identify(request, ids)
+        bound = logs.REQUEST_ID.set(request_id)
+        started = time.perf_counter()
+        status = 500
+        response: web.StreamResponse | None = None
+        inflight.started()
         try:
-            refused = unstorable_part(request)
-            if refused is not None:
-                raise BadRequest(f"{refused} holds a NUL or text that is not UTF-8")
-            response = await handler(request)
-        except asyncio.CancelledError:
-            raise
-        except web.HTTPException as exc:
-            if exc.status < 400:
+            # The handler's response, or its error in the shape of the format that owns it.
+            try:
+                refused = unstorable_part(request)
+                if refused is not None:
+                    raise BadRequest(f"{refused} holds a NUL or text that is not UTF-8")
+                response = await handler(request)
+            except asyncio.CancelledError:
                 raise
-            response = _http_error(request, exc)
-        except Exception as exc:
-            if request.writer is not None and request.writer.output_size > 0:
-                log.warning("response aborted after it started", error=repr(exc))
-                raise
-            error = _translate(exc)
-            response = _render(request, error, error.status)
-        status = response.status
-        return response
-    finally:
-        inflight.finished()
-        elapsed = time.perf_counter() - started
-        received = request.content.total_bytes
-        sent = _bytes_sent(response)
-        # Only a streamed response can have gone out by sendfile (see app.http).
-        if not isinstance(response, web.Response) and SENDFILE_BYTES in request:
-            sent += request[SENDFILE_BYTES]
-        app[keys.METRICS].http.add(_route(request), request.method, status, elapsed, received, sent)
-        access = app[ACCESS_LOG]
-        if access is not None:
-            ms = round(elapsed * 1000, 1)
-            access(request.method, request.path, status, ms, received, sent, request_id)
-        logs.REQUEST_ID.reset(bound)
+            except web.HTTPException as exc:
+                if exc.status < 400:
+                    raise
+                response = _http_error(request, exc)
+            except Exception as exc:
+                if request.writer is not None and request.writer.output_size > 0:
+                    log.warning("response aborted after it started", error=repr(exc))
+                    raise
+                error = _translate(exc)
+                response = _render(request, error, error.status)
+            status = response.status
+            return response
+        finally:
+            inflight.finished()
+            elapsed = time.perf_counter() - started
+            received = request.content.total_bytes
+            sent = _bytes_sent(response)
+            # Only a streamed response can have gone out by sendfile (see app.http).
+            if not isinstance(response, web.Response) and SENDFILE_BYTES in request:
+                sent += request[SENDFILE_BYTES]
+            matched = request.match_info.route
+            # aiohttp makes a SystemRoute for each request no route matched (a 404 or
+            # 405): named on the spot, never remembered (it holds its exception).
+            unmatched = type(matched) is SystemRoute
+            route = "unmatched" if unmatched else _route_name(matched)
+            tallies.add(route, request.method, status, elapsed, received, sent)
+            if access is not None:
+                ms = round(elapsed * 1000, 1)
+                access(request.method, request.path, status, ms, received, sent, request_id)
+            logs.REQUEST_ID.reset(bound)
+
+    return observe
 
 
-def identify(request: web.Request) -> str:
+def identify(request: web.Request, ids: RequestIds | None = None) -> str:
     """The request's id (the client's own if it is a sane one), kept on the request so
-    that every response carries it (:func:`add_request_id`)."""
-    supplied = request.headers.get("X-Request-ID")
+    that every response carries it (:func:`request_ids_added`). ``ids``: the app's, if
+    the caller has them at hand."""
+    supplied = request.headers.get(_X_REQUEST_ID)
     if supplied and _CLIENT_ID.match(supplied):
         request_id = supplied
     else:
-        request_id = request.app[REQUEST_IDS].new()
+        request_id = (ids or request.app[REQUEST_IDS]).new()
     request[REQUEST_ID] = request_id
     return request_id
 
@@ -165,14 +190,24 @@ def _format_owning(request: web.Request) -> Format | None:
         return None
 
 
-async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: every response, streamed or not, carries the id; while the
-    server drains, no connection is kept alive for another request."""
-    request_id = request.get(REQUEST_ID)  # None before the middleware ran (parser errors)
-    if request_id is not None:
-        response.headers["X-Request-ID"] = request_id
-    if request.app[INFLIGHT].draining:
-        response.force_close()
+def request_ids_added(app: web.Application) -> PrepareHook:
+    """The on_response_prepare hook for ``app``: every response, streamed or not,
+    carries the id; while the server drains, no connection is kept alive for another
+    request."""
+    inflight = app[INFLIGHT]  # looked up once: this runs for every response
+
+    async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
+        # Not request.get: Mapping.get is two Python calls more, on every response.
+        try:
+            request_id: str | None = request[REQUEST_ID]
+        except KeyError:  # before the middleware ran (parser errors)
+            request_id = None
+        if request_id is not None:
+            response.headers[_X_REQUEST_ID] = request_id
+        if inflight.draining:
+            response.force_close()
+
+    return add_request_id
 
 
 def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:

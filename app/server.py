@@ -28,9 +28,9 @@ from app.middleware import (
     FORMATS,
     REQUEST_IDS,
     RequestIds,
-    add_request_id,
     identify,
-    observe,
+    observing,
+    request_ids_added,
 )
 from app.proxy import edge
 from app.proxy.core import RemoteCore
@@ -52,7 +52,7 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
     formats = available_formats()
     options = validate_repositories(config, formats)  # fail before opening anything
 
-    app = web.Application(middlewares=[observe], client_max_size=1024**2)
+    app = web.Application(client_max_size=1024**2)
     app[keys.CONFIG] = config
     app[keys.EXTERNAL_URL] = ExternalUrl(config.server.base_url, config.server.trust_forwarded)
     app[keys.METRICS] = Metrics()
@@ -60,7 +60,8 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
     app[INFLIGHT] = Inflight()
     app[REQUEST_IDS] = RequestIds()
     app[ACCESS_LOG] = access = _access_log(config)
-    app.on_response_prepare.append(add_request_id)
+    app.middlewares.append(observing(app))  # the first: every other runs inside it
+    app.on_response_prepare.append(request_ids_added(app))
 
     async def backends(app: web.Application) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
@@ -183,14 +184,17 @@ def _format_of(request: web.Request) -> Format:
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
     """``/repository/<name>/<path>``: hand the request to the repository's format."""
-    repo = request.app[keys.REPOSITORIES].get(request.match_info["repository"])
-    fmt = request.app[FORMATS][repo.format]
+    # app and match_info are properties: read once, on the path every cache hit takes.
+    app = request.app
+    match = request.match_info
+    repo = app[keys.REPOSITORIES].get(match["repository"])
+    fmt = app[FORMATS][repo.format]
     request[FORMAT] = fmt
     if repo.kind not in fmt.kinds:
         raise NotFound(f"repository {repo.name} is not served")
-    path = request.match_info.get("path", "")
+    path = match.get("path", "")
     if repo.kind == "remote" and request.method in ("GET", "HEAD"):
-        remembered = edge.answer_by_request_path(request, request.app[keys.PROXY], repo, path)
+        remembered = edge.answer_by_request_path(request, app[keys.PROXY], repo, path)
         if remembered is not None:
             return remembered
     return await fmt.handle(request, repo, path)

@@ -30,8 +30,9 @@ class HitCounter:
         """One answer for ``path``; a MISS is counted by the row its fill writes."""
         self.metrics.proxy.add(repo.name, how)
         if how != "MISS":
-            _, count = self._hits.get((repo.id, path), (0.0, 0))
-            self._hits[(repo.id, path)] = (time.time(), count + 1)
+            key = (repo.id, path)
+            last = self._hits.get(key)
+            self._hits[key] = (time.time(), 1 if last is None else last[1] + 1)
 
     async def flush(self) -> None:
         """Write the hits counted since the last flush."""

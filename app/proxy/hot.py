@@ -17,6 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from aiohttp import hdrs
+from multidict import CIMultiDict
+
 from app.cas import Blob, ContentStore
 from app.http import SMALL_BODY, blob_headers, read_small
 from app.proxy.entries import Entry
@@ -35,7 +38,7 @@ class Remembered:
     path: Path | None  # None: the blob is in object storage, and ``body`` stands for it
     checked: float  # time.monotonic() when the blob was last seen
     body: bytes | None = None  # the whole blob, when it is small
-    headers: dict[str, str] | None = None  # a plain HIT's, made once
+    headers: CIMultiDict[str] | None = None  # a plain HIT's, made once
 
 
 class RememberedEntries:
@@ -90,7 +93,8 @@ class RememberedEntries:
         hot = self._entries.get(key)
         if hot is None or hot.headers is None:
             return None
-        if "Range" in headers or "If-None-Match" in headers or "If-Range" in headers:
+        # istr names: a case-insensitive lookup without folding the name each time.
+        if hdrs.RANGE in headers or hdrs.IF_NONE_MATCH in headers or hdrs.IF_RANGE in headers:
             return None
         return hot if self.still_good(key, hot) else None
 
@@ -139,4 +143,5 @@ class RememberedEntries:
         hot.body = body
         self._bytes += len(body)
         extra = {**hot.entry.headers, "X-Cache": "HIT"}
-        hot.headers = blob_headers(hot.blob.digest, hot.entry.content_type, extra)
+        # A CIMultiDict, which a response takes as it is faster than a dict it converts.
+        hot.headers = CIMultiDict(blob_headers(hot.blob.digest, hot.entry.content_type, extra))
