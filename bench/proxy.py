@@ -42,6 +42,8 @@ Environment: BENCH_PROXY_SECONDS (10), BENCH_PROXY_CONNECTIONS (64), BENCH_PROXY
 (64), BENCH_PROXY_BIG_MIB (256), BENCH_PROXY_COLD (20), BENCH_PROXY_ROUNDS (2),
 BENCH_PROXY_CASES (every case: ``small-generic,small-pypi,small-npm,big,cold``; a comma
 list runs only those, e.g. ``small-generic`` for the 4 KiB hit against nginx alone),
+BENCH_PROXY_WORKERS (2: artifactapi's ``server.workers``; 1 shows what the second worker
+costs in tail latency on a machine whose cores wrk shares),
 BENCH_PROXY_DEVPI (a directory holding devpi-init and devpi-server; default
 /tmp/devpi-venv/bin, then PATH), BENCH_PROXY_VERDACCIO (the verdaccio script; default
 /tmp/verdaccio/node_modules/.bin/verdaccio, then PATH).
@@ -94,6 +96,7 @@ GOAL_PEER = 5.0
 GOAL_BIG_NGINX = 0.80
 GOAL_COLD_MS = 5.0
 CASES = ("small-generic", "small-pypi", "small-npm", "big")
+WORKERS = int(os.environ.get("BENCH_PROXY_WORKERS", "2"))
 ALL_CASES = (*CASES, "cold")
 DEVPI_DIRS = ("/tmp/devpi-venv/bin",)
 VERDACCIO_SCRIPTS = ("/tmp/verdaccio/node_modules/.bin/verdaccio",)
@@ -239,7 +242,7 @@ def start_nginx(directory: Path, root: Path, port: int) -> Server:
 
 def start_artifactapi(directory: Path, upstream: str) -> Server:
     config = {
-        "server": {"host": "127.0.0.1", "port": 0, "workers": 2},
+        "server": {"host": "127.0.0.1", "port": 0, "workers": WORKERS},
         "logging": {"level": "warning"},
         "database": {"url": f"sqlite:///{directory / 'meta.db'}"},
         "storage": {"driver": "filesystem", "root": str(directory / "blobs")},
