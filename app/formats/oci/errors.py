@@ -79,6 +79,8 @@ _SPEC_CODES = {
     "DIGEST_MISMATCH": "DIGEST_INVALID",
     "BAD_REQUEST": "UNSUPPORTED",
     "RANGE_NOT_SATISFIABLE": "BLOB_UPLOAD_INVALID",
+    # distribution's own codes for a server's failures (its errcode package)
+    "INTERNAL_ERROR": "UNKNOWN",
 }
 
 
