@@ -11,7 +11,7 @@ for a read one addition per chunk. ``local_path`` (the sendfile path) and
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -46,43 +46,41 @@ class CheckedStorage:
         self.driver = driver
         self.tally: StorageTally = tally if tally is not None else _Uncounted()
 
-    async def _timed(self, operation: str, call: Awaitable[T]) -> T:
+    async def _timed(
+        self, operation: str, call: Awaitable[T], size: Callable[[T], int] | None = None
+    ) -> T:
+        """``call``, tallied as ``operation`` (``size`` tells the bytes its result moved)."""
         started = time.perf_counter()
-        failed = False
+        moved, failed = 0, False
         try:
-            return await call
+            result = await call
+            moved = size(result) if size is not None else 0
+            return result
         except ObjectNotFound:
             raise
         except StorageError:
             failed = True
             raise
         finally:
-            self.tally.add(operation, time.perf_counter() - started, 0, failed)
+            self.tally.add(operation, time.perf_counter() - started, moved, failed)
 
-    async def put(self, key: str, chunks: AsyncIterable[bytes]) -> int:
-        check_key(key)
+    async def _timed_items(
+        self,
+        operation: str,
+        start: Callable[[], AsyncIterator[T]],
+        size: Callable[[T], int] | None = None,
+    ) -> AsyncIterator[T]:
+        """What ``start()`` yields, tallied as ``operation`` once it ends or is abandoned.
+        Started on the first read, as a driver's own iterator is: a bad key is refused
+        there, not when the iterator is made."""
+        items = start()
         started = time.perf_counter()
-        size, failed = 0, False
+        moved, failed = 0, False
         try:
-            size = await self.driver.put(key, chunks)
-            return size
-        except StorageError:
-            failed = True
-            raise
-        finally:
-            self.tally.add("put", time.perf_counter() - started, size, failed)
-
-    async def get(
-        self, key: str, offset: int = 0, length: int | None = None
-    ) -> AsyncIterator[bytes]:
-        check_key(key)
-        started = time.perf_counter()
-        size, failed = 0, False
-        chunks = self.driver.get(key, offset, length)
-        try:
-            async for chunk in chunks:
-                size += len(chunk)
-                yield chunk
+            async for item in items:
+                if size is not None:
+                    moved += size(item)
+                yield item
         except ObjectNotFound:
             raise
         except StorageError:
@@ -90,10 +88,18 @@ class CheckedStorage:
             raise
         finally:
             # Closed now, not when collected: an abandoned S3 read holds a connection.
-            aclose = getattr(chunks, "aclose", None)
+            aclose = getattr(items, "aclose", None)
             if aclose is not None:
                 await aclose()
-            self.tally.add("get", time.perf_counter() - started, size, failed)
+            self.tally.add(operation, time.perf_counter() - started, moved, failed)
+
+    async def put(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+        return await self._timed("put", self.driver.put(check_key(key), chunks), _itself)
+
+    def get(self, key: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        return self._timed_items(
+            "get", lambda: self.driver.get(check_key(key), offset, length), len
+        )
 
     async def stat(self, key: str) -> ObjectInfo | None:
         return await self._timed("stat", self.driver.stat(check_key(key)))
@@ -106,22 +112,10 @@ class CheckedStorage:
             check_key(key)  # a bad key is the caller's bug, not a failed delete
         return await self._timed("delete_many", self.driver.delete_many(keys))
 
-    async def list_stale(self, prefix: str, older_than: timedelta) -> AsyncIterator[ObjectInfo]:
-        check_prefix(prefix)
-        started = time.perf_counter()
-        failed = False
-        found = self.driver.list_stale(prefix, older_than)
-        try:
-            async for info in found:
-                yield info
-        except StorageError:
-            failed = True
-            raise
-        finally:
-            aclose = getattr(found, "aclose", None)
-            if aclose is not None:
-                await aclose()
-            self.tally.add("list_stale", time.perf_counter() - started, 0, failed)
+    def list_stale(self, prefix: str, older_than: timedelta) -> AsyncIterator[ObjectInfo]:
+        return self._timed_items(
+            "list_stale", lambda: self.driver.list_stale(check_prefix(prefix), older_than)
+        )
 
     async def reap_incomplete(
         self, older_than: timedelta, dry_run: bool = False
@@ -149,3 +143,7 @@ class CheckedStorage:
 
     async def close(self) -> None:
         await self.driver.close()
+
+
+def _itself(size: int) -> int:
+    return size
