@@ -126,11 +126,9 @@ class RemoteCore:
     ) -> _Answer:
         key = f"{repo.id}:{fetch.path}"
         for _ in range(ATTEMPTS):
-            entry = await self.entries.get(repo.id, fetch.path)
-            if entry is not None and entry.fresh(time.time()):
-                cached = await self._stored(repo, entry, "HIT")
-                if cached is not None:
-                    return cached
+            hit = await self._fresh_hit(repo, await self.entries.get(repo.id, fetch.path))
+            if hit is not None:
+                return hit
             # The last body could not be cached: a leader would leave nothing to
             # wait for, and the others would queue up behind it one by one.
             alone = self._unprovable.get(key, 0.0) > time.monotonic()
@@ -209,10 +207,9 @@ class RemoteCore:
     ) -> _Answer:
         # Looked up again under the lease: a leader elsewhere may have just finished.
         entry = await self.entries.get(repo.id, fetch.path)
-        if entry is not None and entry.fresh(time.time()):
-            cached = await self._stored(repo, entry, "HIT")
-            if cached is not None:
-                return cached
+        hit = await self._fresh_hit(repo, entry)
+        if hit is not None:
+            return hit
         stale = entry if entry is not None and entry.status == 200 else None
         started = time.monotonic()
         filling = False
@@ -243,6 +240,13 @@ class RemoteCore:
             if not filling:  # a fill observes its own time, body and all
                 elapsed = time.monotonic() - started
                 self.metrics.upstream_seconds.labels(repo.name).observe(elapsed)
+
+    async def _fresh_hit(self, repo: Repository, entry: Entry | None) -> Cached | Missing | None:
+        """What a fresh ``entry`` answers (a HIT, or a remembered 404); None if there is
+        none, it has expired, or its blob is gone."""
+        if entry is None or not entry.fresh(time.time()):
+            return None
+        return await self._stored(repo, entry, "HIT")
 
     async def _upstream_said(
         self,
