@@ -12,7 +12,6 @@ if TYPE_CHECKING:
     from app.backends.storage import BlobStorage
     from app.cas import ContentStore
     from app.config import Config
-    from app.http import ExternalUrl
     from app.metrics import Metrics
     from app.proxy.core import RemoteCore
     from app.proxy.upstream import Upstream
@@ -28,5 +27,4 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 REPOSITORIES: web.AppKey[Repositories] = web.AppKey("repositories")
 COLLECTOR: web.AppKey[Collector] = web.AppKey("collector")
 PROXY: web.AppKey[RemoteCore] = web.AppKey("proxy")
-EXTERNAL_URL: web.AppKey[ExternalUrl] = web.AppKey("external_url")
 UPSTREAMS: web.AppKey[dict[str, Upstream]] = web.AppKey("upstreams")

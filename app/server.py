@@ -54,7 +54,7 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
 
     app = web.Application(client_max_size=1024**2)
     app[keys.CONFIG] = config
-    app[keys.EXTERNAL_URL] = ExternalUrl(config.server.base_url, config.server.trust_forwarded)
+    external_url = ExternalUrl(config.server.base_url, config.server.trust_forwarded)
     app[keys.METRICS] = Metrics()
     app[FORMATS] = formats
     app[INFLIGHT] = Inflight()
@@ -110,7 +110,7 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
                 repositories=app[keys.REPOSITORIES],
                 remote=core,
                 upstreams=upstreams,
-                external_url=app[keys.EXTERNAL_URL],
+                external_url=external_url,
                 max_body_size=config.server.max_body_size,
             )
             for fmt in formats.values():
