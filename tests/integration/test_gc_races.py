@@ -320,9 +320,16 @@ async def test_push_delete_repush_while_collecting_with_no_grace_loses_nothing(
     clients at once, while collections run back to back with ``blob_grace: 0``. A
     push that meets a collection is refused cleanly and pushed again, as clients do
     (asking first which blobs the registry has); every accepted push pulls back whole
-    at once and at the end, and no collection reports an error."""
+    at once and at the end, and no collection reports an error.
+
+    With no grace a push is promised safety, not progress: on one event loop a
+    collector that starts again at once can fall into step with the last client,
+    taking its config each time between upload and manifest (seen once in 40 runs).
+    A random pause of a few milliseconds between collections breaks the step and
+    leaves them running most of the time."""
     app = client.app
-    rng = random.Random(int.from_bytes(os.urandom(4), "big"))
+    seed = int.from_bytes(os.urandom(4), "big")
+    rng = random.Random(seed)
     layers = [os.urandom(1500 + i) for i in range(4)]
     stop = asyncio.Event()
     reports: list[Report] = []
@@ -330,10 +337,11 @@ async def test_push_delete_repush_while_collecting_with_no_grace_loses_nothing(
     async def collect_continuously() -> None:
         while not stop.is_set():
             reports.append(await collector(app).run())
-            await asyncio.sleep(0)
+            await asyncio.sleep(rng.random() * 0.005)
 
     async def push(tag: str, config: bytes, parts: list[bytes]) -> bytes:
         manifest = image_manifest(config, parts)
+        answers: list[str] = []
         for _ in range(200):
             for data in (config, *parts):
                 head = await client.head(f"/v2/{NAME}/blobs/{digest_of(data)}")
@@ -344,8 +352,9 @@ async def test_push_delete_repush_while_collecting_with_no_grace_loses_nothing(
                 await pulls_back(client, tag, manifest, [config, *parts])
                 return manifest
             body = await answer.text()
+            answers.append(f"{answer.status} {body[:120]}")
             assert answer.status == 503 or "MANIFEST_BLOB_UNKNOWN" in body, body
-        raise AssertionError(f"{tag} could not be pushed in 200 attempts")
+        raise AssertionError(f"{tag} not pushed in 200 attempts (seed {seed}): {answers[-3:]}")
 
     async def client_loop(tag: str) -> tuple[str, bytes | None]:
         config = b'{"image": "%s"}' % tag.encode()
