@@ -75,6 +75,7 @@ from typing import Any
 
 from bench.harness import (
     READY_TIMEOUT,
+    REPO,
     RESULTS,
     MiB,
     Server,
@@ -257,6 +258,17 @@ def start_artifactapi(directory: Path, upstream: str) -> Server:
         ],
     }  # fmt: skip
     return run_artifactapi(directory, config)
+
+
+def start_floor(directory: Path, root: Path, first: str) -> Server:
+    """bench/floor.py: bare aiohttp with artifactapi's worker count, the framework's ceiling."""
+    port = free_port()
+    command = [sys.executable, "-m", "bench.floor", str(root), str(port), str(WORKERS)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    server = Server(
+        "aiohttp", f"http://127.0.0.1:{port}", spawn(command, directory, env), directory
+    )
+    return _wait(server, f"{server.base}{first}")
 
 
 def _devpi_dir() -> Path | None:
@@ -595,6 +607,14 @@ def run_round(settings: Settings) -> tuple[list[Result], Cold | None, list[str]]
             # nginx is the /nginx column of every small case, so it runs with any of them.
             if settings.cases & {"small-generic", "small-pypi", "small-npm"}:
                 results.append(_bench(upstream, "small-generic", small, settings, scratch))
+            if settings.runs("small-generic"):
+                (scratch / "aiohttp").mkdir()
+                floor = (scratch / "aiohttp", scratch / "tree", small[0])
+                with running("aiohttp", start_floor, *floor) as server:
+                    if isinstance(server, str):
+                        notes.append(server)
+                    else:
+                        results.append(_bench(server, "small-generic", small, settings, scratch))
             if settings.runs("big"):
                 results.append(_bench(upstream, "big", [f"/{tree.big}"], settings, scratch))
             # A server that misbehaves mid-case costs its own figures, never the run's.
@@ -778,6 +798,7 @@ def print_table(results: list[Result]) -> None:
     print(
         "small cases: 4 KiB files, wrk cycling through distinct paths; big: one file, MB/s."
         " /nginx: against nginx serving the same size from disk (req/s; MB/s for big);"
+        " aiohttp: bare aiohttp answering from memory (bench/floor.py), the framework's ceiling;"
         " /peer: artifactapi against devpi-server (pypi) or Verdaccio (npm); server, wrk, others:"
         " CPU cores busy in the server's processes, in wrk, and elsewhere (kernel, neighbours)"
         " during the run."
@@ -815,6 +836,14 @@ def goal_lines(results: list[Result], cold: Cold | None, settings: Settings) -> 
         lines.append(
             f"small generic hits p99: {generic.p99_ms:.2f} ms{nginx_p99},"
             f" goal < {GOAL_SMALL_P99_MS:g} ms: {verdict}"
+        )
+    floor = _find(results, "small-generic", "aiohttp")
+    kept, reachable = _ratio(generic, floor, False), _ratio(floor, nginx_small, False)
+    if generic is not None and floor is not None and kept and reachable:
+        lines.append(
+            f"small generic hits vs bare aiohttp (no goal): {kept:.2f} x aiohttp"
+            f" ({_figures(floor, False)}), which is itself {reachable:.2f} x nginx: the most"
+            " an aiohttp service reaches here"
         )
     goal("pypi wheel hits vs devpi-server", mine["small-pypi"], devpi, False, GOAL_PEER)
     goal("npm tarball hits vs Verdaccio", mine["small-npm"], verdaccio, False, GOAL_PEER)

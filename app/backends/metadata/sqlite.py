@@ -6,6 +6,13 @@ asyncio lock keeps one transaction at a time on the shared connection; statement
 outside a transaction take the lock too, so they never run inside another
 coroutine's transaction. A transaction hands out its own driver, the only one that
 runs statements without the lock while it is open.
+
+A file database has a second, read-only connection for plain ``SELECT``s outside a
+transaction: WAL lets it read while the first waits for the other processes' writes,
+so a cache hit's lookup never queues behind a fill's transaction or a batch of hit
+counts (which can wait out another worker's write lock in SQLite's busy handler).
+Each statement is one trip to aiosqlite's thread (``execute_fetchall``), not three
+(execute, fetch, close), each waiting for a turn of a busy event loop.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -23,6 +30,7 @@ import aiosqlite
 from app.backends.metadata.base import Conflict, Dialect, MetadataError, Row
 
 _PLACEHOLDER = re.compile(r"\$(\d+)")
+_READ_ONLY = re.compile(r"\s*SELECT\b", re.IGNORECASE)  # in SQLite, a SELECT never writes
 BUSY_TIMEOUT_MS = 30_000
 
 
@@ -62,9 +70,11 @@ class SqliteDriver:
         connection: aiosqlite.Connection | None = None,
         *,
         in_transaction: bool = False,
+        reader: aiosqlite.Connection | None = None,
     ) -> None:
         self.path = path
         self._conn = connection
+        self._reader = reader
         self._lock = asyncio.Lock()
         # True only on the driver handed out by transaction(), never on the shared one.
         self._in_transaction = in_transaction
@@ -74,16 +84,21 @@ class SqliteDriver:
         path = path_from_url(url)
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        conn = reader = None
         try:
-            conn = await aiosqlite.connect(path, isolation_level=None)
-            conn.row_factory = aiosqlite.Row
-            await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn = await _open(path)
             await conn.execute("PRAGMA journal_mode = WAL")
             await conn.execute("PRAGMA synchronous = NORMAL")
             await conn.execute("PRAGMA foreign_keys = ON")
+            if path != ":memory:":  # a second connection to :memory: is another database
+                reader = await _open(path)
+                await reader.execute("PRAGMA query_only = ON")
         except (sqlite3.Error, OSError) as exc:
+            for opened in (conn, reader):
+                if opened is not None:
+                    await opened.close()
             raise MetadataError(f"cannot open SQLite database {path}: {exc}") from exc
-        return cls(path, conn)
+        return cls(path, conn, reader=reader)
 
     @property
     def conn(self) -> aiosqlite.Connection:
@@ -118,19 +133,20 @@ class SqliteDriver:
         async with self._statement():
             await self.conn.executemany(_sql(sql), args)
 
-    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+    async def _rows(self, sql: str, args: Sequence[Any]) -> Iterable[sqlite3.Row]:
+        if self._reader is not None and _READ_ONLY.match(sql):
+            with _translated():
+                return await self._reader.execute_fetchall(_sql(sql), args)
         async with self._statement():
-            cursor = await self._run(sql, args)
-            rows = await cursor.fetchall()
-            await cursor.close()
-            return [dict(r) for r in rows]
+            return await self.conn.execute_fetchall(_sql(sql), args)
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        return [dict(r) for r in await self._rows(sql, args)]
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
-        async with self._statement():
-            cursor = await self._run(sql, args)
-            row = await cursor.fetchone()
-            await cursor.close()
-            return dict(row) if row is not None else None
+        for row in await self._rows(sql, args):
+            return dict(row)
+        return None
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
         row = await self.fetchrow(sql, *args)
@@ -193,6 +209,16 @@ class SqliteDriver:
         await self.fetchval("SELECT 1")
 
     async def close(self) -> None:
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
+
+
+async def _open(path: str) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    conn.row_factory = aiosqlite.Row
+    await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return conn
