@@ -1,6 +1,6 @@
 """Command line: ``artifactapi [--config FILE] [--debug] serve | gc [--dry-run] | config check
-FILE | migrate``; the global options may also follow the command (``artifactapi serve
---config FILE``)."""
+FILE | migrate | user … | token … | perm … | key …``; the global options may also follow
+the command (``artifactapi serve --config FILE``)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
+from app import cli_auth
 from app.backends.cache import CacheError
 from app.backends.metadata import MetadataError
 from app.backends.storage import StorageError
@@ -70,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     _command(commands, "migrate", "apply database migrations and exit")
     gc = _command(commands, "gc", "collect garbage once and exit")
     gc.add_argument("--dry-run", action="store_true", help="report what would go, delete nothing")
+    cli_auth.add_commands(_command, commands)
     return parser
 
 
@@ -97,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             applied = asyncio.run(migrate_once(config))
             print(f"applied migrations: {', '.join(applied) or 'none (up to date)'}")
             return 0
+        if command in ("user", "token", "perm", "key"):
+            return asyncio.run(cli_auth.run(config, args))
         if command == "gc":
             from app.logs import configure_logging
             from collector.standalone import collect_once

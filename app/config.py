@@ -53,6 +53,11 @@ def _parse_duration(value: Any) -> Any:
 Seconds = Annotated[float, BeforeValidator(_parse_duration), Field(ge=0)]
 
 
+def parse_seconds(text: str) -> float:
+    """A duration as the configuration writes them (30, 30s, 5m, 1h, 7d), in seconds."""
+    return float(_parse_duration(text))
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -179,6 +184,8 @@ class RepositoryConfig(_Section):
     name: str
     format: str
     kind: Literal["local", "remote", "virtual"] = "local"
+    # Reads (pull, install, download) without credentials; writes always need them.
+    anonymous_read: bool = False
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("name")
@@ -189,6 +196,54 @@ class RepositoryConfig(_Section):
         return name
 
 
+# What a permission grants in a repository (app.auth.permissions says what each implies).
+Action = Literal["read", "write", "delete", "admin"]
+_PRINCIPAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
+
+
+def principal_name(name: str) -> str:
+    """A user, service account or group name: what the API, the CLI and the
+    configuration all accept (no control characters, no separators, ≤ 128)."""
+    if not _PRINCIPAL_NAME.match(name):
+        raise ValueError("letters, digits, '.', '_', '@' and '-', 1 to 128 characters")
+    return name
+
+
+class PermissionConfig(_Section):
+    """Who may do what where, declared beside the repositories (the API adds more)."""
+
+    repository: str  # a name, a glob (team-*) or *
+    users: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    actions: tuple[Action, ...]
+
+    @field_validator("users", "groups")
+    @classmethod
+    def _names(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(principal_name(n) for n in names)
+
+    @model_validator(mode="after")
+    def _someone(self) -> PermissionConfig:
+        if not self.users and not self.groups:
+            raise ValueError("name at least one of users or groups")
+        return self
+
+
+class AuthConfig(_Section):
+    # The OCI token service's name (the challenge's service=, the tokens' aud) and
+    # the tokens' issuer; bearer tokens live this long (docker asks again as needed).
+    service: str = "artifactapi"
+    issuer: str = "artifactapi"
+    token_ttl: Seconds = Field(default=300.0, gt=0, le=86400)
+    # Where the first start writes the admin's random password (mode 0600); relative
+    # paths are from the working directory. Empty: printed only.
+    initial_admin_password_file: str = "data/initial-admin-password"
+    # Failed logins a minute, per source address and per user name, before 429.
+    failed_logins_per_source: int = Field(default=30, ge=1)
+    failed_logins_per_user: int = Field(default=10, ge=1)
+    permissions: tuple[PermissionConfig, ...] = ()
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     logging: LoggingConfig = LoggingConfig()
@@ -196,6 +251,7 @@ class Config(_Section):
     storage: StorageConfig = FilesystemStorageConfig()
     cache: CacheConfig = CacheConfig()
     gc: GcConfig = GcConfig()
+    auth: AuthConfig = AuthConfig()
     repositories: tuple[RepositoryConfig, ...] = ()
 
     @model_validator(mode="after")

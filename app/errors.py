@@ -26,6 +26,26 @@ class BadRequest(ApiError):
     code = "BAD_REQUEST"
 
 
+class Unauthorized(ApiError):
+    """No credentials where some are needed, or credentials that do not verify; the
+    format's challenge (``WWW-Authenticate``) goes in ``headers``."""
+
+    status = 401
+    code = "UNAUTHORIZED"
+
+
+class Forbidden(ApiError):
+    """Credentials that verify, for someone not allowed to do this."""
+
+    status = 403
+    code = "DENIED"
+
+
+class TooManyRequests(ApiError):
+    status = 429
+    code = "TOO_MANY_REQUESTS"
+
+
 class NotFound(ApiError):
     status = 404
     code = "NOT_FOUND"
@@ -85,8 +105,9 @@ class GatewayTimeout(ApiError):
 
 def error_for_status(status: int, message: str, headers: dict[str, str] | None = None) -> ApiError:
     """An error of the class that owns ``status`` (for aiohttp's own HTTP exceptions)."""
-    for cls in (BadRequest, NotFound, MethodNotAllowed, Conflict, LengthRequired,
-                PayloadTooLarge, RangeNotSatisfiable, Unavailable):  # fmt: skip
+    for cls in (BadRequest, Unauthorized, Forbidden, NotFound, MethodNotAllowed, Conflict,
+                LengthRequired, PayloadTooLarge, RangeNotSatisfiable, TooManyRequests,
+                Unavailable):  # fmt: skip
         if cls.status == status:
             return cls(message, headers=headers)
     error = ApiError(message, headers=headers)

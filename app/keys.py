@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from app.auth.service import Auth
     from app.backends.cache import Cache
     from app.backends.metadata import MetadataStore
     from app.backends.storage import BlobStorage
@@ -28,3 +29,4 @@ REPOSITORIES: web.AppKey[Repositories] = web.AppKey("repositories")
 COLLECTOR: web.AppKey[Collector] = web.AppKey("collector")
 PROXY: web.AppKey[RemoteCore] = web.AppKey("proxy")
 UPSTREAMS: web.AppKey[dict[str, Upstream]] = web.AppKey("upstreams")
+AUTH: web.AppKey[Auth] = web.AppKey("auth")

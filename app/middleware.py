@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import structlog
-from aiohttp import ClientPayloadError, web
+from aiohttp import ClientPayloadError, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
 from aiohttp.web_urldispatcher import SystemRoute
@@ -246,4 +246,7 @@ def _render(request: web.Request, error: ApiError, status: int) -> web.Response:
     fmt = request.get(FORMAT) or _format_owning(request) or _DEFAULT_FORMAT
     response = fmt.render_error(request, error, request.get(REQUEST_ID, ""))
     response.set_status(status)
+    if status == 401 and hdrs.WWW_AUTHENTICATE not in response.headers:
+        # Every 401 says how to authenticate, in the format's way, wherever it came from.
+        response.headers[hdrs.WWW_AUTHENTICATE] = fmt.challenge(request, None)
     return response

@@ -26,6 +26,7 @@ class Repository(Generic[Options]):
     format: str
     kind: str  # local | remote | virtual
     options: Options
+    anonymous_read: bool = False  # reads without credentials (writes always need them)
 
     def narrowed(self, model: type[Model]) -> Repository[Model]:
         """This repository, its options typed as the ``model`` its format validated
@@ -35,7 +36,7 @@ class Repository(Generic[Options]):
             raise TypeError(
                 f"repository {self.name} has {type(options).__name__} options, not {model.__name__}"
             )
-        return Repository(self.id, self.name, self.format, self.kind, options)
+        return Repository(self.id, self.name, self.format, self.kind, options, self.anonymous_read)
 
 
 class Repositories:
@@ -60,7 +61,9 @@ class Repositories:
         )
         return cls(
             {
-                r.name: Repository(rows[r.name].id, r.name, r.format, r.kind, options[r.name])
+                r.name: Repository(
+                    rows[r.name].id, r.name, r.format, r.kind, options[r.name], r.anonymous_read
+                )
                 for r in configured
             }
         )

@@ -5,19 +5,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from functools import partial
 
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from app import gc_routes, health, keys
 from app.access_log import AccessWriter, JsonAccessLog, console_access_log
+from app.auth.manage import first_admin
+from app.auth.permissions import Action
+from app.auth.records import AuthRecords
+from app.auth.service import PRINCIPAL, Auth
+from app.auth.throttle import Throttle
 from app.backends.cache import CacheError, open_cache
 from app.backends.metadata import open_metadata
 from app.backends.storage import open_storage
 from app.cas import ContentStore
 from app.config import Config
 from app.draining import INFLIGHT, Inflight
-from app.errors import NotFound, PayloadTooLarge
+from app.errors import ApiError, NotFound, PayloadTooLarge
 from app.formats import Format, available_formats, migrations, validate_repositories
 from app.formats.base import Services
 from app.http import ExternalUrl
@@ -37,7 +43,7 @@ from app.proxy.core import RemoteCore
 from app.proxy.options import RemoteOptions
 from app.proxy.singleflight import CacheLeases, CacheOutage, DatabaseLeases, FallbackLeases
 from app.proxy.upstream import Upstream
-from app.repositories import Repositories
+from app.repositories import Repositories, Repository
 from collector import Collector
 from collector.scheduler import every
 
@@ -91,6 +97,15 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
             app[keys.CACHE] = cache
             app[keys.CAS] = ContentStore(storage, metadata)
             app[keys.REPOSITORIES] = await Repositories.sync(metadata, config.repositories, options)
+            throttle = Throttle(
+                cache, config.auth.failed_logins_per_source, config.auth.failed_logins_per_user
+            )
+            app[keys.AUTH] = auth = Auth(AuthRecords(metadata.db), config.auth, throttle)
+            await first_admin(auth.records, config.auth.initial_admin_password_file)
+            await auth.look()
+            watching = asyncio.create_task(auth.watch())
+            stack.push_async_callback(auth.flush_uses)
+            stack.push_async_callback(_cancelled, watching)
             leases = (
                 DatabaseLeases(metadata)
                 if config.cache.url.startswith("memory://")  # workers share the database only
@@ -112,6 +127,7 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
                 upstreams=upstreams,
                 external_url=external_url,
                 max_body_size=config.server.max_body_size,
+                auth=auth,
             )
             for fmt in formats.values():
                 fmt.bind(services)
@@ -155,13 +171,27 @@ async def _cancelled(task: asyncio.Task[None]) -> None:
 
 
 async def expect_continue(request: web.Request) -> web.StreamResponse | None:
-    """Answer ``Expect: 100-continue``: refuse a too-large body before the client sends it."""
+    """Answer ``Expect: 100-continue``: refuse a body before the client sends it, when it
+    is too large or the caller may not send it."""
     limit = request.app[keys.CONFIG].server.max_body_size
+    error: ApiError | None = None
     if request.content_length is not None and request.content_length > limit:
-        request[FORMAT] = _format_of(request)
         error = PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
-        # Answered before the middleware runs: the id is given here.
-        response = request[FORMAT].render_error(request, error, identify(request))
+    else:
+        try:
+            repo = request.app[keys.REPOSITORIES].get(request.match_info["repository"])
+            fmt = request.app[FORMATS][repo.format]
+            action = fmt.action(request, repo, request.match_info["path"])
+            if action is not None:
+                await authorised(request, repo, action, fmt)
+        except ApiError as refused:
+            error = refused if refused.status in (401, 403) else None
+    if error is not None:
+        request[FORMAT] = fmt = _format_of(request)
+        # Answered before the middleware runs: the id (and a 401's challenge) given here.
+        response = fmt.render_error(request, error, identify(request))
+        if error.status == 401 and hdrs.WWW_AUTHENTICATE not in response.headers:
+            response.headers[hdrs.WWW_AUTHENTICATE] = fmt.challenge(request, None)
         response.force_close()  # the unread body must not be parsed as the next request
         return response
     if request.version < (1, 1):
@@ -193,8 +223,24 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     if repo.kind not in fmt.kinds:
         raise NotFound(f"repository {repo.name} is not served")
     path = match.get("path", "")
+    action = fmt.action(request, repo, path)
+    # The anonymous read of a public repository, every cache hit's path, asks nothing.
+    if action is None:
+        pass  # a sign-in: the handler checks the credentials it is given
+    elif action != "read" or not repo.anonymous_read or hdrs.AUTHORIZATION in request.headers:
+        await authorised(request, repo, action, fmt)
     if repo.kind == "remote" and request.method in ("GET", "HEAD"):
         remembered = edge.answer_by_request_path(request, app[keys.PROXY], repo, path)
         if remembered is not None:
             return remembered
     return await fmt.handle(request, repo, path)
+
+
+async def authorised(request: web.Request, repo: Repository, action: Action, fmt: Format) -> None:
+    """Who is asking, whether they may, and who it was for the handler (``PRINCIPAL``)."""
+    auth = request.app[keys.AUTH]
+    principal = await auth.authenticate(request.headers.get(hdrs.AUTHORIZATION), request.remote)
+    request[PRINCIPAL] = principal
+    await auth.authorise(
+        principal, repo.name, action, partial(fmt.challenge, request, repo), repo.anonymous_read
+    )

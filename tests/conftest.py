@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from aiohttp import web
 
 from tests import services
 from tests.services import S3Settings
+from tests.signin import sign_in
 
 
 @pytest.fixture(scope="session")
@@ -65,3 +68,18 @@ def s3_prefix() -> str:
 @pytest.fixture
 def sqlite_url(tmp_path) -> str:  # type: ignore[no-untyped-def]
     return f"sqlite:///{tmp_path / 'meta.db'}"
+
+
+@pytest.fixture
+def aiohttp_client(aiohttp_client: Any) -> Any:
+    """pytest-aiohttp's, signed in: a client of an artifactapi app carries a token of the
+    admin the first start made, since writes need credentials; pass ``anonymous=True``
+    for one that carries none (the auth tests' own clients say who they are)."""
+
+    async def make(target: Any, *args: Any, anonymous: bool = False, **kwargs: Any) -> Any:
+        client = await aiohttp_client(target, *args, **kwargs)
+        if not anonymous and isinstance(target, web.Application):
+            await sign_in(client)
+        return client
+
+    return make

@@ -38,6 +38,8 @@ def serving(directory: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str]
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
+        if line.startswith("artifactapi: created the user admin"):  # the first start's
+            line = process.stdout.readline()
         if "listening on http://" not in line:
             process.wait(timeout=30)
             raise RuntimeError(f"artifactapi did not start:\n{log_of(directory)[-3000:]}")

@@ -9,9 +9,16 @@ from app.config import Config, parse_config
 from tests.services import S3Settings
 
 FILES_REPO = {"name": "files", "format": "generic", "kind": "local"}
+# Tests share one source address and (scale-out) one Redis: failed logins are counted
+# only where a test sets the limits itself (test_auth.py's flood).
+UNTHROTTLED = {"failed_logins_per_source": 10**9, "failed_logins_per_user": 10**9}
 
 
 def embedded(root: Path, repositories: list[dict[str, Any]] | None = None, **extra: Any) -> Config:
+    extra["auth"] = {
+        "initial_admin_password_file": str(root / "initial-admin-password"),
+        **UNTHROTTLED,
+    } | (extra.get("auth") or {})
     return parse_config(
         {
             "database": {"url": f"sqlite:///{root / 'meta.db'}"},
@@ -46,6 +53,7 @@ def scale_out(
     repositories: list[dict[str, Any]] | None = None,
     **extra: Any,
 ) -> Config:
+    extra["auth"] = {"initial_admin_password_file": "", **UNTHROTTLED} | (extra.get("auth") or {})
     return parse_config(
         {
             "database": {"url": postgres_dsn},

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, ValidationError
 
+from app.auth.records import TRACK as AUTH_TRACK
 from app.backends.metadata import Track
 from app.config import Config, ConfigError
 from app.formats.base import Format
@@ -21,8 +22,9 @@ def available_formats() -> dict[str, Format]:
 
 
 def migrations(formats: Iterable[Format]) -> list[Track]:
-    """The formats' migration tracks, for ``MetadataStore.migrate``."""
-    return [Track(f.name, f.migrations) for f in formats if f.migrations is not None]
+    """The tracks after the core's, for ``MetadataStore.migrate``: the auth tables',
+    then each format's."""
+    return [AUTH_TRACK, *(Track(f.name, f.migrations) for f in formats if f.migrations)]
 
 
 def validate_repositories(config: Config, formats: dict[str, Format]) -> dict[str, BaseModel]:

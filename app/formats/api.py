@@ -12,11 +12,16 @@ surface grow, never imported around it.
 - records: :class:`Records`, the base of a format's own queries, and the driver's types;
 - the remote core: :class:`RemoteCore` and its plain results, :mod:`edge` (results as
   responses), upstreams, renderings, relays;
+- who is asking: :class:`Auth` (authenticate, authorise), :class:`Principal`, the
+  actions, the OCI token scopes;
 - errors (:class:`ApiError` and kin), HTTP helpers, client input bounds, digests.
 """
 
 from __future__ import annotations
 
+from app.auth.permissions import Action
+from app.auth.scopes import parse_scopes
+from app.auth.service import PRINCIPAL, Auth, Principal
 from app.backends.metadata import BlobsGone, Records
 from app.backends.metadata.base import Conflict as RowConflict
 from app.backends.metadata.base import Row, SqlDriver
@@ -26,10 +31,12 @@ from app.errors import (
     BadGateway,
     BadRequest,
     Conflict,
+    Forbidden,
     LengthRequired,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    Unauthorized,
 )
 from app.formats.base import Format, NoOptions, Services, Sweep
 from app.http import BlobBody, ExternalUrl, etag_matches, request_body, send_blob
@@ -49,7 +56,10 @@ from pipelines.sources import once
 
 __all__ = [
     "ALGORITHMS",
+    "PRINCIPAL",
+    "Action",
     "ApiError",
+    "Auth",
     "BadGateway",
     "BadRequest",
     "Blob",
@@ -64,6 +74,7 @@ __all__ = [
     "Document",
     "ExternalUrl",
     "Fetch",
+    "Forbidden",
     "Format",
     "InvalidDigest",
     "LengthRequired",
@@ -75,6 +86,7 @@ __all__ = [
     "Opened",
     "Part",
     "PayloadTooLarge",
+    "Principal",
     "Records",
     "RemoteCore",
     "RemoteOptions",
@@ -86,12 +98,14 @@ __all__ = [
     "Services",
     "SqlDriver",
     "Sweep",
+    "Unauthorized",
     "Upstream",
     "cache_headers",
     "edge",
     "etag_matches",
     "once",
     "parse_digest",
+    "parse_scopes",
     "read_body",
     "read_only",
     "relay",

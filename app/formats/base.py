@@ -9,7 +9,9 @@ plugs into the service through this one class:
 - :meth:`Format.bind` hands it the :class:`Services` once the backends are open: a
   format builds what its handlers use (records, the remote core's per-format face)
   there, once, instead of looking anything up per request;
-- :meth:`Format.handle` answers ``/repository/<name>/<path>`` for its repositories;
+- :meth:`Format.handle` answers ``/repository/<name>/<path>`` for its repositories,
+  once :meth:`Format.action` has said what the request does and the caller may;
+- :meth:`Format.challenge` is the ``WWW-Authenticate`` of its 401s;
 - :meth:`Format.render_error` shapes errors the way the format's clients expect;
 - :attr:`Format.blob_references`, :attr:`Format.blob_names` and :meth:`Format.collect`
   tell the collector what the format's rows keep alive and what garbage it makes;
@@ -27,6 +29,8 @@ from typing import ClassVar, Protocol
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
+from app.auth.permissions import Action
+from app.auth.service import Auth
 from app.backends.metadata import MetadataStore
 from app.backends.storage import BlobStorage
 from app.cas import ContentStore
@@ -48,6 +52,7 @@ class Services:
     upstreams: Mapping[str, Upstream]  # by remote repository name
     external_url: ExternalUrl  # this service's URL as the client sees it
     max_body_size: int  # server.max_body_size: what one request body may hold
+    auth: Auth  # who is asking, and whether they may
 
 
 class Sweep(Protocol):
@@ -104,6 +109,21 @@ class Format:
         """Take the services once the backends are open, before the first request; a
         format that builds objects of its own from them extends this."""
         self.services = services
+
+    def action(self, request: web.Request, repo: Repository, path: str) -> Action | None:
+        """What a request under ``/repository/<name>/`` does, checked before
+        :meth:`handle` runs: by its method, unless the format knows better (a POST
+        that only searches is a read; an unknown request is a write, never less).
+        None for the few requests that are how a client signs in (npm's login): the
+        handler checks the credentials they carry itself."""
+        method = request.method
+        if method in ("GET", "HEAD", "OPTIONS"):
+            return "read"
+        return "delete" if method == "DELETE" else "write"
+
+    def challenge(self, request: web.Request, repo: Repository | None) -> str:
+        """The ``WWW-Authenticate`` a 401 of this format carries."""
+        return 'Basic realm="artifactapi"'
 
     async def handle(self, request: web.Request, repo: Repository, path: str) -> web.StreamResponse:
         raise ApiError(f"format {self.name} serves no /repository/ paths")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,22 +25,37 @@ def policy(tmp_path: Path) -> Path:
     return path
 
 
-def skopeo(policy: Path, *args: str) -> str:
+def skopeo(policy: Path, *args: str, stdin: str | None = None) -> str:
     binary = require_tool("skopeo")
     result = subprocess.run(
         [binary, "--policy", str(policy), *args],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True, text=True, timeout=300, check=False, input=stdin,
+        env={**os.environ, "REGISTRY_AUTH_FILE": str(policy.parent / "auth.json")},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
-def scale_out_config(postgres_dsn: str, redis_url: str, s3: S3Settings, prefix: str) -> dict:  # type: ignore[type-arg]
+def refused(policy: Path, *args: str) -> str:
+    """What skopeo says when the registry refuses it (credentials of its auth file)."""
+    result = subprocess.run(
+        [harness.require_tool("skopeo"), "--policy", str(policy), *args],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "REGISTRY_AUTH_FILE": str(policy.parent / "auth.json")},
+    )  # fmt: skip
+    assert result.returncode != 0, result.stdout
+    return result.stderr
+
+
+def scale_out_config(
+    postgres_dsn: str, redis_url: str, s3: S3Settings, prefix: str, password_file: Path
+) -> dict[str, Any]:
     return {
         "database": {"url": postgres_dsn},
         "storage": s3_storage(s3, prefix),
         "cache": {"url": redis_url},
         "repositories": [{"name": "docker-local", "format": "oci", "kind": "local"}],
+        "auth": {"initial_admin_password_file": str(password_file)},
     }
 
 
@@ -52,13 +69,24 @@ def test_skopeo_copy_in_and_out_through_a_round_robin_balancer(
 ) -> None:
     require_tool("skopeo")
     layout = oci_layout.build(tmp_path / "layout", "1.0", [3 * 1024 * 1024, 700_000, 12_345])
-    config = scale_out_config(postgres_dsn, redis_server, s3_server, s3_prefix)
+    config = scale_out_config(
+        postgres_dsn, redis_server, s3_server, s3_prefix, tmp_path / "initial-admin-password"
+    )
     with (
         replicas(tmp_path / "replicas", config) as urls,
         nginx_round_robin(tmp_path / "nginx", urls) as balancer,
     ):
         host = balancer.removeprefix("http://")
         image = f"docker://{host}/{NAME}"
+        # The repository is private: nothing without logging in, and a wrong password
+        # is refused at login (GET /v2/ answers the truth, so skopeo cannot be fooled).
+        assert "unauthorized" in refused(policy, "inspect", "--tls-verify=false", f"{image}:1.0")
+        refused(policy, "login", "--tls-verify=false", "-u", "admin", "-p", "wrong", host)
+        password = (tmp_path / "initial-admin-password").read_text().strip()
+        skopeo(policy, "login", "--tls-verify=false", "-u", "admin", "--password-stdin", host,
+               stdin=password)  # fmt: skip
+        # Each step's token comes from whichever replica nginx picked, and is used on
+        # the other as often as not.
         skopeo(policy, "copy", "--dest-tls-verify=false", f"oci:{layout.path}:1.0", f"{image}:1.0")
         skopeo(
             policy,
@@ -86,10 +114,5 @@ def test_skopeo_copy_in_and_out_through_a_round_robin_balancer(
         assert inspected["Digest"] == layout.manifest_digest
 
         skopeo(policy, "delete", "--tls-verify=false", f"{image}:1.0")
-        gone = subprocess.run(
-            [harness.require_tool("skopeo"), "--policy", str(policy), "inspect",
-             "--tls-verify=false", f"{image}:latest"],
-            capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
         # Deleting by tag resolves the tag to its manifest, which both tags shared.
-        assert gone.returncode != 0
+        refused(policy, "inspect", "--tls-verify=false", f"{image}:latest")

@@ -54,13 +54,16 @@ RemoteFactory = Callable[..., Any]
 def remote_service(aiohttp_client: Any, make_config: ConfigFactory) -> RemoteFactory:
     """Start a service of the current shape with one remote repository: ``remote_service
     (name, format, upstream, server={...}, **options)``; ``upstream`` is a test server
-    (its root) or a URL, the keyword arguments the repository's options."""
+    (its root) or a URL, the keyword arguments the repository's options. The repository
+    is readable anonymously, as a cache of public packages usually is (so real clients
+    need no credentials; ``anonymous_read=False`` for one that needs them)."""
 
     async def start(
         name: str,
         fmt: str,
         upstream: TestServer | str,
         server: dict[str, Any] | None = None,
+        anonymous_read: bool = True,
         **options: Any,
     ) -> TestClient:
         url = upstream if isinstance(upstream, str) else str(upstream.make_url("")).rstrip("/")
@@ -68,6 +71,7 @@ def remote_service(aiohttp_client: Any, make_config: ConfigFactory) -> RemoteFac
             "name": name,
             "format": fmt,
             "kind": "remote",
+            "anonymous_read": anonymous_read,
             "options": {"upstream": url, "retries": 0, **options},
         }
         config = make_config(repositories=[repo], server=server or {})

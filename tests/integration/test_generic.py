@@ -228,7 +228,7 @@ async def test_expect_100_continue_refuses_a_too_large_body_before_it_is_sent(
         reader, writer = await asyncio.open_connection(client.host, client.port)
         writer.write(
             f"PUT {BASE}/e.bin HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n"
-            "Expect: 100-continue\r\n\r\n".encode()
+            f"Authorization: {authorization}\r\nExpect: 100-continue\r\n\r\n".encode()
         )
         await writer.drain()
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
@@ -238,6 +238,10 @@ async def test_expect_100_continue_refuses_a_too_large_body_before_it_is_sent(
         writer.close()
         return head
 
+    authorization = "Basic bm9ib2R5OndoYXRldmVy"  # nobody:whatever
+    unknown = await exchange(10)
+    assert unknown.startswith(b"HTTP/1.1 401"), unknown  # before a byte of the body
+    authorization = client.session.headers["Authorization"]
     refused = await exchange(10**9)
     assert refused.startswith(b"HTTP/1.1 413"), refused
     accepted = await exchange(10)

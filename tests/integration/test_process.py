@@ -36,11 +36,17 @@ def write_config(directory: Path, **sections: object) -> Path:
 
 
 @asynccontextmanager
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
+async def session(directory: Path) -> AsyncIterator[aiohttp.ClientSession]:
+    """A client signed in as the admin the server in ``directory`` made at its first start."""
     # A fresh connection per request, so a multi-worker server spreads them.
     connector = aiohttp.TCPConnector(force_close=True)
-    async with aiohttp.ClientSession(connector=connector) as client:
+    async with aiohttp.ClientSession(connector=connector, auth=admin(directory)) as client:
         yield client
+
+
+def admin(directory: Path) -> aiohttp.BasicAuth:
+    password = (directory / "data" / "initial-admin-password").read_text().strip()
+    return aiohttp.BasicAuth("admin", password)
 
 
 def children(pid: int) -> list[str]:
@@ -59,7 +65,7 @@ async def wait_in_flight(client: aiohttp.ClientSession, base: str, count: int) -
 async def test_serve_answers_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     write_config(tmp_path)
     with serving(tmp_path) as (process, base):
-        async with session() as client:
+        async with session(tmp_path) as client:
             assert (await client.get(f"{base}/healthz")).status == 200
             data = os.urandom(100_000)
             assert (await client.put(f"{base}/repository/files/a/b.bin", data=data)).status == 201
@@ -79,7 +85,7 @@ async def test_in_flight_upload_finishes_during_graceful_shutdown(tmp_path: Path
             await release.wait()
             yield b"second half"
 
-        async with session() as client:
+        async with session(tmp_path) as client:
             upload = asyncio.create_task(
                 client.put(f"{base}/repository/files/slow.txt", data=slow_body())
             )
@@ -95,7 +101,7 @@ async def test_in_flight_upload_finishes_during_graceful_shutdown(tmp_path: Path
         assert process.wait(timeout=30) == 0
     # The finished upload was committed before the process exited.
     with serving(tmp_path) as (_, base):
-        async with session() as client:
+        async with session(tmp_path) as client:
             body = await (await client.get(f"{base}/repository/files/slow.txt")).read()
     assert body == b"first half second half"
 
@@ -105,11 +111,13 @@ async def test_downloads_are_exact_and_survive_clients_that_leave(
     tmp_path: Path, loop: str
 ) -> None:
     """Blob bodies go out by sendfile under either loop: whole, ranged, kept alive."""
-    write_config(tmp_path, server={**CONFIG["server"], "loop": loop})  # type: ignore[dict-item]
+    public = [{"name": "files", "format": "generic", "kind": "local", "anonymous_read": True}]
+    server = {**CONFIG["server"], "loop": loop}  # type: ignore[dict-item]
+    write_config(tmp_path, server=server, repositories=public)
     data = os.urandom(24 * 2**20 + 123)
     with serving(tmp_path) as (process, base):
         url = f"{base}/repository/files/big.bin"
-        async with aiohttp.ClientSession() as client:  # one kept-alive connection
+        async with aiohttp.ClientSession(auth=admin(tmp_path)) as client:  # one kept alive
             assert (await client.put(url, data=data)).status == 201
             ranged = await client.get(url, headers={"Range": "bytes=1000-2999999"})
             assert ranged.status == 206
@@ -134,7 +142,7 @@ async def test_downloads_are_exact_and_survive_clients_that_leave(
         # closed, never padded or followed by another response on the same socket.
         [stored] = [p for p in (tmp_path / "data" / "blobs").rglob("*") if p.is_file()]
         os.truncate(stored, 1000)
-        async with session() as client:
+        async with session(tmp_path) as client:
             response = await client.get(url)
             with pytest.raises(aiohttp.ClientPayloadError):
                 await response.read()
@@ -149,7 +157,7 @@ async def test_workers_share_one_port_and_one_store(tmp_path: Path) -> None:
     with serving(tmp_path, "--workers", "2") as (process, base):
         assert len(children(process.pid)) == 2
         blobs = {f"f{i}.bin": os.urandom(50_000 + i) for i in range(12)}
-        async with session() as client:
+        async with session(tmp_path) as client:
             await asyncio.gather(
                 *(client.put(f"{base}/repository/files/{k}", data=v) for k, v in blobs.items())
             )
@@ -224,7 +232,7 @@ async def test_an_unreachable_cache_at_start_is_a_warning_not_an_exit(tmp_path: 
     """The cache is optional: the replica starts and is ready, leases in the database."""
     write_config(tmp_path, cache={"url": "redis://127.0.0.1:1/0"})
     with serving(tmp_path) as (_, base):
-        async with session() as client:
+        async with session(tmp_path) as client:
             ready = await client.get(f"{base}/readyz")
             assert ready.status == 200 and (await ready.json())["degraded"] == ["cache"]
             put = await client.put(f"{base}/repository/files/x.bin", data=b"x")
@@ -249,7 +257,7 @@ async def test_pushes_split_across_worker_processes(tmp_path: Path) -> None:
     write_config(tmp_path, repositories=repos)
     name = "docker-local/team/app"
     with serving(tmp_path, "--workers", "2") as (_, base):
-        async with session() as client:
+        async with session(tmp_path) as client:
             pushed = {}
             for index in range(8):
                 data = os.urandom(200_000 + index)
@@ -276,7 +284,7 @@ async def test_gc_command_reports_then_collects(tmp_path: Path) -> None:
     ``python -m collector`` is the same command."""
     write_config(tmp_path, gc={"blob_grace": 0})
     with serving(tmp_path) as (process, base):
-        async with session() as client:
+        async with session(tmp_path) as client:
             data = os.urandom(4321)
             assert (await client.put(f"{base}/repository/files/a.bin", data=data)).status == 201
             assert (await client.delete(f"{base}/repository/files/a.bin")).status == 204
@@ -314,7 +322,7 @@ async def _cli(cwd: Path, *args: str, module: str = "app") -> subprocess.Complet
 async def test_json_access_log_lines_reach_the_log_by_shutdown(tmp_path: Path) -> None:
     write_config(tmp_path, logging={"format": "json", "level": "info"})
     with serving(tmp_path) as (process, base):
-        async with session() as client:
+        async with session(tmp_path) as client:
             ids = []
             for path in ("/healthz", "/repository/files/nope.bin", "/repository/files/a%20b"):
                 response = await client.get(f"{base}{path}")

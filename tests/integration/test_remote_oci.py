@@ -42,6 +42,7 @@ async def client(
         "name": "hub",
         "format": "oci",
         "kind": "remote",
+        "anonymous_read": True,  # skopeo pulls without logging in
         "options": {
             "upstream": str(upstream.make_url("")).rstrip("/"),
             "username": registry.username,

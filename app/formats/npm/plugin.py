@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel
 
-from app.formats.api import ApiError, Format, Repository, Services
+from app.formats.api import Action, ApiError, Format, Repository, Services
 from app.formats.npm import remote
 
 
@@ -21,6 +21,12 @@ class NpmFormat(Format):
         self.routes = remote.NpmRoutes(
             remote.NpmRemote(services.remote, services.upstreams), services.external_url
         )
+
+    def action(self, request: web.Request, repo: Repository, path: str) -> Action | None:
+        # npm audit POSTs the dependency tree: a question, not a publish.
+        if request.method == "POST" and path.startswith("-/npm/v1/security/"):
+            return "read"
+        return super().action(request, repo, path)
 
     async def handle(self, request: web.Request, repo: Repository, path: str) -> web.StreamResponse:
         return await remote.serve(self.routes, request, repo, path)

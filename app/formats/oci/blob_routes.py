@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from aiohttp import web
 
 from app.formats.api import BlobBody, request_body, send_blob
-from app.formats.oci import context, remote
+from app.formats.oci import access, context, remote
 from app.formats.oci.context import API_VERSION, Target
 from app.formats.oci.errors import (
     BlobUnknown,
@@ -101,6 +101,8 @@ async def _mount(oci: Oci, request: web.Request, t: Target, digest: str, source:
         source_image = oci.named(source)
     except (NameInvalid, NameUnknown):
         return False
+    if not await access.may_read(oci.services, request, source_image):
+        return False  # as if it were not there: the client uploads it instead
     records = oci.records
     stored = await records.linked_blob(source_image.repo.id, source_image.image, digest)
     # Claimed, so no collection takes it between the check and the new link.

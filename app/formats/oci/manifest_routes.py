@@ -9,6 +9,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from app.formats.api import (
+    PRINCIPAL,
     Blob,
     BlobBeingCollected,
     BlobBody,
@@ -315,7 +316,12 @@ async def list_tags(oci: Oci, request: web.Request) -> web.StreamResponse:
 
 async def catalog(oci: Oci, request: web.Request) -> web.StreamResponse:
     limit, last = _page(request)
-    ids = [r.id for r in oci.repositories if r.format == "oci"]
+    who, auth = request[PRINCIPAL], oci.services.auth
+    ids = [
+        r.id
+        for r in oci.repositories
+        if r.format == "oci" and await auth.may(who, r.name, "read", r.anonymous_read)
+    ]
     names = await oci.records.names(ids, limit + 1, last) if limit else []
     return _paged({}, "repositories", names, limit, "/v2/_catalog")
 

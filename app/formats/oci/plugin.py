@@ -9,15 +9,18 @@ from typing import ClassVar
 from aiohttp import web
 from pydantic import BaseModel
 
-from app.formats.api import ApiError, Format, Services, Sweep
-from app.formats.oci import blob_routes, collection, errors, manifest_routes, records, remote
-from app.formats.oci.context import API_VERSION, LocalOptions
+from app.formats.api import ApiError, Format, Repository, Services, Sweep
+from app.formats.oci import (
+    access,
+    blob_routes,
+    collection,
+    errors,
+    manifest_routes,
+    records,
+    remote,
+)
+from app.formats.oci.context import LocalOptions
 from app.formats.oci.services import Handler, Oci
-
-
-async def api_root(request: web.Request) -> web.Response:
-    """``GET /v2/``: the registry speaks the distribution API (no auth yet)."""
-    return web.json_response({}, headers=API_VERSION)
 
 
 class OciFormat(Format):
@@ -32,21 +35,45 @@ class OciFormat(Format):
         return remote.RemoteOciOptions if kind == "remote" else LocalOptions
 
     def setup(self, app: web.Application) -> None:
-        app.router.add_get("/v2/", api_root)
+        app.router.add_get("/v2/", self._plain(access.api_root))
+        app.router.add_get("/v2/token", self._plain(access.token))
+        app.router.add_post("/v2/token", self._plain(access.token))
         for method, path, handler in [*manifest_routes.routes(), *blob_routes.routes()]:
-            app.router.add_route(method, path, self._bound(handler))
+            app.router.add_route(method, path, self._bound(handler, method, path))
 
     def bind(self, services: Services) -> None:
         super().bind(services)
         self.oci = Oci.of(services)
 
-    def _bound(self, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        """The route aiohttp calls: ``handler`` with the services bound at start-up."""
+    def _bound(
+        self, handler: Handler, method: str, path: str
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """The route aiohttp calls: the caller authorised for what ``method`` does to
+        the image the path names (a route naming none only learns who is asking), then
+        ``handler`` with the services bound at start-up."""
+        action = access.action_of(method)
+        names_image = "{name" in path
 
         async def route(request: web.Request) -> web.StreamResponse:
-            return await handler(self.oci, request)
+            oci = self.oci
+            if names_image:
+                await access.authorise(oci.services, request, oci.lookup(request), action)
+            else:
+                await access.principal(oci.services, request)
+            return await handler(oci, request)
 
         return route
+
+    def _plain(
+        self, handler: Callable[[Services, web.Request], Awaitable[web.StreamResponse]]
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def route(request: web.Request) -> web.StreamResponse:
+            return await handler(self.services, request)
+
+        return route
+
+    def challenge(self, request: web.Request, repo: Repository | None) -> str:
+        return access.challenge(self.services, request)
 
     async def collect(self, sweep: Sweep) -> None:
         await collection.collect(sweep)

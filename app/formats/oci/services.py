@@ -25,6 +25,7 @@ class Oci:
     pull: OciRemote  # remote repositories' manifests, blobs and tags, through the core
     repositories: Repositories
     max_body: int  # server.max_body_size: one blob, or one chunk of an upload
+    services: Services  # what authorisation needs: the auth service, the external URL
 
     @classmethod
     def of(cls, services: Services) -> Oci:
@@ -36,6 +37,7 @@ class Oci:
             pull=OciRemote(services.remote, services.upstreams),
             repositories=services.repositories,
             max_body=services.max_body_size,
+            services=services,
         )
 
     def lookup(self, request: web.Request) -> Target:

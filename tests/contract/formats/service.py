@@ -15,6 +15,7 @@ from app.backends.metadata.store import BlobRow
 from app.config import Config
 from app.server import create_app
 from tests.contract.formats.case import Answer, Call
+from tests.signin import sign_in
 
 # A request carrying this header meets a bug once its handler has run.
 BUG = "X-Contract-Bug"
@@ -56,6 +57,7 @@ async def serving(config: Config, *middlewares: Middleware) -> TestClient:
     app.middlewares.extend(middlewares)  # after observe: inside it
     client = TestClient(TestServer(app))
     await client.start_server()
+    await sign_in(client)
     return client
 
 
