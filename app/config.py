@@ -229,6 +229,41 @@ class PermissionConfig(_Section):
         return self
 
 
+class GrantConfig(_Section):
+    repository: str  # a name, a glob or *
+    actions: tuple[Action, ...]
+
+
+class TrustedPublisherConfig(_Section):
+    """A CI system whose OIDC ID tokens may be traded for a short-lived API token
+    (``POST /api/v1/oidc/token``): the issuer's keys verify the token, every claim in
+    ``claims`` must match (a glob), and the token gets ``grants`` for ``token_ttl``."""
+
+    name: str  # the service account the tokens belong to: publisher:<name>
+    issuer: str  # exactly the ID tokens' iss; its keys come from its discovery document
+    audience: str
+    claims: dict[str, str] = Field(min_length=1)  # e.g. repository: acme/widgets
+    grants: tuple[GrantConfig, ...] = Field(min_length=1)
+    token_ttl: Seconds = Field(default=900.0, gt=0, le=86400)
+    algorithms: tuple[Literal["RS256", "RS384", "RS512", "ES256", "ES384"], ...] = (
+        "RS256",
+        "ES256",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        return principal_name(name)
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, issuer: str) -> str:
+        parsed = urlsplit(issuer)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.query:
+            raise ValueError("must be the issuer's http(s) URL, as its tokens' iss says")
+        return issuer
+
+
 class AuthConfig(_Section):
     # The OCI token service's name (the challenge's service=, the tokens' aud) and
     # the tokens' issuer; bearer tokens live this long (docker asks again as needed).
@@ -242,6 +277,7 @@ class AuthConfig(_Section):
     failed_logins_per_source: int = Field(default=30, ge=1)
     failed_logins_per_user: int = Field(default=10, ge=1)
     permissions: tuple[PermissionConfig, ...] = ()
+    trusted_publishers: tuple[TrustedPublisherConfig, ...] = ()
 
 
 class Config(_Section):

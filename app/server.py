@@ -10,9 +10,10 @@ from functools import partial
 import structlog
 from aiohttp import hdrs, web
 
-from app import gc_routes, health, keys
+from app import gc_routes, health, keys, oidc_routes
 from app.access_log import AccessWriter, JsonAccessLog, console_access_log
 from app.auth.manage import first_admin
+from app.auth.oidc import TrustedPublishing
 from app.auth.permissions import Action
 from app.auth.records import AuthRecords
 from app.auth.service import PRINCIPAL, Auth
@@ -103,6 +104,10 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
             app[keys.AUTH] = auth = Auth(AuthRecords(metadata.db), config.auth, throttle)
             await first_admin(auth.records, config.auth.initial_admin_password_file)
             await auth.look()
+            app[oidc_routes.PUBLISHING] = publishing = TrustedPublishing(
+                auth.records, cache, config.auth.trusted_publishers
+            )
+            stack.push_async_callback(publishing.close)
             watching = asyncio.create_task(auth.watch())
             stack.push_async_callback(auth.flush_uses)
             stack.push_async_callback(_cancelled, watching)
@@ -148,6 +153,7 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)
     gc_routes.setup(app)
+    oidc_routes.setup(app)
     app.router.add_route(
         "*", "/repository/{repository}/{path:.*}", dispatch, expect_handler=expect_continue
     )

@@ -263,6 +263,9 @@ class Auth:
         for declared in self.config.permissions:
             if principal.name in declared.users or principal.groups & set(declared.groups):
                 grants.append(Grant.of(declared.repository, declared.actions))
+        for publisher in self.config.trusted_publishers:
+            if principal.kind == "service" and principal.name == f"publisher@{publisher.name}":
+                grants.extend(Grant.of(g.repository, g.actions) for g in publisher.grants)
         self._grants[principal.name] = found = tuple(grants)
         return found
 

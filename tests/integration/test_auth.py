@@ -3,9 +3,12 @@ matrix over a local and a remote repository of every format, in both shapes."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import random
+import shutil
+import subprocess
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -326,3 +329,29 @@ async def test_a_login_flood_is_slowed_to_429_and_the_real_user_too(
         for o in others
     ]
     assert got[-1] == 429
+
+
+async def test_curl_with_a_bearer_token_and_with_basic(service: Service, tmp_path: Any) -> None:
+    curl = shutil.which("curl")
+    assert curl is not None, "curl is needed (apt-get install curl)"
+    url = str(service.client.make_url("/repository/files/by-curl.txt"))
+    source = tmp_path / "body.txt"
+    source.write_bytes(b"sent by curl\n")
+    writer = service.headers["writer"]["Authorization"]
+    deleter = service.headers["deleter"]["Authorization"].removeprefix("Bearer ")
+
+    def run(*args: str) -> str:
+        done = subprocess.run([curl, "-s", "-o", "/dev/null", "-w", "%{http_code}", *args],
+                              capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+        return done.stdout
+
+    assert await asyncio.to_thread(run, "-T", str(source), url) == "401"
+    assert (
+        await asyncio.to_thread(run, "-H", f"Authorization: {writer}", "-T", str(source), url)
+        == "201"
+    )
+    assert await asyncio.to_thread(run, "-u", "reader:reader-password", url) == "200"
+    assert (
+        await asyncio.to_thread(run, "-H", f"Authorization: Bearer {deleter}", "-X", "DELETE", url)
+        == "204"
+    )

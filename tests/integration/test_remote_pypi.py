@@ -24,6 +24,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from app import keys
+from app.auth.manage import create_principal, create_token
 from tests.integration.conftest import RemoteFactory
 from tests.upstreams import RawFile, RawUpstream
 from tests.waiting import expired
@@ -211,6 +213,32 @@ async def test_pip_downloads_and_installs_through_the_cache(
     assert index.requests[WHEEL] == 1  # the other downloads were cache hits
     hit = await client.get(f"/repository/pypi-remote/files/demo/{WHEEL}")
     assert hit.headers["X-Cache"] == "HIT" and await hit.read() == index.files[WHEEL]
+
+
+async def test_pip_installs_from_a_private_index_with_credentials_in_the_url(
+    service: Remote, index: Index, tmp_path: Path
+) -> None:
+    """A keyring-free ``PIP_INDEX_URL`` with a user and an API token (or a password):
+    pip sends them as Basic on the page and on every file; without them it is refused."""
+    client = await service(anonymous_read=False)
+    records = client.app[keys.AUTH].records
+    await create_principal(records, "builder", password="builder-password")
+    await records.grant("user:builder", "pypi-remote", ["read"])
+    token, _ = await create_token(records, "builder")
+    index_url = client.make_url("/repository/pypi-remote/simple/")
+    anonymous = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--index-url", str(index_url),
+         "demo==1.0", "-d", str(tmp_path / "refused"), "--no-input", "--no-cache-dir",
+         "--disable-pip-version-check"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "PIP_CONFIG_FILE": os.devnull},
+    )  # fmt: skip
+    assert anonymous.returncode != 0 and not (tmp_path / "refused" / WHEEL).exists()
+    for user, secret in (("builder", token), ("builder", "builder-password")):
+        url = str(index_url.with_user(user).with_password(secret))
+        target = tmp_path / secret[:4]
+        await pip("install", "--target", str(target), "--index-url", url, "demo")
+        assert (target / "demo" / "__init__.py").read_text() == "VALUE = 42\n"
 
 
 async def test_pages_in_both_forms_are_rewritten(service: Remote, index: Index) -> None:
