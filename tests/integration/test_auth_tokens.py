@@ -170,10 +170,35 @@ async def test_two_replicas_accept_each_others_tokens_and_revocations(
     secret, row = await create_token(records, "dev")
     assert (await two.get("/v2/docker/app/tags/list", headers=bearer(secret))).status == 404
     assert await records.revoke_token(row.id)  # on the first replica's side
+    await refused_within_a_second(two, bearer(secret), "a revoked token")
+    # A disabled user: their password, their API tokens and their bearer tokens, everywhere.
+    other, _ = await create_token(records, "dev")
+    signed = (await token_for(two, "repository:docker/app:pull", basic("dev", "dev-password")))[
+        "token"
+    ]
+    for headers in (bearer(other), bearer(signed), basic("dev", "dev-password")):
+        assert (await two.get("/v2/docker/app/tags/list", headers=headers)).status == 404
+    assert await records.update_principal("dev", disabled=True)
+    for headers in (bearer(other), bearer(signed), basic("dev", "dev-password")):
+        await refused_within_a_second(two, headers, "a disabled user's credential")
+
+
+async def refused_within_a_second(client: TestClient, headers: dict[str, str], what: str) -> None:
     deadline = time.monotonic() + 1.0
-    while (await two.get("/v2/docker/app/tags/list", headers=bearer(secret))).status != 401:
-        assert time.monotonic() < deadline, "the second replica still accepts a revoked token"
+    while (await client.get("/v2/docker/app/tags/list", headers=headers)).status != 401:
+        assert time.monotonic() < deadline, f"the other replica still accepts {what}"
         await asyncio.sleep(0.05)
+
+
+async def test_a_tokens_last_use_is_recorded(one: TestClient) -> None:
+    auth = one.app[keys.AUTH]
+    secret, row = await create_token(auth.records, "dev")
+    assert row.last_used_at is None
+    before = time.time()
+    assert (await one.get("/v2/docker/app/tags/list", headers=bearer(secret))).status == 404
+    await auth.flush_uses()  # what the watch does every ten seconds
+    used = await auth.records.token(row.id)
+    assert used is not None and used.last_used_at is not None and used.last_used_at >= before
 
 
 async def test_rotation_keeps_old_tokens_and_retirement_ends_them(one: TestClient) -> None:
@@ -193,3 +218,32 @@ async def test_rotation_keeps_old_tokens_and_retirement_ends_them(one: TestClien
     await auth.look()
     assert (await one.get("/v2/docker/app/tags/list", headers=bearer(before))).status == 401
     assert (await one.get("/v2/docker/app/tags/list", headers=bearer(after))).status == 404
+
+
+@pytest.mark.parametrize(
+    ("server", "headers", "realm"),
+    [
+        ({"base_url": "https://registry.example.com"}, {}, "https://registry.example.com"),
+        (
+            {"trust_forwarded": True},
+            {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "cr.example.org"},
+            "https://cr.example.org",
+        ),
+        ({}, {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.example"}, None),
+    ],
+)
+async def test_the_realm_is_where_clients_reach_the_service(
+    aiohttp_client: Any, make_config: ConfigFactory, server: dict[str, Any],
+    headers: dict[str, str], realm: str | None,
+) -> None:  # fmt: skip
+    """Behind a TLS-terminating proxy the realm must be the URL the client can reach:
+    the configured base URL, else trusted forwarded headers, else the request's own
+    (untrusted forwarded headers are ignored)."""
+    client = await aiohttp_client(
+        create_app(make_config(repositories=REPOS, server=server)), anonymous=True
+    )
+    answer = await client.get("/v2/", headers=headers)
+    expected = realm or f"http://{client.host}:{client.port}"
+    assert answer.headers["WWW-Authenticate"] == (
+        f'Bearer realm="{expected}/v2/token",service="artifactapi"'
+    )
