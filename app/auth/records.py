@@ -247,12 +247,7 @@ class AuthRecords(Records):
         return int(token_id)
 
     async def token_by_digest(self, digest: str) -> TokenRow | None:
-        row = await self.db.fetchrow(
-            f"SELECT {_PRINCIPAL}, {_TOKEN} FROM auth_tokens t"
-            " JOIN auth_principals p ON p.id = t.principal_id WHERE t.digest = $1",
-            digest,
-        )
-        return _token(row) if row else None
+        return await self._one_token("t.digest", digest)
 
     async def tokens(self, owner: str | None = None) -> list[TokenRow]:
         where, args = ("WHERE p.name = $1", [owner]) if owner is not None else ("", [])
@@ -264,10 +259,13 @@ class AuthRecords(Records):
         return [_token(r) for r in rows]
 
     async def token(self, token_id: int) -> TokenRow | None:
+        return await self._one_token("t.id", token_id)
+
+    async def _one_token(self, column: str, value: object) -> TokenRow | None:
         row = await self.db.fetchrow(
             f"SELECT {_PRINCIPAL}, {_TOKEN} FROM auth_tokens t"
-            " JOIN auth_principals p ON p.id = t.principal_id WHERE t.id = $1",
-            token_id,
+            f" JOIN auth_principals p ON p.id = t.principal_id WHERE {column} = $1",
+            value,
         )
         return _token(row) if row else None
 
