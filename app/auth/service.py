@@ -20,6 +20,7 @@ import base64
 import binascii
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import time
 from collections.abc import Callable
@@ -83,6 +84,7 @@ class Auth:
     keys: Keys = field(init=False)
     bearer: Bearer = field(init=False)
     _verified: dict[str, _Remembered] = field(default_factory=dict)
+    _verifying: dict[str, asyncio.Future[tuple[Principal, float]]] = field(default_factory=dict)
     _grants: dict[str, tuple[Grant, ...]] = field(default_factory=dict)
     _version: int | None = None
     _used: dict[int, float] = field(default_factory=dict)
@@ -107,11 +109,23 @@ class Auth:
             if remembered.principal.token_id is not None:
                 self._used[remembered.principal.token_id] = time.time()
             return remembered.principal
-        principal, lifetime = await self._verify(authorization, source)
+        # One verification at a time per credential: a client opening 32 connections
+        # at once with one password pays one argon2 check, not 32 (64 MiB each).
+        verifying = self._verifying.get(key)
+        if verifying is None:
+            verifying = asyncio.ensure_future(self._verify(authorization, source))
+            self._verifying[key] = verifying
+            verifying.add_done_callback(functools.partial(self._verified_once, key))
+        principal, lifetime = await asyncio.shield(verifying)
         if len(self._verified) >= REMEMBERED:
             self._verified.clear()  # rare, and each entry costs one look to make again
-        self._verified[key] = _Remembered(principal, now + min(REMEMBER, lifetime))
+        self._verified[key] = _Remembered(principal, time.monotonic() + min(REMEMBER, lifetime))
         return principal
+
+    def _verified_once(self, key: str, done: asyncio.Future[tuple[Principal, float]]) -> None:
+        self._verifying.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # seen, even if every caller left before it came
 
     async def _verify(self, authorization: str, source: str | None) -> tuple[Principal, float]:
         """:meth:`_credentials`, with failures logged and counted (429 past the limits)."""

@@ -355,3 +355,26 @@ async def test_curl_with_a_bearer_token_and_with_basic(service: Service, tmp_pat
         await asyncio.to_thread(run, "-H", f"Authorization: Bearer {deleter}", "-X", "DELETE", url)
         == "204"
     )
+
+
+async def test_a_password_sent_on_many_connections_at_once_is_checked_once(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """argon2 costs 64 MiB and tens of milliseconds a check: 32 connections opened at
+    once with one password (docker, a CI's parallel downloads) pay for one."""
+    import app.auth.service as auth_service
+
+    checks: list[str] = []
+    real = auth_service.verify_password
+
+    async def counted(stored: str | None, password: str) -> bool:
+        checks.append(password)
+        return await real(stored, password)
+
+    monkeypatch.setattr(auth_service, "verify_password", counted)
+    headers = {"Authorization": basic("reader", "reader-password")}
+    statuses = await asyncio.gather(
+        *(service.client.get("/repository/files/none.txt", headers=headers) for _ in range(32))
+    )
+    assert [s.status for s in statuses] == [404] * 32
+    assert len(checks) == 1
