@@ -22,7 +22,8 @@ runs as most deploy it inside a network, with no auth: artifactapi does more wor
 request, never less, so the ratios are not flattered by the credentials.
 
 The push and pull client is curl, run from a child process (its CPU is reported, to
-show it is not the bottleneck). While an operation runs, the parent samples the server's RSS every 20 ms and reads its CPU time from ``/proc``.
+show it is not the bottleneck). While an operation runs, the parent samples the
+server's RSS every 20 ms and reads its CPU time from ``/proc``.
 Registries alternate within each round; the best run counts, RSS is the worst run's
 peak growth. Two vCPUs are shared by client, registry, S3 server and kernel, so the
 ``others`` column (CPU busy elsewhere) matters when reading the figures.
