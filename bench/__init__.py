@@ -6,5 +6,6 @@ MODULES = (
     "bench.manifests",
     "bench.gc",
     "bench.proxy",
+    "bench.auth",
     "bench.slowloris",
 )

@@ -7,6 +7,7 @@ one's peak RSS, and the parent only orchestrates and reports.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -197,6 +198,24 @@ class Server:
     base: str
     process: subprocess.Popen[bytes]
     directory: Path
+    # artifactapi's administrator, as its first start made it (None: a peer, no auth).
+    user: str | None = None
+    password: str | None = None
+
+    @property
+    def basic(self) -> str:
+        """The ``Authorization`` value curl -u or aiohttp's BasicAuth would send."""
+        if self.user is None or self.password is None:
+            raise RuntimeError(f"{self.name} has no credentials")
+        pair = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+        return f"Basic {pair}"
+
+    @property
+    def creds(self) -> str:
+        """``user:password``, as curl -u and skopeo --src-creds/--dest-creds take it."""
+        if self.user is None or self.password is None:
+            raise RuntimeError(f"{self.name} has no credentials")
+        return f"{self.user}:{self.password}"
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -227,8 +246,19 @@ def spawn(
         return subprocess.Popen(command, stdout=out, stderr=err, cwd=directory, env=env)
 
 
+ADMIN = "admin"  # the user artifactapi's first start makes
+
+
 def run_artifactapi(directory: Path, config: dict[str, Any]) -> Server:
-    """``python -m app serve`` with ``config``; returns once it prints where it listens."""
+    """``python -m app serve`` with ``config``; returns once it prints where it listens.
+
+    The database must hold no users: the first start then makes ``admin`` with a random
+    password and writes it to a file in ``directory``, which becomes the server's
+    credentials (``Server.basic``, ``Server.creds``; :func:`api_token` for a token),
+    what an operator would read after installing it.
+    """
+    auth = {"initial_admin_password_file": str(directory / "initial-admin-password")}
+    config = {**config, "auth": {**auth, **config.get("auth", {})}}
     path = directory / "artifactapi.yaml"
     path.write_text(json.dumps(config))  # JSON is YAML
     command = [sys.executable, "-m", "app", "--config", str(path), "serve"]
@@ -239,10 +269,40 @@ def run_artifactapi(directory: Path, config: dict[str, Any]) -> Server:
         for line in (directory / "stdout.log").read_text(errors="replace").splitlines():
             if line.startswith("artifactapi listening on "):
                 server.base = line.split()[3]
+                _admin_credentials(server, Path(config["auth"]["initial_admin_password_file"]))
                 return server
         time.sleep(0.05)
     server.stop()
     raise RuntimeError(f"artifactapi did not start:\n{server.log_tail()}")
+
+
+def _admin_credentials(server: Server, password_file: Path) -> None:
+    # The workers have run their startup (which makes the admin) before anyone listens.
+    if not password_file.exists():
+        server.stop()
+        raise RuntimeError(
+            f"artifactapi made no admin (the database already had users): {password_file}"
+        )
+    server.user, server.password = ADMIN, password_file.read_text().strip()
+
+
+def artifactapi_cli(server: Server, *args: str, stdin: str = "") -> str:
+    """``python -m app --config … ARGS`` against the server's database; its stdout."""
+    config = server.directory / "artifactapi.yaml"
+    command = [sys.executable, "-m", "app", "--config", str(config), *args]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        command, input=stdin, capture_output=True, text=True, cwd=server.directory, env=env,
+        check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"artifactapi {' '.join(args[:2])}: {proc.stderr.strip()[-300:]}")
+    return proc.stdout
+
+
+def api_token(server: Server, user: str = ADMIN) -> str:
+    """A new API token of ``user`` (``artifactapi token create``), for Bearer headers."""
+    return artifactapi_cli(server, "token", "create", "--user", user).strip().splitlines()[-1]
 
 
 # -- results -------------------------------------------------------------------------
@@ -267,3 +327,11 @@ def best_run(runs: Sequence[R]) -> R | None:
 def peak_rss(runs: Sequence[Measured]) -> float | None:
     """The worst memory growth of any run."""
     return max(run.rss_mib for run in runs) if runs else None
+
+
+def service_token(server: Server, name: str, repository: str, actions: str = "read") -> str:
+    """An API token of a new service account ``name`` granted ``actions`` in
+    ``repository`` (what a CI job would hold): no admin short cut in the server's check."""
+    artifactapi_cli(server, "user", "create", name, "--service")
+    artifactapi_cli(server, "perm", "grant", f"user:{name}", repository, actions)
+    return api_token(server, name)

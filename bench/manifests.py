@@ -15,6 +15,9 @@ PUT is kept:
 
 Options: ``BENCH_MANIFEST_RUNS`` (5 PUTs per case); ``BENCH_MANIFEST_POSTGRES_DSN`` (an
 empty database to measure artifactapi on PostgreSQL too, its metadata on that server).
+
+artifactapi is sent its admin's HTTP Basic credentials on every request (the password
+verified once, then remembered by the process); distribution runs with no auth.
 """
 
 from __future__ import annotations
@@ -50,9 +53,13 @@ def _descriptor(media_type: str, data: bytes) -> dict[str, Any]:
     return {"mediaType": media_type, "digest": _digest(data), "size": len(data)}
 
 
-def _request(method: str, url: str, body: bytes = b"", content_type: str = "") -> tuple[int, str]:
-    """The status and Location of one request."""
+def _request(
+    method: str, url: str, body: bytes = b"", content_type: str = "", auth: str | None = None
+) -> tuple[int, str]:
+    """The status and Location of one request (``auth``: its Authorization header)."""
     request = urllib.request.Request(url, data=body or None, method=method)
+    if auth:
+        request.add_header("Authorization", auth)
     if content_type:
         request.add_header("Content-Type", content_type)
     try:
@@ -64,13 +71,13 @@ def _request(method: str, url: str, body: bytes = b"", content_type: str = "") -
         return int(exc.code), ""
 
 
-def _push_blob(base: str, data: bytes) -> None:
+def _push_blob(base: str, data: bytes, auth: str | None) -> None:
     """POST then PUT ``?digest=`` with the body: what both registries take."""
-    status, location = _request("POST", f"{base}/v2/{NAME}/blobs/uploads/")
+    status, location = _request("POST", f"{base}/v2/{NAME}/blobs/uploads/", auth=auth)
     assert status == 202, status
     url = location if location.startswith("http") else base + location
     separator = "&" if "?" in url else "?"
-    status, _ = _request("PUT", f"{url}{separator}digest={_digest(data)}", data, LAYER)
+    status, _ = _request("PUT", f"{url}{separator}digest={_digest(data)}", data, LAYER, auth)
     assert status == 201, status
 
 
@@ -89,14 +96,15 @@ def _index(children: list[dict[str, Any]]) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
-def _cases(base: str, runs: int) -> dict[str, tuple[float, int]]:
+def _cases(base: str, runs: int, auth: str | None) -> dict[str, tuple[float, int]]:
     """Median seconds of each case's PUT and the status it got."""
     layers = [b"layer %d" % i for i in range(LAYERS)]
     configs = [b'{"run": %d}' % i for i in range(runs)]
     for blob in (*layers, *configs):
-        _push_blob(base, blob)
+        _push_blob(base, blob, auth)
     child = _image(configs[0], layers[:1])
-    assert _request("PUT", f"{base}/v2/{NAME}/manifests/child", child, OCI_MANIFEST)[0] == 201
+    url = f"{base}/v2/{NAME}/manifests/child"
+    assert _request("PUT", url, child, OCI_MANIFEST, auth)[0] == 201
     child_descriptor = _descriptor(OCI_MANIFEST, child)
 
     def unknown(run: int) -> bytes:
@@ -122,7 +130,7 @@ def _cases(base: str, runs: int) -> dict[str, tuple[float, int]]:
             body = make(run)
             started = time.perf_counter()
             url = f"{base}/v2/{NAME}/manifests/{case.replace(' ', '-')}-{run}"
-            status, _ = _request("PUT", url, body, media_type)
+            status, _ = _request("PUT", url, body, media_type, auth)
             times.append(time.perf_counter() - started)
         results[case] = (statistics.median(times), status)
     return results
@@ -132,7 +140,8 @@ def _measure(start: Callable[..., Server], runs: int) -> dict[str, tuple[float, 
     with tempfile.TemporaryDirectory(prefix="bench-manifests-") as tmp:
         server = start("fs", Path(tmp), None, "", {})
         try:
-            return _cases(server.base, runs)
+            # artifactapi as its admin (HTTP Basic on every request); distribution open.
+            return _cases(server.base, runs, server.basic if server.password else None)
         finally:
             server.stop()
 

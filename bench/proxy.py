@@ -6,7 +6,9 @@ One run, every server a real process on this machine, one shared upstream:
   page with its wheels, an npm packument with its tarballs; the same nginx, serving the
   same 4 KiB file and the same big file from disk, is the ceiling;
 * artifactapi (``python -m app serve``, ``server.workers: 2``, SQLite + filesystem,
-  ``cache: {url: memory://}``) with three remotes of that upstream: generic, pypi, npm;
+  ``cache: {url: memory://}``) with three remotes of that upstream: generic, pypi, npm,
+  each ``anonymous_read: true`` (a public cache: wrk, like the peers' clients, sends no
+  credentials), and a fourth, ``files-auth``, the generic remote again without it;
 * devpi-server with a mirror index of the same simple page (the peer for PyPI files);
 * Verdaccio with an uplink to the same npm registry root (the peer for npm tarballs).
 
@@ -16,6 +18,15 @@ two threads. Small cases cycle through BENCH_PROXY_FILES distinct 4 KiB files (a
 script, each thread walking the list), not one hot path, so a per-path cache in front of
 the files would not flatter anyone. The big case is one BENCH_PROXY_BIG_MIB file; MB/s
 counts every byte wrk read, including responses still in flight at the end.
+
+The authenticated path (issue 12): with small-generic, the same 4 KiB hits through
+``files-auth`` with ``Authorization: Bearer <API token>`` in every request (a service
+account granted read there, its token made with ``artifactapi token create``), right
+after the anonymous run on ``files``, same files, same wrk settings: the row
+``artifactapi+token``, and its ratio to the anonymous row (goal >= 0.9). The server
+checks the token once per worker (sha256 digest, one database look) and then answers
+from its per-process memory of verified credentials; what each request still pays is
+that look-up and the grant check.
 
 Everything runs BENCH_PROXY_ROUNDS times, each round from a fresh tree and fresh servers;
 the best run of each case counts (the machine may be shared), every run is in the JSON.
@@ -84,6 +95,7 @@ from bench.harness import (
     free_port,
     machine_busy_seconds,
     run_artifactapi,
+    service_token,
     spawn,
 )
 
@@ -96,6 +108,8 @@ GOAL_SMALL_P99_MS = 12.0  # at BENCH_PROXY_CONNECTIONS: the tail, not only the m
 GOAL_PEER = 5.0
 GOAL_BIG_NGINX = 0.80
 GOAL_COLD_MS = 5.0
+GOAL_TOKEN_ANONYMOUS = 0.9  # the 4 KiB hit with a Bearer token against the anonymous one
+TOKEN_SERVER = "artifactapi+token"
 CASES = ("small-generic", "small-pypi", "small-npm", "big")
 WORKERS = int(os.environ.get("BENCH_PROXY_WORKERS", "2"))
 ALL_CASES = (*CASES, "cold")
@@ -249,12 +263,14 @@ def start_artifactapi(directory: Path, upstream: str) -> Server:
         "storage": {"driver": "filesystem", "root": str(directory / "blobs")},
         "cache": {"url": "memory://"},
         "repositories": [
-            {"name": "files", "format": "generic", "kind": "remote",
+            {"name": "files", "format": "generic", "kind": "remote", "anonymous_read": True,
              "options": {"upstream": f"{upstream}/generic"}},
-            {"name": "pypi", "format": "pypi", "kind": "remote",
+            {"name": "pypi", "format": "pypi", "kind": "remote", "anonymous_read": True,
              "options": {"upstream": f"{upstream}/pypi"}},
-            {"name": "npm", "format": "npm", "kind": "remote",
+            {"name": "npm", "format": "npm", "kind": "remote", "anonymous_read": True,
              "options": {"upstream": f"{upstream}/npm"}},
+            {"name": "files-auth", "format": "generic", "kind": "remote",
+             "options": {"upstream": f"{upstream}/generic"}},
         ],
     }  # fmt: skip
     return run_artifactapi(directory, config)
@@ -372,10 +388,11 @@ def _tree_cpu(pids: list[int]) -> float:
 
 WRK_SCRIPT = """
 local paths = {%s}
+local headers = {%s}
 local counter = 0
 request = function()
   counter = counter + 1
-  return wrk.format("GET", paths[(counter %% #paths) + 1])
+  return wrk.format("GET", paths[(counter %% #paths) + 1], headers)
 end
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -417,11 +434,15 @@ class Result:
 
 
 def run_wrk(
-    server: Server, case: str, paths: list[str], seconds: int, connections: int, scratch: Path
-) -> Result:
-    result = Result(case, server.name, len(paths))
-    script = scratch / f"wrk-{server.name}-{case}.lua"
-    script.write_text(WRK_SCRIPT % ", ".join(json.dumps(p) for p in paths))
+    server: Server, case: str, paths: list[str], seconds: int, connections: int, scratch: Path,
+    headers: dict[str, str] | None = None, label: str | None = None,
+) -> Result:  # fmt: skip
+    result = Result(case, label or server.name, len(paths))
+    script = scratch / f"wrk-{result.server}-{case}.lua"
+    lua_headers = ", ".join(
+        f"[{json.dumps(k)}] = {json.dumps(v)}" for k, v in (headers or {}).items()
+    )
+    script.write_text(WRK_SCRIPT % (", ".join(json.dumps(p) for p in paths), lua_headers))
     command = [
         "wrk", f"-t{WRK_THREADS}", f"-c{connections}", f"-d{seconds}s", "--timeout", "60s",
         "-s", str(script), server.base,
@@ -457,13 +478,16 @@ def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[st
         return response.status, {k.lower(): v for k, v in response.headers.items()}, size
 
 
-def warm(server: Server, paths: list[str], size: int, hit_header: bool) -> None:
+def warm(
+    server: Server, paths: list[str], size: int, hit_header: bool,
+    auth: dict[str, str] | None = None,
+) -> None:  # fmt: skip
     """GET each path twice: the first fills the cache, the second must be a hit of the
     right size (X-Cache: HIT where the server says so)."""
     for path in paths:
-        fetch(server.base + path)
+        fetch(server.base + path, auth)
     for path in paths:
-        status, headers, got = fetch(server.base + path)
+        status, headers, got = fetch(server.base + path, auth)
         if status != 200 or got != size:
             raise RuntimeError(f"{server.name} {path}: {status}, {got} bytes of {size}")
         if hit_header and headers.get("x-cache") != "HIT":
@@ -573,14 +597,18 @@ def _skip(case: str, server: str, why: str) -> Result:
 
 
 def _bench(
-    server: Server, case: str, paths: list[str], settings: Settings, scratch: Path
-) -> Result:
-    result = run_wrk(server, case, paths, settings.seconds, settings.connections, scratch)
+    server: Server, case: str, paths: list[str], settings: Settings, scratch: Path,
+    headers: dict[str, str] | None = None, label: str | None = None,
+) -> Result:  # fmt: skip
+    result = run_wrk(
+        server, case, paths, settings.seconds, settings.connections, scratch, headers, label
+    )
+    name = result.server
     if result.skipped:
-        print(f"  {server.name:<12} {case:<14} FAILED: {result.skipped}", file=sys.stderr)
+        print(f"  {name:<12} {case:<14} FAILED: {result.skipped}", file=sys.stderr)
     else:
         print(
-            f"  {server.name:<12} {case:<14} {result.rps:9.0f} req/s {result.mbps:8.1f} MB/s"
+            f"  {name:<12} {case:<14} {result.rps:9.0f} req/s {result.mbps:8.1f} MB/s"
             f"  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:7.2f} ms"
             f"  errors {result.errors}  cores: server {result.server_cores:4.2f}"
             f" wrk {result.wrk_cores:4.2f} others {result.others_cores:4.2f}",
@@ -693,6 +721,7 @@ def _artifactapi_cases(
             generic = [f"/repository/files/{p.removeprefix('generic/')}" for p in tree.small]
             warm(server, generic, SMALL, True)
             results.append(_bench(server, "small-generic", generic, settings, scratch))
+            results.append(_token_case(server, tree, settings, scratch))
         if settings.runs("small-pypi"):
             fetch(f"{server.base}/repository/pypi/simple/{PYPI_PROJECT}/")
             wheels = [f"/repository/pypi/files/{PYPI_PROJECT}/{name}" for name in tree.wheels]
@@ -708,6 +737,30 @@ def _artifactapi_cases(
             warm(server, [big], settings.big, True)
             results.append(_bench(server, "big", [big], settings, scratch))
         return cold
+
+
+def _token_case(server: Server, tree: Tree, settings: Settings, scratch: Path) -> Result:
+    """The 4 KiB hits of ``files-auth`` with a service account's API token as Bearer."""
+    try:
+        token = service_token(server, "bench-reader", "files-auth")
+        bearer = {"Authorization": f"Bearer {token}"}
+        paths = [f"/repository/files-auth/{p.removeprefix('generic/')}" for p in tree.small]
+        warm(server, paths, SMALL, True, bearer)
+        _refused_anonymously(f"{server.base}{paths[0]}")
+    except FAILURES as exc:
+        return _skip("small-generic", TOKEN_SERVER, str(exc).strip()[-300:])
+    return _bench(server, "small-generic", paths, settings, scratch, bearer, TOKEN_SERVER)
+
+
+def _refused_anonymously(url: str) -> None:
+    """So that the token row measures a check that happens: no credentials, a 401."""
+    try:
+        fetch(url)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            return
+        raise RuntimeError(f"GET {url} with no credentials: {exc.code}, expected 401") from None
+    raise RuntimeError(f"GET {url} with no credentials answered: the remote is not private")
 
 
 def _devpi_case(
@@ -799,6 +852,8 @@ def print_table(results: list[Result]) -> None:
         "small cases: 4 KiB files, wrk cycling through distinct paths; big: one file, MB/s."
         " /nginx: against nginx serving the same size from disk (req/s; MB/s for big);"
         " aiohttp: bare aiohttp answering from memory (bench/floor.py), the framework's ceiling;"
+        f" {TOKEN_SERVER}: the same hits from a private remote, an API token as Bearer in every"
+        " request (artifactapi's other rows are anonymous reads of public remotes);"
         " /peer: artifactapi against devpi-server (pypi) or Verdaccio (npm); server, wrk, others:"
         " CPU cores busy in the server's processes, in wrk, and elsewhere (kernel, neighbours)"
         " during the run."
@@ -837,6 +892,11 @@ def goal_lines(results: list[Result], cold: Cold | None, settings: Settings) -> 
             f"small generic hits p99: {generic.p99_ms:.2f} ms{nginx_p99},"
             f" goal < {GOAL_SMALL_P99_MS:g} ms: {verdict}"
         )
+    token = _find(results, "small-generic", TOKEN_SERVER)
+    goal(
+        "small generic hits with a Bearer API token vs anonymous", token, generic, False,
+        GOAL_TOKEN_ANONYMOUS,
+    )  # fmt: skip
     floor = _find(results, "small-generic", "aiohttp")
     kept, reachable = _ratio(generic, floor, False), _ratio(floor, nginx_small, False)
     if generic is not None and floor is not None and kept and reachable:

@@ -7,10 +7,23 @@ S3 server (``weed mini``), a fresh server and a fresh storage root per case. Per
                    the whole body (chunked, 1 MiB writes), PUT ``?digest=`` with no body;
 * ``pull``         GET of that blob with curl, the body discarded;
 * ``skopeo-push``  ``skopeo copy oci:LAYOUT docker://…`` of a single-layer image;
-* ``skopeo-pull``  ``skopeo copy docker://… oci:OUT`` back.
+* ``skopeo-pull``  ``skopeo copy docker://… oci:OUT`` back;
+* ``skopeo-pull-anon`` (artifactapi only) the same image pushed (untimed) to a second
+                   repository with ``anonymous_read: true`` and pulled from there with no
+                   credentials: the anonymous bearer token against the one of a login,
+                   parity expected.
 
-The push and pull client is curl, run from a child process (its CPU is reported, to show they are not the bottleneck). While an operation runs,
-the parent samples the server's RSS every 20 ms and reads its CPU time from ``/proc``.
+Credentials, as real clients send them: artifactapi's bench runs as the ``admin`` its
+first start made (bench/harness.py), curl with ``-u admin:PASSWORD`` (HTTP Basic on
+every request: the server verifies the password once, argon2, then remembers it), skopeo
+with ``--dest-creds``/``--src-creds`` (the docker token flow: a 401 from ``/v2/``, a
+``GET /v2/token`` with Basic, then an ES256 bearer JWT on every request). distribution
+runs as most deploy it inside a network, with no auth: artifactapi does more work per
+request, never less, so the ratios are not flattered by the credentials.
+
+The push and pull client is curl, run from a child process (its CPU is reported, to
+show it is not the bottleneck). While an operation runs, the parent samples the
+server's RSS every 20 ms and reads its CPU time from ``/proc``.
 Registries alternate within each round; the best run counts, RSS is the worst run's
 peak growth. Two vCPUs are shared by client, registry, S3 server and kernel, so the
 ``others`` column (CPU busy elsewhere) matters when reading the figures.
@@ -68,15 +81,17 @@ from tests.s3server import S3Settings
 
 MODULE = "bench.registry"
 IMAGE = "docker-local/bench"  # the first segment is the artifactapi repository
+PUBLIC_IMAGE = "docker-public/bench"  # in a repository with anonymous_read: true
 TAG = "bench"
 PART_SIZE = 8 * MiB  # S3 multipart part size, the same for both registries
 DISTRIBUTION = "/usr/bin/docker-registry"
 READY_TIMEOUT = 30.0
 RSS_INTERVAL = 0.02
-OPERATIONS = ("push", "pull", "skopeo-push", "skopeo-pull")
+OPERATIONS = ("push", "pull", "skopeo-push", "skopeo-pull", "skopeo-pull-anon")
 STORAGE_NAMES = {"fs": "filesystem", "s3": "s3"}
 GOAL_PUSH = {"fs": 3.0, "s3": 2.0}
 GOAL_PULL = 1.0
+GOAL_ANON_PARITY = 0.9  # a pull with a login against an anonymous one: within noise
 GOAL_RSS_MIB = 150
 BASELINE = "distribution"
 
@@ -88,7 +103,7 @@ def _absolute(base: str, location: str) -> str:
     return location if location.startswith("http") else base + location
 
 
-def _push(base: str, path: str, digest: str) -> tuple[float, float]:
+def _push(base: str, path: str, digest: str, auth: list[str]) -> tuple[float, float]:
     """Push the file at ``path``; return the PUT's seconds (the registry's finalisation)
     and curl's CPU.
 
@@ -96,19 +111,21 @@ def _push(base: str, path: str, digest: str) -> tuple[float, float]:
     reads the file from the page cache for about 0.3 s of CPU per GiB, half what a
     streaming aiohttp client needs; on two cores the client's CPU is the server's loss.
     """
-    status, headers, cpu = _curl("-X", "POST", f"{base}/v2/{IMAGE}/blobs/uploads/")
+    status, headers, cpu = _curl(*auth, "-X", "POST", f"{base}/v2/{IMAGE}/blobs/uploads/")
     _expect(status, 202, "POST")
     location = _absolute(base, headers["location"])
     patch = ("-X", "PATCH", "-T", path, "-H", "Transfer-Encoding: chunked", "-H", "Expect:")
-    status, headers, used = _curl(*patch, "-H", "Content-Type: application/octet-stream", location)
+    octets = ("-H", "Content-Type: application/octet-stream")
+    status, headers, used = _curl(*auth, *patch, *octets, location)
     _expect(status, 202, "PATCH")
     cpu += used
     location = _absolute(base, headers["location"])
     separator = "&" if "?" in location else "?"
     start = time.perf_counter()
     status, _, used = _curl(
-        "-X", "PUT", "-H", "Content-Length: 0", f"{location}{separator}digest=sha256:{digest}"
-    )
+        *auth, "-X", "PUT", "-H", "Content-Length: 0",
+        f"{location}{separator}digest=sha256:{digest}",
+    )  # fmt: skip
     _expect(status, 201, "PUT")
     return time.perf_counter() - start, cpu + used
 
@@ -132,14 +149,16 @@ def _curl(*args: str) -> tuple[int, dict[str, str], float]:
     return status, headers, cpu
 
 
-def _pull(base: str, digest: str) -> tuple[int, float]:
+def _pull(base: str, digest: str, auth: list[str]) -> tuple[int, float]:
     """GET the blob with curl, the body discarded; return the bytes received and curl's CPU.
 
     curl, not aiohttp: an aiohttp client reading into Python needs 0.6 to 1.4 s of CPU
     per GiB, enough to cap a pull near 1 GB/s on two cores; curl needs about 0.2 s.
+    A redirect to a presigned S3 URL is followed without the credentials (curl sends
+    ``-u`` to the first host only), as it should be.
     """
     url = f"{base}/v2/{IMAGE}/blobs/sha256:{digest}"
-    command = ["curl", "-sSL", "--fail", "-o", "/dev/null", "-w", "%{size_download}", url]
+    command = ["curl", "-sSL", "--fail", *auth, "-o", "/dev/null", "-w", "%{size_download}", url]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(command, capture_output=True, text=True, check=False)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -156,12 +175,13 @@ def _expect(status: int, wanted: int, what: str) -> None:
 
 def child(spec: dict[str, Any]) -> dict[str, Any]:
     size, base, digest, finish = spec["size"], spec["base"], spec["digest"], 0.0
+    auth = ["-u", spec["creds"]] if spec["creds"] else []
     if spec["operation"] == "push":
         with measured() as sample:
-            finish, curl_cpu = _push(base, spec["path"], digest)
+            finish, curl_cpu = _push(base, spec["path"], digest, auth)
     else:
         with measured() as sample:
-            received, curl_cpu = _pull(base, digest)
+            received, curl_cpu = _pull(base, digest, auth)
         if received != size:
             raise RuntimeError(f"GET returned {received} bytes of {size}")
     return {
@@ -198,7 +218,10 @@ def start_artifactapi(
         "database": {"url": f"sqlite:///{directory / 'meta.db'}"},
         "storage": storage_config,
         "cache": {"url": "memory://"},
-        "repositories": [{"name": "docker-local", "format": "oci", "kind": "local"}],
+        "repositories": [
+            {"name": "docker-local", "format": "oci", "kind": "local"},
+            {"name": "docker-public", "format": "oci", "kind": "local", "anonymous_read": True},
+        ],
     }
     return run_artifactapi(directory, config)
 
@@ -370,11 +393,15 @@ def _descriptor(media_type: str, blob: tuple[str, int]) -> dict[str, Any]:
     return {"mediaType": media_type, "digest": f"sha256:{blob[0]}", "size": blob[1]}
 
 
-def skopeo_copy(source: str, destination: str) -> tuple[float, float]:
+def skopeo_copy(
+    source: str, destination: str, src_creds: str | None = None, dest_creds: str | None = None
+) -> tuple[float, float]:
     """Run ``skopeo copy``; return its wall time and CPU time (user + system)."""
+    creds = [f"--src-creds={src_creds}"] if src_creds else []
+    creds += [f"--dest-creds={dest_creds}"] if dest_creds else []
     command = [
         "skopeo", "copy", "--src-tls-verify=false", "--dest-tls-verify=false",
-        "--retry-times=0", source, destination,
+        "--retry-times=0", *creds, source, destination,
     ]  # fmt: skip
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
@@ -387,8 +414,13 @@ def skopeo_copy(source: str, destination: str) -> tuple[float, float]:
     return seconds, cpu
 
 
-def _docker_ref(server: Server) -> str:
-    return f"docker://{server.base.removeprefix('http://')}/{IMAGE}:{TAG}"
+def _docker_ref(server: Server, image: str = IMAGE) -> str:
+    return f"docker://{server.base.removeprefix('http://')}/{image}:{TAG}"
+
+
+def _creds(server: Server) -> str | None:
+    """skopeo's and curl's ``user:password`` for artifactapi; None for a peer with no auth."""
+    return server.creds if server.password is not None else None
 
 
 # -- parent side: one case = one fresh server on one storage -------------------------
@@ -452,7 +484,7 @@ class Case:
     def record(self, operation: str, run: Run | None, error: str | None = None) -> None:
         key = (self.server_label, self.storage, operation)
         result = self.results.setdefault(key, Result(*key))
-        label = f"{self.server_label:<20} {self.storage:<3} {operation:<12}"
+        label = f"{self.server_label:<20} {self.storage:<3} {operation:<16}"
         if run is None:
             result.errors.append(error or "failed")
             print(f"  {label} FAILED: {(error or '').strip().splitlines()[-1:]}", file=sys.stderr)
@@ -468,7 +500,10 @@ class Case:
 
 
 def _client(case: Case, operation: str, digest: str | None) -> str | None:
-    spec = {"operation": operation, "base": case.server.base, "size": case.size, "digest": digest}
+    spec = {
+        "operation": operation, "base": case.server.base, "size": case.size, "digest": digest,
+        "creds": _creds(case.server),
+    }  # fmt: skip
     if operation == "push":
         # A new file (a new digest) per push, written before the page pool is warmed.
         path = case.scratch / "push.bin"
@@ -491,13 +526,15 @@ def _client(case: Case, operation: str, digest: str | None) -> str | None:
     return str(outcome["digest"])
 
 
-def _skopeo(case: Case, operation: str, source: str, destination: str) -> bool:
+def _skopeo(
+    case: Case, operation: str, source: str, destination: str, src: str | None, dest: str | None
+) -> bool:
     warm_page_pool(case.size, case.scratch)
     os.sync()
     time.sleep(0.5)
     try:
         with watched(case.server.process.pid) as watch:
-            seconds, cpu = skopeo_copy(source, destination)
+            seconds, cpu = skopeo_copy(source, destination, src, dest)
     except ChildFailed as exc:
         case.record(operation, None, str(exc))
         return False
@@ -512,11 +549,21 @@ def run_case(case: Case) -> None:
         _client(case, "pull", digest)
     if case.layout is None:
         return
-    ref = _docker_ref(case.server)
-    if _skopeo(case, "skopeo-push", f"oci:{case.layout}:{TAG}", ref):
-        out = case.server.directory / "pulled"
-        _skopeo(case, "skopeo-pull", ref, f"oci:{out}:{TAG}")
+    ref, creds, layout = _docker_ref(case.server), _creds(case.server), f"oci:{case.layout}:{TAG}"
+    out = case.server.directory / "pulled"
+    if _skopeo(case, "skopeo-push", layout, ref, None, creds):
+        _skopeo(case, "skopeo-pull", ref, f"oci:{out}:{TAG}", creds, None)
         shutil.rmtree(out, ignore_errors=True)
+    if creds is None:
+        return  # a peer with no auth: its skopeo-pull is already anonymous
+    public = _docker_ref(case.server, PUBLIC_IMAGE)
+    try:
+        skopeo_copy(layout, public, None, creds)  # untimed: the image to pull anonymously
+    except ChildFailed as exc:
+        case.record("skopeo-pull-anon", None, str(exc))
+        return
+    _skopeo(case, "skopeo-pull-anon", public, f"oci:{out}:{TAG}", None, None)
+    shutil.rmtree(out, ignore_errors=True)
 
 
 def _delete_prefix(s3: S3Settings, prefix: str) -> None:
@@ -573,7 +620,7 @@ def probe_skopeo(label: str, scratch: Path) -> str | None:
         build_layout(layout, 4096)
         server = starter("fs", directory, None, "probe", {})
         try:
-            skopeo_copy(f"oci:{layout}:{TAG}", _docker_ref(server))
+            skopeo_copy(f"oci:{layout}:{TAG}", _docker_ref(server), None, _creds(server))
         finally:
             server.stop()
     except (ChildFailed, RuntimeError) as exc:
@@ -643,7 +690,7 @@ def _finish(result: Result) -> float | None:
 
 def print_table(results: Results) -> None:
     header = (
-        f"{'registry':<20} {'storage':<10} {'operation':<12} | {'MB/s':>5} | "
+        f"{'registry':<20} {'storage':<10} {'operation':<16} | {'MB/s':>5} | "
         f"{'all runs MB/s':<14} | {'ratio':>5} | {'client s/GiB':>12} | "
         f"{'server s/GiB':>12} | {'others':>6} | {'RSS +MiB':>8} | {'PUT s':>5}"
     )
@@ -653,7 +700,7 @@ def print_table(results: Results) -> None:
         best = result.best
         runs = " ".join(f"{run.mbps:.0f}" for run in result.runs) or "failed"
         print(
-            f"{result.server:<20} {STORAGE_NAMES[result.storage]:<10} {result.operation:<12} | "
+            f"{result.server:<20} {STORAGE_NAMES[result.storage]:<10} {result.operation:<16} | "
             f"{_fmt(best.mbps if best else None, '5.0f')} | {runs:<14} | "
             f"{_fmt(_ratio(results, result), '5.2f')} | "
             f"{_fmt(best.client_cpu_per_gib if best else None, '12.2f')} | "
@@ -685,6 +732,20 @@ def goal_lines(results: Results, skipped: dict[str, str | None]) -> list[str]:
             memory = "met" if result.peak_rss < GOAL_RSS_MIB else "MISSED"
             line += f"; peak RSS +{result.peak_rss:.1f} MiB, goal < {GOAL_RSS_MIB} MiB: {memory}"
         lines.append(line)
+    for (server, storage, operation), anonymous in sorted(results.items()):
+        login = results.get((server, storage, "skopeo-pull"))
+        if operation != "skopeo-pull-anon" or anonymous.best is None:
+            continue
+        where = f"{server} {STORAGE_NAMES[storage]} skopeo pull with a login vs anonymous-readable"
+        if login is None or login.best is None:
+            lines.append(f"{where}: not measured")
+            continue
+        ratio = login.best.mbps / anonymous.best.mbps
+        verdict = "met" if ratio >= GOAL_ANON_PARITY else "MISSED"
+        lines.append(
+            f"{where}: {ratio:.2f} x anonymous ({login.best.mbps:.0f} MB/s;"
+            f" {anonymous.best.mbps:.0f} MB/s), goal >= {GOAL_ANON_PARITY}: {verdict}"
+        )
     for label, reason in skipped.items():
         if reason is not None:
             lines.append(f"{label} skopeo end to end: skipped: {reason}")

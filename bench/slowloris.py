@@ -14,6 +14,8 @@ connections during the measurement. Per round, in this order:
 The client's p50 and p99 latency are compared in the same run, their ratio printed
 (the goal: 500 such connections do not slow a normal client, a ratio near 1). The
 holder reports how many connections the server closed (the header timeout at work).
+The upload and the client's GETs carry the admin's HTTP Basic credentials (bench/harness.py);
+the holder sends none: it never gets past its headers.
 Rounds alternate the two cases; the lowest p50 and p99 of each case count (the machine
 is shared, and slower rounds measure its other tenants).
 
@@ -64,11 +66,12 @@ def _client(spec: dict[str, Any]) -> dict[str, Any]:
     """GET ``PATH`` back to back for ``seconds``; every latency, in milliseconds."""
     host, port = spec["host"], spec["port"]
     connection = http.client.HTTPConnection(host, port, timeout=30)
+    headers = {"Authorization": spec["authorization"]}
     latencies: list[float] = []
     deadline = time.perf_counter() + spec["seconds"]
     while time.perf_counter() < deadline:
         started = time.perf_counter()
-        connection.request("GET", PATH)
+        connection.request("GET", PATH, headers=headers)
         response = connection.getresponse()
         body = response.read()
         latencies.append((time.perf_counter() - started) * 1000)
@@ -163,9 +166,9 @@ def _percentile(ordered: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def _upload(host: str, port: int) -> None:
+def _upload(host: str, port: int, authorization: str) -> None:
     connection = http.client.HTTPConnection(host, port, timeout=30)
-    connection.request("PUT", PATH, body=BODY)
+    connection.request("PUT", PATH, body=BODY, headers={"Authorization": authorization})
     response = connection.getresponse()
     response.read()
     if response.status not in (200, 201):
@@ -173,7 +176,7 @@ def _upload(host: str, port: int) -> None:
 
 
 def _with_slowloris(
-    host: str, port: int, connections: int, seconds: float
+    host: str, port: int, connections: int, seconds: float, authorization: str
 ) -> tuple[Latency, dict[str, Any]]:
     spec = {"role": "holder", "host": host, "port": port, "connections": connections,
             "seconds": seconds + 5}  # fmt: skip
@@ -184,8 +187,9 @@ def _with_slowloris(
         line = holder.stdout.readline()
         if line.strip() != "ready":
             raise ChildFailed(f"the slowloris holder did not get ready: {line!r}")
-        measured = run_child(MODULE, {"role": "client", "host": host, "port": port,
-                                      "seconds": seconds})  # fmt: skip
+        client = {"role": "client", "host": host, "port": port, "seconds": seconds,
+                  "authorization": authorization}  # fmt: skip
+        measured = run_child(MODULE, client)
         out, _ = holder.communicate(timeout=seconds + 60)
         stats: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     finally:
@@ -227,11 +231,12 @@ def main() -> None:
     try:
         url = urlsplit(server.base)
         host, port = url.hostname or "127.0.0.1", url.port or 80
-        _upload(host, port)
+        _upload(host, port, server.basic)
         for round_number in range(rounds):
-            spec = {"role": "client", "host": host, "port": port, "seconds": seconds}
+            spec = {"role": "client", "host": host, "port": port, "seconds": seconds,
+                    "authorization": server.basic}  # fmt: skip
             alone.append(Latency.of(run_child(MODULE, spec)["latencies"]))
-            latency, stats = _with_slowloris(host, port, connections, seconds)
+            latency, stats = _with_slowloris(host, port, connections, seconds, server.basic)
             loaded.append(latency)
             closed += stats["closed_by_server"]
             print(f"  round {round_number + 1}: alone {alone[-1]}, slowloris {latency}, "
