@@ -138,7 +138,7 @@ async def test_forged_tokens_are_refused(one: TestClient) -> None:
             claims, stranger.private_pem, algorithm="ES256", headers={"kid": kid}
         ),
         "HS256 with a secret": jwt.encode(
-            claims, "secret", algorithm="HS256", headers={"kid": kid}
+            claims, "a shared secret of thirty-two bytes!", algorithm="HS256", headers={"kid": kid}
         ),
         "tampered access": _with_claims(
             good,

@@ -402,7 +402,8 @@ async def test_a_replica_killed_mid_patch_leaves_nothing_once_collected(
     (tmp_path / "artifactapi.yaml").write_text(yaml.safe_dump(sections))
     with serving(tmp_path) as (process, base):
         password = (tmp_path / "data" / "initial-admin-password").read_text().strip()
-        async with aiohttp.ClientSession(auth=aiohttp.BasicAuth("admin", password)) as session:
+        signed_in = {"Authorization": aiohttp.encode_basic_auth("admin", password)}
+        async with aiohttp.ClientSession(headers=signed_in) as session:
             started = await session.post(f"{base}/v2/{NAME}/blobs/uploads/")
             location = started.headers["Location"]
 

@@ -40,13 +40,13 @@ async def session(directory: Path) -> AsyncIterator[aiohttp.ClientSession]:
     """A client signed in as the admin the server in ``directory`` made at its first start."""
     # A fresh connection per request, so a multi-worker server spreads them.
     connector = aiohttp.TCPConnector(force_close=True)
-    async with aiohttp.ClientSession(connector=connector, auth=admin(directory)) as client:
+    async with aiohttp.ClientSession(connector=connector, headers=admin(directory)) as client:
         yield client
 
 
-def admin(directory: Path) -> aiohttp.BasicAuth:
+def admin(directory: Path) -> dict[str, str]:
     password = (directory / "data" / "initial-admin-password").read_text().strip()
-    return aiohttp.BasicAuth("admin", password)
+    return {"Authorization": aiohttp.encode_basic_auth("admin", password)}
 
 
 def children(pid: int) -> list[str]:
@@ -117,7 +117,7 @@ async def test_downloads_are_exact_and_survive_clients_that_leave(
     data = os.urandom(24 * 2**20 + 123)
     with serving(tmp_path) as (process, base):
         url = f"{base}/repository/files/big.bin"
-        async with aiohttp.ClientSession(auth=admin(tmp_path)) as client:  # one kept alive
+        async with aiohttp.ClientSession(headers=admin(tmp_path)) as client:  # one kept alive
             assert (await client.put(url, data=data)).status == 201
             ranged = await client.get(url, headers={"Range": "bytes=1000-2999999"})
             assert ranged.status == 206
