@@ -46,13 +46,12 @@ def _route(
             request[ACTION] = f"admin: {change}"
         auth = request.app[keys.AUTH]
         header = request.headers.get(hdrs.AUTHORIZATION)
-        if admin:
-            who = await auth.admin(header, request.remote)
-        else:
-            who = await auth.authenticate(header, request.remote)
-            if who.anonymous:
-                raise Unauthorized("authentication required")
-        request[PRINCIPAL] = who
+        who = await auth.authenticate(header, request.remote)
+        request[PRINCIPAL] = who  # the audit log's actor, refused or not
+        if who.anonymous:
+            raise Unauthorized("authentication required")
+        if admin and not is_admin(who):
+            raise Forbidden(f"{who.name} is not an administrator")
         response = await handler(request, who)
         if change is not None:
             await auth.look()  # this replica drops what the change made stale at once
