@@ -1,5 +1,5 @@
 """Command line: ``artifactapi [--config FILE] [--debug] serve | gc [--dry-run] | config check
-FILE | migrate | user … | token … | perm … | key …``; the global options may also follow
+FILE | migrate | user … | token … | perm … | key … | audit``; the global options may also follow
 the command (``artifactapi serve --config FILE``)."""
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             applied = asyncio.run(migrate_once(config))
             print(f"applied migrations: {', '.join(applied) or 'none (up to date)'}")
             return 0
-        if command in ("user", "token", "perm", "key"):
+        if command in cli_auth.COMMANDS:
             return asyncio.run(cli_auth.run(config, args))
         if command == "gc":
             from app.logs import configure_logging

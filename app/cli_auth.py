@@ -1,4 +1,4 @@
-"""``artifactapi user | token | perm | key …``: the auth tables from the command line,
+"""``artifactapi user | token | perm | key … | audit``: the auth tables from the command line,
 straight against the configured database (what the management API does over HTTP).
 A secret (a new password or token) is printed once, on stdout, and nowhere else."""
 
@@ -11,7 +11,14 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from app.auth.manage import create_principal, create_token, set_password
+from app.auth.audit import MAX_PAGE, AuditRecords
+from app.auth.manage import (
+    all_permissions,
+    checked_grant,
+    create_principal,
+    create_token,
+    set_password,
+)
 from app.auth.permissions import ACTIONS
 from app.auth.records import AuthRecords
 from app.auth.service import Auth
@@ -20,6 +27,7 @@ from app.config import Config, parse_seconds
 from app.formats import available_formats, migrations
 
 Command = Callable[[str], argparse.ArgumentParser]
+COMMANDS = ("user", "token", "perm", "key", "audit")  # the ones :func:`run` does
 
 
 def add_commands(command: Callable[..., argparse.ArgumentParser], commands: Any) -> None:
@@ -66,6 +74,10 @@ def add_commands(command: Callable[..., argparse.ArgumentParser], commands: Any)
     command(keys, "list", "list signing keys")
     command(keys, "rotate", "add a key that signs from now on (older ones still verify)")
     command(keys, "retire", "stop a key verifying anything").add_argument("kid")
+
+    audit = command(commands, "audit", "the audit log, newest first, as JSON lines")
+    audit.add_argument("--limit", type=int, default=100, help=f"entries, 1 to {MAX_PAGE}")
+    audit.set_defaults(action=None)
 
 
 async def run(config: Config, args: argparse.Namespace) -> int:
@@ -147,10 +159,10 @@ async def _token_revoke(records: AuthRecords, config: Config, args: argparse.Nam
 
 
 async def _perm_grant(records: AuthRecords, config: Config, args: argparse.Namespace) -> int:
-    actions = [a for a in args.actions.split(",") if a]
-    kind, _, name = args.subject.partition(":")
-    if kind not in ("user", "group") or not name or not actions or set(actions) - set(ACTIONS):
-        print("artifactapi: perm grant user:NAME|group:NAME REPO read,write,…", file=sys.stderr)
+    try:
+        actions = checked_grant(args.subject, args.repository, args.actions.split(","))
+    except ValueError as exc:
+        print(f"artifactapi: perm grant user:NAME|group:NAME REPO read,…: {exc}", file=sys.stderr)
         return 1
     await records.grant(args.subject, args.repository, actions)
     print(f"granted {','.join(actions)} in {args.repository} to {args.subject}")
@@ -163,13 +175,14 @@ async def _perm_revoke(records: AuthRecords, config: Config, args: argparse.Name
 
 
 async def _perm_list(records: AuthRecords, config: Config, args: argparse.Namespace) -> int:
-    for row in await records.permissions():
+    listed = await all_permissions(records, config.auth)
+    for row in listed["granted"]:
         print(f"{row['subject']}\t{row['repository']}\t{','.join(row['actions'])}")
-    for declared in config.auth.permissions:  # the configuration's, for the whole picture
-        subjects = [f"user:{u}" for u in declared.users] + [f"group:{g}" for g in declared.groups]
-        print(
-            f"{','.join(subjects)}\t{declared.repository}\t{','.join(declared.actions)}\t(config)"
-        )
+    for declared in listed["configured"]:  # the configuration's, for the whole picture
+        subjects = [f"user:{u}" for u in declared["users"]]
+        subjects += [f"group:{g}" for g in declared["groups"]]
+        where, actions = declared["repository"], ",".join(declared["actions"])
+        print(f"{','.join(subjects)}\t{where}\t{actions}\t(config)")
     return 0
 
 
@@ -188,6 +201,15 @@ async def _key_rotate(records: AuthRecords, config: Config, args: argparse.Names
 
 async def _key_retire(records: AuthRecords, config: Config, args: argparse.Namespace) -> int:
     return _done(await records.retire_signing_key(args.kid), "retired", f"no live key {args.kid}")
+
+
+async def _audit(records: AuthRecords, config: Config, args: argparse.Namespace) -> int:
+    if not 1 <= args.limit <= MAX_PAGE:
+        print(f"artifactapi: --limit from 1 to {MAX_PAGE}", file=sys.stderr)
+        return 2
+    for entry in await AuditRecords(records.db).entries(limit=args.limit):
+        print(json.dumps(entry))
+    return 0
 
 
 def _scope(text: str) -> dict[str, Any]:
@@ -218,4 +240,5 @@ _HANDLERS = {
     ("key", "list"): _key_list,
     ("key", "rotate"): _key_rotate,
     ("key", "retire"): _key_retire,
+    ("audit", None): _audit,
 }

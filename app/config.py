@@ -278,6 +278,8 @@ class AuthConfig(_Section):
     failed_logins_per_user: int = Field(default=10, ge=1)
     permissions: tuple[PermissionConfig, ...] = ()
     trusted_publishers: tuple[TrustedPublisherConfig, ...] = ()
+    # Audit rows older than this are dropped by the collector.
+    audit_retention: Seconds = Field(default=90 * 86400.0, gt=0)
 
 
 class Config(_Section):

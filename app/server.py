@@ -10,8 +10,9 @@ from functools import partial
 import structlog
 from aiohttp import hdrs, web
 
-from app import gc_routes, health, keys, oidc_routes
+from app import admin_routes, gc_routes, health, keys, oidc_routes
 from app.access_log import AccessWriter, JsonAccessLog, console_access_log
+from app.auth.audit import ACTION, TARGET, recorded
 from app.auth.manage import first_admin
 from app.auth.oidc import TrustedPublishing
 from app.auth.permissions import Action
@@ -69,6 +70,7 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
     app[ACCESS_LOG] = access = _access_log(config)
     app.middlewares.append(observing(app))  # the first: every other runs inside it
     app.on_response_prepare.append(request_ids_added(app))
+    app.on_response_prepare.append(audited)
 
     async def backends(app: web.Application) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
@@ -110,6 +112,9 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
             stack.push_async_callback(publishing.close)
             watching = asyncio.create_task(auth.watch())
             stack.push_async_callback(auth.flush_uses)
+            stack.push_async_callback(auth.audit.flush)  # after the last request's row
+            auditing = asyncio.create_task(auth.audit.flush_periodically())
+            stack.push_async_callback(_cancelled, auditing)
             stack.push_async_callback(_cancelled, watching)
             leases = (
                 DatabaseLeases(metadata)
@@ -140,7 +145,13 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
             flushing = asyncio.create_task(core.hits.flush_periodically())
             stack.push_async_callback(_cancelled, flushing)
             app[keys.COLLECTOR] = Collector(
-                config.gc, metadata, storage, formats, app[keys.REPOSITORIES], app[keys.METRICS]
+                config.gc,
+                metadata,
+                storage,
+                formats,
+                app[keys.REPOSITORIES],
+                app[keys.METRICS],
+                audit_retention=config.auth.audit_retention,
             )
             if config.gc.enabled:
                 scheduled = asyncio.create_task(every(app[keys.COLLECTOR], config.gc.interval))
@@ -154,6 +165,7 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
     app.router.add_get("/metrics", health.metrics)
     gc_routes.setup(app)
     oidc_routes.setup(app)
+    admin_routes.setup(app)
     app.router.add_route(
         "*", "/repository/{repository}/{path:.*}", dispatch, expect_handler=expect_continue
     )
@@ -245,8 +257,26 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
 async def authorised(request: web.Request, repo: Repository, action: Action, fmt: Format) -> None:
     """Who is asking, whether they may, and who it was for the handler (``PRINCIPAL``)."""
     auth = request.app[keys.AUTH]
+    request[ACTION] = action  # for the audit log, refused or not
     principal = await auth.authenticate(request.headers.get(hdrs.AUTHORIZATION), request.remote)
     request[PRINCIPAL] = principal
     await auth.authorise(
         principal, repo.name, action, partial(fmt.challenge, request, repo), repo.anonymous_read
     )
+
+
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})  # always reads (Format.action)
+
+
+async def audited(request: web.Request, response: web.StreamResponse) -> None:
+    """The audit log's row for a request that wrote, deleted or administered, with the
+    status it got; a read costs one test."""
+    if request.method in _READS:
+        return
+    action = request.get(ACTION)
+    if action is None or not recorded(action):
+        return
+    principal = request.get(PRINCIPAL)
+    actor = principal.name if principal is not None else ""
+    target = request.get(TARGET) or request.path
+    request.app[keys.AUTH].audit.record(actor, action, target, request.remote, response.status)

@@ -17,10 +17,11 @@ from datetime import timedelta
 import structlog
 
 from app import layout
+from app.auth.audit import AuditRecords
 from app.backends.metadata import MetadataStore
 from app.backends.storage import BlobStorage
 from app.cas import ContentStore
-from app.config import GcConfig
+from app.config import AuthConfig, GcConfig
 from app.formats.base import Format
 from app.metrics import Metrics
 from app.proxy.options import RemoteOptions
@@ -72,8 +73,10 @@ class Collector:
         formats: dict[str, Format],
         repositories: Repositories,
         metrics: Metrics | None = None,
+        audit_retention: float = AuthConfig().audit_retention,
     ) -> None:
         self.config = config
+        self.audit_retention = audit_retention
         self.metadata = metadata
         self.storage = storage
         self.formats = formats
@@ -128,6 +131,7 @@ class Collector:
             await blobs.leftovers(references, unlink)
             await blobs.orphans(grace_cutoff, references, unlink)
         await self._staging(report, upload_cutoff)
+        await self._audit(report, now - self.audit_retention)
 
     async def _staging(self, report: Report, cutoff: float) -> None:
         """Ingests that died before finishing (``layout.TMP``), and writes a killed
@@ -147,6 +151,14 @@ class Collector:
             report.add("incomplete", len(incomplete), sum(i.size for i in incomplete))
         except Exception as exc:
             report.error("incomplete", exc)
+
+    async def _audit(self, report: Report, cutoff: float) -> None:
+        """Audit rows past ``auth.audit_retention``."""
+        try:
+            trimmed = await AuditRecords(self.metadata.db).trim(cutoff, report.dry_run)
+            report.add("audit", trimmed, 0)
+        except Exception as exc:
+            report.error("audit", exc)
 
     async def _renew(self) -> None:
         if not await self.metadata.acquire_lease(LEASE, self.holder, LEASE_TTL):

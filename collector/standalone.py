@@ -25,5 +25,8 @@ async def collect_once(config: Config, dry_run: bool = False) -> Report:
         stack.push_async_callback(metadata.close)
         await metadata.migrate(migrations(formats.values()))
         repositories = await Repositories.sync(metadata, config.repositories, options)
-        collector = Collector(config.gc, metadata, storage, formats, repositories)
+        collector = Collector(
+            config.gc, metadata, storage, formats, repositories,
+            audit_retention=config.auth.audit_retention,
+        )  # fmt: skip
         return await collector.run(dry_run=dry_run)

@@ -14,7 +14,7 @@ from app.auth.passwords import hash_password
 from app.auth.permissions import ACTIONS
 from app.auth.records import AuthRecords, PrincipalRow, TokenRow
 from app.auth.tokens import new_token
-from app.config import principal_name
+from app.config import AuthConfig, principal_name
 
 
 async def create_principal(
@@ -50,6 +50,32 @@ def checked_scopes(scopes: list[dict[str, Any]]) -> list[dict[str, Any]]:
             raise ValueError(f"scopes[{index}].actions: a list of {', '.join(ACTIONS)}")
         checked.append({"repository": repository, "actions": sorted(set(actions))})
     return checked
+
+
+def checked_grant(subject: str, repository: str, actions: list[str]) -> list[str]:
+    """The grant's actions, sorted; ValueError saying what is wrong with it."""
+    kind, _, name = subject.partition(":")
+    if kind not in ("user", "group"):
+        raise ValueError("subject: user:NAME or group:NAME")
+    try:
+        principal_name(name)
+    except ValueError as exc:
+        raise ValueError(f"subject: {exc}") from None
+    if not repository or len(repository) > 128:
+        raise ValueError("repository: a repository name, a glob or *")
+    if not actions or not all(isinstance(a, str) for a in actions) or set(actions) - set(ACTIONS):
+        raise ValueError(f"actions: a list of {', '.join(ACTIONS)}")
+    return sorted(set(actions))
+
+
+async def all_permissions(records: AuthRecords, config: AuthConfig) -> dict[str, Any]:
+    """The grants in the database, and those the configuration declares (read-only)."""
+    configured = [
+        {"repository": p.repository, "users": list(p.users), "groups": list(p.groups),
+         "actions": list(p.actions)}
+        for p in config.permissions
+    ]  # fmt: skip
+    return {"granted": await records.permissions(), "configured": configured}
 
 
 async def create_token(

@@ -35,6 +35,14 @@ class PrincipalRow:
             bool(row["admin"]), bool(row["disabled"]), row["description"],
         )  # fmt: skip
 
+    def public(self) -> dict[str, Any]:
+        """What any endpoint may show of a principal: never the password's hash."""
+        return {
+            "name": self.name, "kind": self.kind, "admin": self.admin,
+            "disabled": self.disabled, "description": self.description,
+            "password": self.password_hash is not None,
+        }  # fmt: skip
+
 
 @dataclass(frozen=True, slots=True)
 class TokenRow:
@@ -74,6 +82,14 @@ class SigningKeyRow:
     public_pem: str
     created_at: float
     retired_at: float | None
+
+    def public(self) -> dict[str, Any]:
+        """All but the private key."""
+        return {
+            "kid": self.kid, "algorithm": self.algorithm, "public_pem": self.public_pem,
+            "created_at": self.created_at, "retired": self.retired_at is not None,
+            "retired_at": self.retired_at,
+        }  # fmt: skip
 
 
 _PRINCIPAL = "p.id, p.name, p.kind, p.password_hash, p.admin, p.disabled, p.description"

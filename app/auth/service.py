@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import structlog
 from aiohttp import web
 
+from app.auth.audit import AuditLog, AuditRecords
 from app.auth.bearer import Bearer, InvalidBearer, Keys
 from app.auth.passwords import verify_password
 from app.auth.permissions import Action, Grant, allowed
@@ -83,6 +84,7 @@ class Auth:
     throttle: Throttle | None = None  # failed logins, counted across replicas
     keys: Keys = field(init=False)
     bearer: Bearer = field(init=False)
+    audit: AuditLog = field(init=False)
     _verified: dict[str, _Remembered] = field(default_factory=dict)
     _verifying: dict[str, asyncio.Future[tuple[Principal, float]]] = field(default_factory=dict)
     _grants: dict[str, tuple[Grant, ...]] = field(default_factory=dict)
@@ -94,6 +96,7 @@ class Auth:
         self.bearer = Bearer(
             self.keys, self.config.issuer, self.config.service, self.config.token_ttl
         )
+        self.audit = AuditLog(AuditRecords(self.records.db))
 
     # -- who is asking ----------------------------------------------------------------
 
@@ -261,8 +264,7 @@ class Auth:
         principal = await self.authenticate(authorization, source)
         if principal.anonymous:
             raise Unauthorized("authentication required")
-        scoped_out = principal.scopes is not None and not allowed(principal.scopes, "*", "admin")
-        if not principal.admin or scoped_out or principal.access is not None:
+        if not is_admin(principal):
             raise Forbidden(f"{principal.name} is not an administrator")
         return principal
 
@@ -333,6 +335,13 @@ class Auth:
         if used:
             with contextlib.suppress(Exception):
                 await self.records.tokens_used(used)
+
+
+def is_admin(principal: Principal) -> bool:
+    """An administrator, by a password or a token whose scopes leave ``admin`` on ``*``
+    (never by an OCI bearer token, which only covers its access claim)."""
+    scoped_out = principal.scopes is not None and not allowed(principal.scopes, "*", "admin")
+    return principal.admin and not scoped_out and principal.access is None
 
 
 def _covers(principal: Principal, name: str, action: Action) -> bool:

@@ -19,6 +19,7 @@ surface grow, never imported around it.
 
 from __future__ import annotations
 
+from app.auth.audit import ACTION
 from app.auth.permissions import Action
 from app.auth.scopes import parse_scopes
 from app.auth.service import PRINCIPAL, Auth, Principal
@@ -55,6 +56,7 @@ from pipelines import ALGORITHMS, Digest, InvalidDigest, parse_digest
 from pipelines.sources import once
 
 __all__ = [
+    "ACTION",
     "ALGORITHMS",
     "PRINCIPAL",
     "Action",

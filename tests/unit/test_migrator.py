@@ -33,6 +33,7 @@ def test_scripts_say_which_global_version_they_were_part_of() -> None:
         "core/0003_remote": 4,
         "core/0004_remote_links": 5,
         "auth/0001_auth": None,  # made after tracks: no database ran it as a global version
+        "auth/0002_audit": None,
         "generic/0001_files": 1,
         "oci/0001_oci": 2,
         "oci/0002_gc": 3,

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import hdrs, web
 
 from app.formats.api import (
+    ACTION,
     PRINCIPAL,
     Action,
     BadRequest,
@@ -60,6 +61,7 @@ async def principal(services: Services, request: web.Request) -> Principal:
 async def authorise(services: Services, request: web.Request, t: Target, action: Action) -> None:
     """Raise unless the caller may do ``action`` on the image ``t`` names."""
     name = f"{t.repo.name}/{t.image}"
+    request[ACTION] = action  # for the audit log, refused or not
     who = await principal(services, request)
     scope = f"repository:{name}:{_AS_SCOPE[action]}"
     await services.auth.authorise(
