@@ -347,10 +347,17 @@ async def test_account_endpoints_are_the_callers_own(service: Service) -> None:
     assert await answer.json() == {"username": "bob"}
 
     (bobs,) = await service.records.tokens("bob")
-    for path in (f"{base}/npm/v1/tokens/token/{bobs.id}", f"{base}/npm/v1/tokens/token/{bob}"):
-        assert (await client.delete(path, headers=bearer(alice))).status == 404
-    assert (await client.delete(f"{base}/user/token/{bob}", headers=bearer(alice))).status == 404
+    tokens = f"{base}/npm/v1/tokens"
+    assert (await client.delete(f"{tokens}/token/{bobs.id}", headers=bearer(alice))).status == 404
+    assert (await client.delete(f"{tokens}/token/{bobs.id}")).status == 401
     assert await whoami(service, bob) == 200
+    # A token's whole secret in a path (so in the access log) is revoked, whoever sent it.
+    for where in (f"{tokens}/token/", f"{base}/user/token/"):
+        assert (await client.delete(where + bob, headers=bearer(alice))).status in (204, 200)
+        assert await whoami(service, bob) == 401
+        bob = await service.login("bob")
+    unknown = f"{base}/user/token/aat_{'x' * 43}"
+    assert (await client.delete(unknown, headers=bearer(alice))).status == 404
     listed = await (await client.get(f"{base}/npm/v1/tokens", headers=bearer(alice))).json()
     assert listed["total"] == 1 and listed["urls"] == {}
 
@@ -365,7 +372,6 @@ async def test_account_endpoints_are_the_callers_own(service: Service) -> None:
     assert refused.status == 403
 
     body = {"password": PASSWORD, "readonly": True, "cidr_whitelist": ["10.0.0.0/8"]}
-    tokens = f"{base}/npm/v1/tokens"
     refused = await client.post(tokens, json=body, headers=bearer(alice))
     assert refused.status == 400  # an allow-list is refused, never ignored
     made = await client.post(tokens, json={**body, "cidr_whitelist": []}, headers=bearer(alice))

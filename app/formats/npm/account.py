@@ -36,9 +36,8 @@ async def whoami(accounts: Accounts, request: web.Request) -> web.Response:
 
 async def logout(accounts: Accounts, request: web.Request, secret: str) -> web.Response:
     """``DELETE /-/user/token/<token>``: revoke the token npm was using."""
-    principal = await caller(accounts.auth, request)
-    token = await accounts.auth.records.token_by_digest(token_digest(secret))
-    await _revoke(accounts, principal.name, token)
+    await caller(accounts.auth, request)
+    await _revoke_secret(accounts, secret)
     return web.json_response({"ok": True})
 
 
@@ -79,19 +78,30 @@ async def revoke(accounts: Accounts, request: web.Request, key: str) -> web.Resp
     """``DELETE /-/npm/v1/tokens/token/<key>``: by id, or by the whole token (what
     ``npm token revoke <token>`` sends)."""
     principal = await token_manager(accounts.auth, request)
-    records = accounts.auth.records
-    if key.isascii() and key.isdigit() and len(key) < 19:
-        token = await records.token(int(key))
-    else:
-        token = await records.token_by_digest(token_digest(key))
-    await _revoke(accounts, principal.name, token)
+    if not (key.isascii() and key.isdigit() and len(key) < 19):
+        await _revoke_secret(accounts, key)
+        return web.Response(status=204)
+    token = await accounts.auth.records.token(int(key))
+    # Another's token is as unknown as a token that never was.
+    if token is None or token.principal.name != principal.name:
+        raise NotFound("no such token of yours")
+    await _revoke(accounts, token)
     return web.Response(status=204)
 
 
-async def _revoke(accounts: Accounts, owner: str, token: TokenRow | None) -> None:
-    # Another's token is as unknown as a token that never was.
-    if token is None or token.principal.name != owner or token.revoked_at is not None:
-        raise NotFound("no such token of yours")
+async def _revoke_secret(accounts: Accounts, secret: str) -> None:
+    """Revoke the token whose whole secret was sent, whoever's it is. Whoever has a
+    secret can already do all it does; and the secret is in the request's path, so
+    in the access log: every token named there must be dead once it is answered."""
+    token = await accounts.auth.records.token_by_digest(token_digest(secret))
+    if token is None:
+        raise NotFound("no such token")
+    await _revoke(accounts, token)
+
+
+async def _revoke(accounts: Accounts, token: TokenRow) -> None:
+    if token.revoked_at is not None:
+        return
     await accounts.auth.records.revoke_token(token.id)
     # This replica forgets the token at once; the others within Auth's poll.
     await accounts.auth.look()
