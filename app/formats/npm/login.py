@@ -60,7 +60,7 @@ async def page(
 ) -> web.Response:
     """The browser's side: the form (GET), or the sign-in it posts (POST)."""
     if not await accounts.sessions.pending(repo.id, session):
-        return login_page.gone(repo.name)
+        return login_page.gone()
     if request.method == "GET":
         return login_page.form(repo.name)
     form = await request.post()
@@ -70,8 +70,8 @@ async def page(
     except Unauthorized as refused:
         return login_page.form(repo.name, refused.message, name if isinstance(name, str) else "")
     if not await accounts.sessions.sign_in(repo.id, session, user):
-        return login_page.gone(repo.name)
-    return login_page.signed_in(repo.name, user)
+        return login_page.gone()
+    return login_page.signed_in(user)
 
 
 async def done(

@@ -52,11 +52,11 @@ def form(repository: str, error: str = "", name: str = "") -> web.Response:
     return _page("npm login", content, 401 if error else 200)
 
 
-def signed_in(repository: str, name: str) -> web.Response:
+def signed_in(name: str) -> web.Response:
     content = f"<p>Signed in as {escape(name)}. npm has its token: return to the terminal.</p>"
     return _page("npm login", content)
 
 
-def gone(repository: str) -> web.Response:
+def gone() -> web.Response:
     content = "<p>This login is unknown, expired or done. Run <code>npm login</code> again.</p>"
     return _page("npm login", content, 404)
