@@ -20,9 +20,12 @@ surface grow, never imported around it.
 from __future__ import annotations
 
 from app.auth.audit import ACTION
+from app.auth.manage import create_token
 from app.auth.permissions import Action
+from app.auth.records import TokenRow
 from app.auth.scopes import parse_scopes
 from app.auth.service import PRINCIPAL, Auth, Principal
+from app.auth.tokens import token_digest
 from app.backends.metadata import BlobsGone, Records
 from app.backends.metadata.base import Conflict as RowConflict
 from app.backends.metadata.base import Row, SqlDriver
@@ -100,9 +103,11 @@ __all__ = [
     "Services",
     "SqlDriver",
     "Sweep",
+    "TokenRow",
     "Unauthorized",
     "Upstream",
     "cache_headers",
+    "create_token",
     "edge",
     "etag_matches",
     "once",
@@ -115,6 +120,7 @@ __all__ = [
     "request_body",
     "send_blob",
     "sized",
+    "token_digest",
     "whole",
     "whole_number",
 ]
