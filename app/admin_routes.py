@@ -9,25 +9,22 @@ one that makes the token.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import hdrs, web
 
+from app import admin_inputs as inputs
 from app import keys
 from app.auth import manage
 from app.auth.audit import ACTION, MAX_PAGE, PAGE, TARGET
 from app.auth.records import AuthRecords, PrincipalRow
 from app.auth.service import PRINCIPAL, Auth, Principal, is_admin
 from app.backends.metadata import Conflict as RowConflict
-from app.config import parse_seconds, principal_name
 from app.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 
 Handler = Callable[[web.Request, Principal], Awaitable[web.StreamResponse]]
-MAX_TEXT = 1024  # a description's or password's characters, at most
 
 
 def setup(app: web.Application) -> None:
@@ -78,19 +75,19 @@ async def list_users(request: web.Request, who: Principal) -> web.Response:
 
 
 async def create_user(request: web.Request, who: Principal) -> web.Response:
-    body = await _body(request, {"name", "kind", "password", "admin", "description"})
-    name = _name(body.get("name"), "name")
+    body = await inputs.body(request, {"name", "kind", "password", "admin", "description"})
+    name = inputs.name(body.get("name"), "name")
     request[TARGET] = f"user:{name}"
     kind = body.get("kind", "user")
     if kind not in ("user", "service"):
         raise BadRequest("kind: user or service")
-    password = _text(body, "password", None, blank=False)
+    password = inputs.text(body, "password", None, blank=False)
     if kind == "service" and password is not None:
         raise BadRequest("password: a service account signs in with tokens only")
     try:
         row = await manage.create_principal(
-            _records(request), name, password, _flag(body, "admin", False), kind,
-            _text(body, "description", "") or "",
+            _records(request), name, password, inputs.flag(body, "admin", False), kind,
+            inputs.text(body, "description", "") or "",
         )  # fmt: skip
     except RowConflict:
         raise Conflict(f"{name} exists") from None
@@ -105,15 +102,17 @@ async def get_user(request: web.Request, who: Principal) -> web.Response:
 
 async def update_user(request: web.Request, who: Principal) -> web.Response:
     row = await _principal(request)
-    body = await _body(request, {"admin", "disabled", "description", "password"})
+    body = await inputs.body(request, {"admin", "disabled", "description", "password"})
     if not body:
         raise BadRequest("name at least one of admin, disabled, description, password")
-    fields: dict[str, Any] = {k: _flag(body, k, False) for k in ("admin", "disabled") if k in body}
+    fields: dict[str, Any] = {
+        k: inputs.flag(body, k, False) for k in ("admin", "disabled") if k in body
+    }
     if "description" in body:
-        fields["description"] = _text(body, "description", "")
+        fields["description"] = inputs.text(body, "description", "")
     if row.name == who.name and (fields.get("admin") is False or fields.get("disabled")):
         raise BadRequest("an administrator cannot demote or disable themselves")
-    password = _text(body, "password", None, blank=False)
+    password = inputs.text(body, "password", None, blank=False)
     if password is not None and row.kind == "service":
         raise BadRequest("password: a service account signs in with tokens only")
     records = _records(request)
@@ -125,7 +124,7 @@ async def update_user(request: web.Request, who: Principal) -> web.Response:
 
 
 async def delete_user(request: web.Request, who: Principal) -> web.Response:
-    name = _name(request.match_info["name"], "user")
+    name = inputs.name(request.match_info["name"], "user")
     request[TARGET] = f"user:{name}"
     if name == who.name:
         raise BadRequest("an administrator cannot delete themselves")
@@ -143,7 +142,7 @@ async def list_groups(request: web.Request, who: Principal) -> web.Response:
 
 
 async def create_group(request: web.Request, who: Principal) -> web.Response:
-    name = _name((await _body(request, {"name"})).get("name"), "name")
+    name = inputs.name((await inputs.body(request, {"name"})).get("name"), "name")
     request[TARGET] = f"group:{name}"
     try:
         await _records(request).create_group(name)
@@ -155,7 +154,7 @@ async def create_group(request: web.Request, who: Principal) -> web.Response:
 
 
 async def delete_group(request: web.Request, who: Principal) -> web.Response:
-    name = _name(request.match_info["name"], "group")
+    name = inputs.name(request.match_info["name"], "group")
     request[TARGET] = f"group:{name}"
     if not await _records(request).delete_group(name):
         raise NotFound(f"no group {name}")
@@ -163,8 +162,8 @@ async def delete_group(request: web.Request, who: Principal) -> web.Response:
 
 
 async def set_member(request: web.Request, who: Principal) -> web.Response:
-    group = _name(request.match_info["name"], "group")
-    member = _name(request.match_info["member"], "member")
+    group = inputs.name(request.match_info["name"], "group")
+    member = inputs.name(request.match_info["member"], "member")
     request[TARGET] = f"group:{group}/{member}"
     if not await _records(request).set_member(group, member, request.method == "PUT"):
         raise NotFound(f"no group {group} or no user or service account {member}")
@@ -177,7 +176,7 @@ async def set_member(request: web.Request, who: Principal) -> web.Response:
 async def list_tokens(request: web.Request, who: Principal) -> web.Response:
     owner = request.query.get("user")
     if owner is not None:
-        _name(owner, "user")
+        inputs.name(owner, "user")
     if not is_admin(who):
         _own_tokens(who, owner)
         owner = who.name
@@ -185,8 +184,8 @@ async def list_tokens(request: web.Request, who: Principal) -> web.Response:
 
 
 async def create_token(request: web.Request, who: Principal) -> web.Response:
-    body = await _body(request, {"user", "scopes", "description", "expires_in"})
-    owner = _name(body.get("user", who.name), "user")
+    body = await inputs.body(request, {"user", "scopes", "description", "expires_in"})
+    owner = inputs.name(body.get("user", who.name), "user")
     request[TARGET] = f"user:{owner}"
     if not is_admin(who):
         _own_tokens(who, owner)
@@ -196,7 +195,7 @@ async def create_token(request: web.Request, who: Principal) -> web.Response:
     try:
         secret, row = await manage.create_token(
             _records(request), owner, manage.checked_scopes(scopes),
-            _text(body, "description", "") or "", _duration(body.get("expires_in")),
+            inputs.text(body, "description", "") or "", inputs.duration(body.get("expires_in")),
         )  # fmt: skip
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
@@ -208,7 +207,7 @@ async def create_token(request: web.Request, who: Principal) -> web.Response:
 
 
 async def revoke_token(request: web.Request, who: Principal) -> web.Response:
-    token_id = _token_id(request.match_info["id"])
+    token_id = inputs.token_id(request.match_info["id"])
     request[TARGET] = f"token:{token_id}"
     if not is_admin(who):
         _own_tokens(who, who.name)
@@ -231,8 +230,8 @@ async def list_permissions(request: web.Request, who: Principal) -> web.Response
 
 
 async def grant(request: web.Request, who: Principal) -> web.Response:
-    body = await _body(request, {"subject", "repository", "actions"})
-    subject, repository = _text(body, "subject", ""), _text(body, "repository", "")
+    body = await inputs.body(request, {"subject", "repository", "actions"})
+    subject, repository = inputs.text(body, "subject", ""), inputs.text(body, "repository", "")
     assert subject is not None and repository is not None
     request[TARGET] = f"{subject} in {repository}"
     actions = body.get("actions")
@@ -280,9 +279,9 @@ async def audit_log(request: web.Request, who: Principal) -> web.Response:
     """Newest first; ``next`` is the URL of the page after this one (None: the last)."""
     query = request.query
     actor, action = query.get("actor"), query.get("action")
-    since = _since(query["since"]) if "since" in query else None
-    limit = _whole(query.get("limit", str(PAGE)), "limit", 1, MAX_PAGE)
-    before = _whole(query["before"], "before", 1, 2**62) if "before" in query else None
+    since = inputs.since(query["since"]) if "since" in query else None
+    limit = inputs.whole(query.get("limit", str(PAGE)), "limit", 1, MAX_PAGE)
+    before = inputs.whole(query["before"], "before", 1, 2**62) if "before" in query else None
     entries = await _auth(request).audit.records.entries(actor, action, since, before, limit)
     following = None
     if len(entries) == limit:
@@ -303,7 +302,7 @@ def _records(request: web.Request) -> AuthRecords:
 
 
 async def _principal(request: web.Request) -> PrincipalRow:
-    name = _name(request.match_info["name"], "user")
+    name = inputs.name(request.match_info["name"], "user")
     request[TARGET] = f"user:{name}"
     row = await _records(request).principal(name)
     if row is None:
@@ -317,84 +316,6 @@ def _own_tokens(who: Principal, owner: str | None) -> None:
         raise Forbidden(f"{who.name} may manage only their own tokens")
     if who.scopes is not None or who.access is not None:
         raise Forbidden("a token with scopes cannot manage tokens")
-
-
-async def _body(request: web.Request, allowed: set[str]) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise BadRequest("the body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise BadRequest(
-            f"unknown fields: {', '.join(unknown)} (known: {', '.join(sorted(allowed))})"
-        )
-    return body
-
-
-def _name(value: Any, what: str) -> str:
-    if not isinstance(value, str):
-        raise BadRequest(f"{what}: a name")
-    try:
-        return principal_name(value)
-    except ValueError as exc:
-        raise BadRequest(f"{what}: {exc}") from None
-
-
-def _text(body: dict[str, Any], key: str, default: str | None, blank: bool = True) -> str | None:
-    value = body.get(key, default)
-    if value is None:
-        return None
-    if not isinstance(value, str) or len(value) > MAX_TEXT or (not blank and not value):
-        raise BadRequest(f"{key}: a string of {0 if blank else 1} to {MAX_TEXT} characters")
-    return value
-
-
-def _flag(body: dict[str, Any], key: str, default: bool) -> bool:
-    value = body.get(key, default)
-    if not isinstance(value, bool):
-        raise BadRequest(f"{key}: true or false")
-    return value
-
-
-def _duration(value: Any) -> float | None:
-    """Seconds, or a duration as the configuration writes them (30d); None: never."""
-    if value is None:
-        return None
-    try:
-        seconds = parse_seconds(value) if isinstance(value, str) else float(value)
-    except (TypeError, ValueError):
-        seconds = math.nan
-    if isinstance(value, bool) or not 0 < seconds < 100 * 365 * 86400:
-        raise BadRequest("expires_in: seconds (or 12h, 30d), more than 0, under 100 years")
-    return seconds
-
-
-def _since(value: str) -> float:
-    """Seconds since the epoch, or an ISO 8601 time (with its zone)."""
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise BadRequest("since: seconds since the epoch or an ISO 8601 time") from None
-    if moment.tzinfo is None:
-        raise BadRequest("since: give the time's zone (2025-01-31T12:00:00Z)")
-    return moment.timestamp()
-
-
-def _whole(value: str, what: str, low: int, high: int) -> int:
-    if not value.isdigit() or not low <= int(value) <= high:
-        raise BadRequest(f"{what}: a whole number from {low} to {high}")
-    return int(value)
-
-
-def _token_id(value: str) -> int:
-    return _whole(value, "token id", 1, 2**62)
 
 
 # (method, path under /api/v1, handler, the change audited, administrators only)
