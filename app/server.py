@@ -258,7 +258,9 @@ async def authorised(request: web.Request, repo: Repository, action: Action, fmt
     """Who is asking, whether they may, and who it was for the handler (``PRINCIPAL``)."""
     auth = request.app[keys.AUTH]
     request[ACTION] = action  # for the audit log, refused or not
-    principal = await auth.authenticate(request.headers.get(hdrs.AUTHORIZATION), request.remote)
+    header = request.headers.get(hdrs.AUTHORIZATION)
+    # request.remote asks the transport: only a credential not yet verified needs it.
+    principal = auth.remembered(header) or await auth.authenticate(header, request.remote)
     request[PRINCIPAL] = principal
     await auth.authorise(
         principal, repo.name, action, partial(fmt.challenge, request, repo), repo.anonymous_read

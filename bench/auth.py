@@ -321,7 +321,7 @@ def goal_lines(measured: dict[str, Any]) -> list[str]:
         lines.append(
             f"token issuance, the first {first.seconds:.0f} s (no goal): {first.rps:,.0f}"
             f" tokens/s, p99 {first.p99_ms:.0f} ms: every connection that arrives before a"
-            " worker remembers the password pays its own argon2id check"
+            " worker has verified the password waits for that one argon2id check"
         )
     lines.append(
         f"token issuance, first login of each user (no goal): {cold.rate:.1f} tokens/s,"

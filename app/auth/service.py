@@ -87,6 +87,7 @@ class Auth:
     audit: AuditLog = field(init=False)
     _verified: dict[str, _Remembered] = field(default_factory=dict)
     _verifying: dict[str, asyncio.Future[tuple[Principal, float]]] = field(default_factory=dict)
+    _allowed: dict[tuple[int, str, str, bool, str | None], Principal] = field(default_factory=dict)
     _grants: dict[str, tuple[Grant, ...]] = field(default_factory=dict)
     _version: int | None = None
     _used: dict[int, float] = field(default_factory=dict)
@@ -100,18 +101,26 @@ class Auth:
 
     # -- who is asking ----------------------------------------------------------------
 
+    def remembered(self, authorization: str | None) -> Principal | None:
+        """The principal behind a credential this process verified lately (or anonymous,
+        for none), without a wait; None if it must be verified (:meth:`authenticate`)."""
+        if not authorization:
+            return ANONYMOUS
+        remembered = self._verified.get(_key(authorization))
+        if remembered is None or remembered.until <= time.monotonic():
+            return None
+        if remembered.principal.token_id is not None:
+            self._used[remembered.principal.token_id] = time.time()
+        return remembered.principal
+
     async def authenticate(self, authorization: str | None, source: str | None = None) -> Principal:
         """The principal behind an ``Authorization`` header (None: anonymous);
         :class:`Unauthorized` for credentials that are malformed or do not verify."""
-        if not authorization:
-            return ANONYMOUS
-        key = hashlib.sha256(authorization.encode("utf-8", "surrogateescape")).hexdigest()
-        now = time.monotonic()
-        remembered = self._verified.get(key)
-        if remembered is not None and remembered.until > now:
-            if remembered.principal.token_id is not None:
-                self._used[remembered.principal.token_id] = time.time()
-            return remembered.principal
+        known = self.remembered(authorization)
+        if known is not None:
+            return known
+        assert authorization is not None
+        key = _key(authorization)
         # One verification at a time per credential: a client opening 32 connections
         # at once with one password pays one argon2 check, not 32 (64 MiB each).
         verifying = self._verifying.get(key)
@@ -243,7 +252,17 @@ class Auth:
     ) -> None:
         """Nothing if ``principal`` may; :class:`Unauthorized` with the format's
         challenge if they should say who they are, :class:`Forbidden` if they did."""
+        # A remembered principal asks the same of the same repositories, request after
+        # request (a CI's downloads): what it may is remembered with it, until anything
+        # about who may do what changes (forget).
+        decision = (id(principal), repository, action, anonymous_read, resource)
+        allowed_to = self._allowed.get(decision)
+        if allowed_to is not None and allowed_to is principal:
+            return
         if await self.may(principal, repository, action, anonymous_read, resource):
+            if len(self._allowed) >= REMEMBERED:
+                self._allowed.clear()
+            self._allowed[decision] = principal  # held, so its id is not reused meanwhile
             return
         bare = dataclasses.replace(principal, access=None)
         covered = _covers(principal, resource if resource is not None else repository, action)
@@ -306,6 +325,7 @@ class Auth:
 
     def forget(self) -> None:
         self._verified.clear()
+        self._allowed.clear()
         self._grants.clear()
         self.keys.forget()
 
@@ -342,6 +362,11 @@ def is_admin(principal: Principal) -> bool:
     (never by an OCI bearer token, which only covers its access claim)."""
     scoped_out = principal.scopes is not None and not allowed(principal.scopes, "*", "admin")
     return principal.admin and not scoped_out and principal.access is None
+
+
+def _key(authorization: str) -> str:
+    # Credentials are remembered by their hash: no secret is kept as it was sent.
+    return hashlib.sha256(authorization.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _covers(principal: Principal, name: str, action: Action) -> bool:

@@ -51,9 +51,8 @@ def action_of(method: str) -> Action:
 
 async def principal(services: Services, request: web.Request) -> Principal:
     # A 401 for credentials that do not verify gets the challenge in the middleware.
-    found = await services.auth.authenticate(
-        request.headers.get(hdrs.AUTHORIZATION), request.remote
-    )
+    header, auth = request.headers.get(hdrs.AUTHORIZATION), services.auth
+    found = auth.remembered(header) or await auth.authenticate(header, request.remote)
     request[PRINCIPAL] = found
     return found
 
