@@ -17,7 +17,7 @@ from app.auth.manage import first_admin
 from app.auth.oidc import TrustedPublishing
 from app.auth.permissions import Action
 from app.auth.records import AuthRecords
-from app.auth.service import PRINCIPAL, Auth
+from app.auth.service import PRINCIPAL, PRIVATE, Auth
 from app.auth.throttle import Throttle
 from app.backends.cache import CacheError, open_cache
 from app.backends.metadata import open_metadata
@@ -70,7 +70,7 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
     app[ACCESS_LOG] = access = _access_log(config)
     app.middlewares.append(observing(app))  # the first: every other runs inside it
     app.on_response_prepare.append(request_ids_added(app))
-    app.on_response_prepare.append(audited)
+    app.on_response_prepare.append(answered)
 
     async def backends(app: web.Application) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
@@ -262,6 +262,8 @@ async def authorised(request: web.Request, repo: Repository, action: Action, fmt
     # request.remote asks the transport: only a credential not yet verified needs it.
     principal = auth.remembered(header) or await auth.authenticate(header, request.remote)
     request[PRINCIPAL] = principal
+    if not repo.anonymous_read:
+        request[PRIVATE] = True
     await auth.authorise(
         principal, repo.name, action, partial(fmt.challenge, request, repo), repo.anonymous_read
     )
@@ -270,9 +272,12 @@ async def authorised(request: web.Request, repo: Repository, action: Action, fmt
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})  # always reads (Format.action)
 
 
-async def audited(request: web.Request, response: web.StreamResponse) -> None:
-    """The audit log's row for a request that wrote, deleted or administered, with the
-    status it got; a read costs one test."""
+async def answered(request: web.Request, response: web.StreamResponse) -> None:
+    """What authorisation leaves on an answer: ``Cache-Control: private`` for a private
+    repository's, and the audit log's row for a request that wrote, deleted or
+    administered, with the status it got; a public read costs two tests."""
+    if request.get(PRIVATE):
+        kept_private(response)
     if request.method in _READS:
         return
     action = request.get(ACTION)
@@ -282,3 +287,17 @@ async def audited(request: web.Request, response: web.StreamResponse) -> None:
     actor = principal.name if principal is not None else ""
     target = request.get(TARGET) or request.path
     request.app[keys.AUTH].audit.record(actor, action, target, request.remote, response.status)
+
+
+def kept_private(response: web.StreamResponse) -> None:
+    """Mark ``response`` for the client's own cache only (an upstream's ``public``,
+    relayed, becomes ``private``; ``no-store`` stays as it is)."""
+    current = response.headers.get(hdrs.CACHE_CONTROL)
+    if current is None:
+        response.headers[hdrs.CACHE_CONTROL] = "private"
+        return
+    directives = [d.strip() for d in current.split(",") if d.strip()]
+    if any(d.lower() in ("private", "no-store") for d in directives):
+        return
+    kept = [d for d in directives if d.lower() != "public"]
+    response.headers[hdrs.CACHE_CONTROL] = ", ".join(["private", *kept])

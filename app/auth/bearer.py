@@ -36,6 +36,7 @@ class Claims:
     subject: str  # "" for an anonymous token
     access: tuple[tuple[str, str, frozenset[str]], ...]  # (type, name, actions)
     expires: float
+    token_id: int | None = None  # the API token it was bought with, if any
 
 
 def new_signing_key() -> SigningKeyRow:
@@ -110,8 +111,11 @@ class Bearer:
     def __init__(self, keys: Keys, issuer: str, service: str, ttl: float) -> None:
         self.keys, self.issuer, self.service, self.ttl = keys, issuer, service, ttl
 
-    async def issue(self, subject: str, access: list[dict[str, Any]]) -> tuple[str, float]:
-        """A signed token for ``access`` ([{type, name, actions}]); its lifetime."""
+    async def issue(
+        self, subject: str, access: list[dict[str, Any]], token_id: int | None = None
+    ) -> tuple[str, float]:
+        """A signed token for ``access`` ([{type, name, actions}]); its lifetime.
+        ``token_id``: the API token it was bought with, which it dies with."""
         key = await self.keys.signer()
         now = time.time()
         claims = {
@@ -124,6 +128,8 @@ class Bearer:
             "jti": secrets.token_urlsafe(16),
             "access": access,
         }
+        if token_id is not None:
+            claims["tid"] = token_id
         token = jwt.encode(claims, key.private_pem, algorithm=ALGORITHM, headers={"kid": key.kid})
         return token, self.ttl
 
@@ -153,7 +159,12 @@ class Bearer:
             )
         except jwt.PyJWTError as exc:
             raise InvalidBearer(str(exc)) from None
-        return Claims(str(claims["sub"]), _access(claims.get("access")), float(claims["exp"]))
+        token_id = claims.get("tid")
+        if token_id is not None and (not isinstance(token_id, int) or isinstance(token_id, bool)):
+            raise InvalidBearer("tid: not a token id")
+        return Claims(
+            str(claims["sub"]), _access(claims.get("access")), float(claims["exp"]), token_id
+        )
 
 
 def _access(value: Any) -> tuple[tuple[str, str, frozenset[str]], ...]:

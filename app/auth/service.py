@@ -68,6 +68,9 @@ class Principal:
 ANONYMOUS = Principal("", "anonymous")
 # Who a request was authorised for, for handlers that say (npm whoami) or record it.
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
+# Set on a request about a repository anonymous may not read: its answer says
+# Cache-Control: private, so no shared cache in front keeps it for others.
+PRIVATE: web.RequestKey[bool] = web.RequestKey("private")
 Challenge = Callable[[], str]  # the WWW-Authenticate a 401 carries, made only if needed
 
 
@@ -203,6 +206,10 @@ class Auth:
             if kind == "repository"
         )
         lifetime = claims.expires - time.time()
+        if claims.token_id is not None:  # bought with an API token: it dies with that
+            token = await self.records.token(claims.token_id)
+            if token is None or not token.usable(time.time()):
+                raise Unauthorized("bearer token refused: the token it was bought with is gone")
         if not claims.subject:
             return Principal("", "anonymous", access=access), lifetime
         row = await self.records.principal(claims.subject)

@@ -378,3 +378,22 @@ async def test_a_password_sent_on_many_connections_at_once_is_checked_once(
     )
     assert [s.status for s in statuses] == [404] * 32
     assert len(checks) == 1
+
+
+async def test_a_private_repositorys_answers_are_kept_out_of_shared_caches(
+    service: Service,
+) -> None:
+    for path in ("files/seed.txt", "public/seed.txt"):
+        assert await call(service, "admin", "PUT", f"/repository/{path}", b"seed") == 201
+    await push_image(service, "cached")
+    admin = service.headers["admin"]
+    private = await service.client.get("/repository/files/seed.txt", headers=admin)
+    assert private.status == 200 and private.headers["Cache-Control"] == "private"
+    manifest = await service.client.get(
+        "/v2/docker/app/manifests/cached", headers={**admin, "Accept": OCI_MANIFEST}
+    )
+    assert manifest.status == 200 and manifest.headers["Cache-Control"] == "private"
+    public = await service.client.get("/repository/public/seed.txt")
+    assert public.status == 200 and "Cache-Control" not in public.headers
+    refused = await service.client.get("/repository/files/seed.txt")
+    assert refused.status == 401 and refused.headers["Cache-Control"] == "private"

@@ -247,3 +247,16 @@ async def test_the_realm_is_where_clients_reach_the_service(
     assert answer.headers["WWW-Authenticate"] == (
         f'Bearer realm="{expected}/v2/token",service="artifactapi"'
     )
+
+
+async def test_a_bearer_token_dies_with_the_api_token_it_was_bought_with(
+    one: TestClient,
+) -> None:
+    auth = one.app[keys.AUTH]
+    secret, row = await create_token(auth.records, "dev")
+    body = await token_for(one, "repository:docker/app:pull", basic("dev", secret))
+    assert claims_of(body["token"])["tid"] == row.id
+    assert (await one.get("/v2/docker/app/tags/list", headers=bearer(body["token"]))).status == 404
+    assert await auth.records.revoke_token(row.id)
+    await auth.look()
+    assert (await one.get("/v2/docker/app/tags/list", headers=bearer(body["token"]))).status == 401

@@ -162,3 +162,23 @@ def test_external_url(headers: dict[str, str], server: dict[str, Any], expected:
 def test_base_url_must_be_a_plain_http_url(url: str) -> None:
     with pytest.raises(ValidationError):
         Config.model_validate({"server": {"base_url": url}})
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        (None, "private"),
+        ("public, max-age=300", "private, max-age=300"),
+        ("max-age=60", "private, max-age=60"),
+        ("no-store", "no-store"),
+        ("private, max-age=5", "private, max-age=5"),
+    ],
+)
+def test_a_private_answer_is_for_the_clients_own_cache(sent: str | None, kept: str) -> None:
+    from aiohttp import web
+
+    from app.server import kept_private
+
+    response = web.Response(headers={"Cache-Control": sent} if sent else {})
+    kept_private(response)
+    assert response.headers["Cache-Control"] == kept

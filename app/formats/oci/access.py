@@ -19,6 +19,7 @@ from aiohttp import hdrs, web
 from app.formats.api import (
     ACTION,
     PRINCIPAL,
+    PRIVATE,
     Action,
     BadRequest,
     NotFound,
@@ -62,6 +63,8 @@ async def authorise(services: Services, request: web.Request, t: Target, action:
     name = f"{t.repo.name}/{t.image}"
     request[ACTION] = action  # for the audit log, refused or not
     who = await principal(services, request)
+    if not t.repo.anonymous_read:
+        request[PRIVATE] = True
     scope = f"repository:{name}:{_AS_SCOPE[action]}"
     await services.auth.authorise(
         who, t.repo.name, action, lambda: challenge(services, request, scope),
@@ -117,7 +120,7 @@ async def token(services: Services, request: web.Request) -> web.Response:
     for scope in parse_scopes(scopes):
         given = await auth.granted(who, scope, public)
         access.append({"type": "repository", "name": scope.name, "actions": given})
-    signed, ttl = await auth.bearer.issue(who.name, access)
+    signed, ttl = await auth.bearer.issue(who.name, access, who.token_id)
     body: dict[str, Any] = {
         "token": signed,
         "access_token": signed,
