@@ -264,9 +264,10 @@ async def authorised(request: web.Request, repo: Repository, action: Action, fmt
     request[PRINCIPAL] = principal
     if not repo.anonymous_read:
         request[PRIVATE] = True
-    await auth.authorise(
-        principal, repo.name, action, partial(fmt.challenge, request, repo), repo.anonymous_read
-    )
+    if not auth.allowed_lately(principal, repo.name, action, repo.anonymous_read):
+        await auth.authorise(
+            principal, repo.name, action, partial(fmt.challenge, request, repo), repo.anonymous_read
+        )
 
 
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})  # always reads (Format.action)

@@ -88,8 +88,8 @@ class Auth:
     keys: Keys = field(init=False)
     bearer: Bearer = field(init=False)
     audit: AuditLog = field(init=False)
-    _verified: dict[str, _Remembered] = field(default_factory=dict)
-    _verifying: dict[str, asyncio.Future[tuple[Principal, float]]] = field(default_factory=dict)
+    _verified: dict[bytes, _Remembered] = field(default_factory=dict)
+    _verifying: dict[bytes, asyncio.Future[tuple[Principal, float]]] = field(default_factory=dict)
     _allowed: dict[tuple[int, str, str, bool, str | None], Principal] = field(default_factory=dict)
     _grants: dict[str, tuple[Grant, ...]] = field(default_factory=dict)
     _version: int | None = None
@@ -137,7 +137,7 @@ class Auth:
         self._verified[key] = _Remembered(principal, time.monotonic() + min(REMEMBER, lifetime))
         return principal
 
-    def _verified_once(self, key: str, done: asyncio.Future[tuple[Principal, float]]) -> None:
+    def _verified_once(self, key: bytes, done: asyncio.Future[tuple[Principal, float]]) -> None:
         self._verifying.pop(key, None)
         if not done.cancelled():
             done.exception()  # seen, even if every caller left before it came
@@ -248,6 +248,20 @@ class Auth:
             return False
         return principal.admin or allowed(await self.grants(principal), repository, action)
 
+    def allowed_lately(
+        self,
+        principal: Principal,
+        repository: str,
+        action: Action,
+        anonymous_read: bool = False,
+        resource: str | None = None,
+    ) -> bool:
+        """Whether :meth:`authorise` let ``principal`` do this since anything about who
+        may do what last changed: a remembered principal asks the same of the same
+        repositories, request after request (a CI's downloads), answered without a wait."""
+        decision = (id(principal), repository, action, anonymous_read, resource)
+        return self._allowed.get(decision) is principal
+
     async def authorise(
         self,
         principal: Principal,
@@ -259,13 +273,9 @@ class Auth:
     ) -> None:
         """Nothing if ``principal`` may; :class:`Unauthorized` with the format's
         challenge if they should say who they are, :class:`Forbidden` if they did."""
-        # A remembered principal asks the same of the same repositories, request after
-        # request (a CI's downloads): what it may is remembered with it, until anything
-        # about who may do what changes (forget).
-        decision = (id(principal), repository, action, anonymous_read, resource)
-        allowed_to = self._allowed.get(decision)
-        if allowed_to is not None and allowed_to is principal:
+        if self.allowed_lately(principal, repository, action, anonymous_read, resource):
             return
+        decision = (id(principal), repository, action, anonymous_read, resource)
         if await self.may(principal, repository, action, anonymous_read, resource):
             if len(self._allowed) >= REMEMBERED:
                 self._allowed.clear()
@@ -371,9 +381,9 @@ def is_admin(principal: Principal) -> bool:
     return principal.admin and not scoped_out and principal.access is None
 
 
-def _key(authorization: str) -> str:
+def _key(authorization: str) -> bytes:
     # Credentials are remembered by their hash: no secret is kept as it was sent.
-    return hashlib.sha256(authorization.encode("utf-8", "surrogateescape")).hexdigest()
+    return hashlib.sha256(authorization.encode("utf-8", "surrogateescape")).digest()
 
 
 def _covers(principal: Principal, name: str, action: Action) -> bool:
