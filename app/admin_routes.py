@@ -13,16 +13,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
-from aiohttp import hdrs, web
+from aiohttp import web
 
 from app import admin_inputs as inputs
 from app import keys
 from app.auth import manage
 from app.auth.audit import ACTION, MAX_PAGE, PAGE, TARGET
 from app.auth.records import AuthRecords, PrincipalRow
-from app.auth.service import PRINCIPAL, Auth, Principal, is_admin
+from app.auth.service import PRINCIPAL, Auth, Principal, is_admin, signed_in
 from app.backends.metadata import Conflict as RowConflict
-from app.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from app.errors import BadRequest, Conflict, Forbidden, NotFound
 
 Handler = Callable[[web.Request, Principal], Awaitable[web.StreamResponse]]
 
@@ -42,13 +42,9 @@ def _route(
         if change is not None:
             request[ACTION] = f"admin: {change}"
         auth = request.app[keys.AUTH]
-        header = request.headers.get(hdrs.AUTHORIZATION)
-        who = await auth.authenticate(header, request.remote)
+        who = await auth.requester(request)
         request[PRINCIPAL] = who  # the audit log's actor, refused or not
-        if who.anonymous:
-            raise Unauthorized("authentication required")
-        if admin and not is_admin(who):
-            raise Forbidden(f"{who.name} is not an administrator")
+        signed_in(who, admin)
         response = await handler(request, who)
         if change is not None:
             await auth.look()  # this replica drops what the change made stale at once

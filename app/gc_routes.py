@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from aiohttp import hdrs, web
+from aiohttp import web
 
 from app import keys
 from app.errors import ApiError
@@ -27,7 +27,7 @@ def setup(app: web.Application) -> None:
 
 async def status(request: web.Request) -> web.Response:
     """Whether a collection is running (on any replica) and the last report."""
-    await request.app[keys.AUTH].admin(request.headers.get(hdrs.AUTHORIZATION), request.remote)
+    await request.app[keys.AUTH].admin(request)
     metadata = request.app[keys.METADATA]
     holder = await metadata.lease_holder(LEASE)
     last = await metadata.last_gc_run()
@@ -36,7 +36,7 @@ async def status(request: web.Request) -> web.Response:
 
 async def start(request: web.Request) -> web.Response:
     """Start a collection in the background (``?dry_run=true`` to only count); 202."""
-    await request.app[keys.AUTH].admin(request.headers.get(hdrs.AUTHORIZATION), request.remote)
+    await request.app[keys.AUTH].admin(request)
     dry_run = request.query.get("dry_run", "").lower() in ("1", "true", "yes")
     holder = await request.app[keys.METADATA].lease_holder(LEASE)
     if holder is not None:

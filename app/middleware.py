@@ -126,7 +126,7 @@ def observing(app: web.Application) -> Middleware:
                     log.warning("response aborted after it started", error=repr(exc))
                     raise
                 error = _translate(exc)
-                response = _render(request, error, error.status)
+                response = render(request, error)
             status = response.status
             return response
         finally:
@@ -212,7 +212,7 @@ def request_ids_added(app: web.Application) -> PrepareHook:
 
 def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
     headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
-    return _render(request, error_for_status(exc.status, exc.reason, headers), exc.status)
+    return render(request, error_for_status(exc.status, exc.reason, headers), exc.status)
 
 
 def _translate(exc: Exception) -> ApiError:
@@ -242,7 +242,10 @@ def _translate(exc: Exception) -> ApiError:
     return ApiError("internal error")
 
 
-def _render(request: web.Request, error: ApiError, status: int) -> web.Response:
+def render(request: web.Request, error: ApiError, status: int | None = None) -> web.Response:
+    """``error`` in the shape of the format the request is for (its status, or
+    ``status``), with the request's id, and a 401 with that format's challenge."""
+    status = error.status if status is None else status
     fmt = request.get(FORMAT) or _format_owning(request) or _DEFAULT_FORMAT
     response = fmt.render_error(request, error, request.get(REQUEST_ID, ""))
     response.set_status(status)

@@ -38,6 +38,7 @@ from app.middleware import (
     RequestIds,
     identify,
     observing,
+    render,
     request_ids_added,
 )
 from app.proxy import edge
@@ -205,11 +206,8 @@ async def expect_continue(request: web.Request) -> web.StreamResponse | None:
         except ApiError as refused:
             error = refused if refused.status in (401, 403) else None
     if error is not None:
-        request[FORMAT] = fmt = _format_of(request)
-        # Answered before the middleware runs: the id (and a 401's challenge) given here.
-        response = fmt.render_error(request, error, identify(request))
-        if error.status == 401 and hdrs.WWW_AUTHENTICATE not in response.headers:
-            response.headers[hdrs.WWW_AUTHENTICATE] = fmt.challenge(request, None)
+        identify(request)  # answered before the middleware runs: the id is given here
+        response = render(request, error)
         response.force_close()  # the unread body must not be parsed as the next request
         return response
     if request.version < (1, 1):
@@ -219,15 +217,6 @@ async def expect_continue(request: web.Request) -> web.StreamResponse | None:
     await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     request.writer.output_size = 0  # the response proper has not started
     return None
-
-
-def _format_of(request: web.Request) -> Format:
-    formats = request.app[FORMATS]
-    try:
-        repo = request.app[keys.REPOSITORIES].get(request.match_info["repository"])
-    except NotFound:
-        return Format()
-    return formats[repo.format]
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -258,9 +247,7 @@ async def authorised(request: web.Request, repo: Repository, action: Action, fmt
     """Who is asking, whether they may, and who it was for the handler (``PRINCIPAL``)."""
     auth = request.app[keys.AUTH]
     request[ACTION] = action  # for the audit log, refused or not
-    header = request.headers.get(hdrs.AUTHORIZATION)
-    # request.remote asks the transport: only a credential not yet verified needs it.
-    principal = auth.remembered(header) or await auth.authenticate(header, request.remote)
+    principal = await auth.requester(request)
     request[PRINCIPAL] = principal
     if not repo.anonymous_read:
         request[PRIVATE] = True

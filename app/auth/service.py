@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from app.auth.audit import AuditLog, AuditRecords
 from app.auth.bearer import Bearer, InvalidBearer, Keys
@@ -109,21 +109,31 @@ class Auth:
         for none), without a wait; None if it must be verified (:meth:`authenticate`)."""
         if not authorization:
             return ANONYMOUS
-        remembered = self._verified.get(_key(authorization))
+        return self._recalled(_key(authorization))
+
+    def _recalled(self, key: bytes) -> Principal | None:
+        remembered = self._verified.get(key)
         if remembered is None or remembered.until <= time.monotonic():
             return None
         if remembered.principal.token_id is not None:
             self._used[remembered.principal.token_id] = time.time()
         return remembered.principal
 
+    async def requester(self, request: web.Request) -> Principal:
+        """The principal behind ``request``'s own ``Authorization`` header."""
+        header = request.headers.get(hdrs.AUTHORIZATION)
+        # request.remote asks the transport: only a credential not yet verified needs it.
+        return self.remembered(header) or await self.authenticate(header, request.remote)
+
     async def authenticate(self, authorization: str | None, source: str | None = None) -> Principal:
         """The principal behind an ``Authorization`` header (None: anonymous);
         :class:`Unauthorized` for credentials that are malformed or do not verify."""
-        known = self.remembered(authorization)
+        if not authorization:
+            return ANONYMOUS
+        key = _key(authorization)
+        known = self._recalled(key)
         if known is not None:
             return known
-        assert authorization is not None
-        key = _key(authorization)
         # One verification at a time per credential: a client opening 32 connections
         # at once with one password pays one argon2 check, not 32 (64 MiB each).
         verifying = self._verifying.get(key)
@@ -294,14 +304,11 @@ class Auth:
             raise Unauthorized("authentication required", headers={"WWW-Authenticate": challenge()})
         raise Forbidden(f"{principal.name or 'this token'} may not {action} in {repository}")
 
-    async def admin(self, authorization: str | None, source: str | None = None) -> Principal:
+    async def admin(self, request: web.Request) -> Principal:
         """The caller of an administrator's endpoint (the management API, collections):
         an admin, by a password or a token whose scopes leave ``admin`` on ``*``."""
-        principal = await self.authenticate(authorization, source)
-        if principal.anonymous:
-            raise Unauthorized("authentication required")
-        if not is_admin(principal):
-            raise Forbidden(f"{principal.name} is not an administrator")
+        principal = await self.requester(request)
+        signed_in(principal, admin=True)
         return principal
 
     async def grants(self, principal: Principal) -> tuple[Grant, ...]:
@@ -403,6 +410,21 @@ def _claimed_user(authorization: str) -> str:
         return _basic(value.strip())[0]
     except Unauthorized:
         return ""
+
+
+def signed_in(principal: Principal, admin: bool = False) -> None:
+    """:class:`Unauthorized` for anonymous, and :class:`Forbidden` for someone who is not
+    an administrator where ``admin`` says one is needed."""
+    if principal.anonymous:
+        raise Unauthorized("authentication required")
+    if admin and not is_admin(principal):
+        raise Forbidden(f"{principal.name} is not an administrator")
+
+
+def basic_credentials(user: str, password: str) -> str:
+    """The ``Authorization`` value a client would send for ``user`` and ``password``
+    (what :func:`_basic` reads back): for sign-ins that bring them in a body."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def _basic(value: str) -> tuple[str, str]:

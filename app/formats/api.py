@@ -24,7 +24,7 @@ from app.auth.manage import create_token
 from app.auth.permissions import Action
 from app.auth.records import TokenRow
 from app.auth.scopes import parse_scopes
-from app.auth.service import PRINCIPAL, PRIVATE, Auth, Principal
+from app.auth.service import PRINCIPAL, PRIVATE, Auth, Principal, basic_credentials
 from app.auth.tokens import token_digest
 from app.backends.metadata import BlobsGone, Records
 from app.backends.metadata.base import Conflict as RowConflict
@@ -107,6 +107,7 @@ __all__ = [
     "TokenRow",
     "Unauthorized",
     "Upstream",
+    "basic_credentials",
     "cache_headers",
     "create_token",
     "edge",

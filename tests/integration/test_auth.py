@@ -223,6 +223,7 @@ async def test_passwords_and_tokens_are_not_stored_in_clear(service: Service) ->
         "Basic " + base64.b64encode(b"no-colon-here").decode(),
         "Basic " + base64.b64encode(b"\x00user:password").decode(),
         "Basic " + base64.b64encode(("u" * 10_000 + ":p").encode()).decode(),
+        "Bearer " + "x" * 64 * 1024,  # a 64 kB header
         "Bearer ",
         "Bearer not-a-token",
         "Bearer aat_" + "x" * 43,  # a token's shape, but no such token

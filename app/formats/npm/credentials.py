@@ -7,12 +7,11 @@ sign-in carries its credentials in the body. What each needs is checked here.
 
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import hdrs, web
+from aiohttp import web
 
 from app.formats.api import (
     PRINCIPAL,
@@ -22,6 +21,7 @@ from app.formats.api import (
     Forbidden,
     Principal,
     Unauthorized,
+    basic_credentials,
     read_body,
 )
 from app.formats.npm.sessions import LoginSessions
@@ -67,8 +67,7 @@ async def password_user(auth: Auth, request: web.Request, name: object, password
         raise Unauthorized(WRONG)
     if len(password) > MAX_PASSWORD:
         raise Unauthorized(WRONG)
-    pair = base64.b64encode(f"{name}:{password}".encode()).decode()
-    principal = await auth.authenticate(f"Basic {pair}", request.remote)
+    principal = await auth.authenticate(basic_credentials(name, password), request.remote)
     if principal.token_id is not None or principal.kind != "user" or principal.name != name:
         raise Unauthorized(WRONG)
     return name
@@ -76,7 +75,7 @@ async def password_user(auth: Auth, request: web.Request, name: object, password
 
 async def caller(auth: Auth, request: web.Request) -> Principal:
     """Who sent the request (a password or any token); :class:`Unauthorized` if nobody."""
-    principal = await auth.authenticate(request.headers.get(hdrs.AUTHORIZATION), request.remote)
+    principal = await auth.requester(request)
     if principal.anonymous or not principal.name:
         raise Unauthorized("this requires you to be logged in")
     request[PRINCIPAL] = principal

@@ -10,7 +10,6 @@ as distribution does: ``docker login`` believes whatever that answer says.
 
 from __future__ import annotations
 
-import base64
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +25,7 @@ from app.formats.api import (
     Principal,
     Services,
     Unauthorized,
+    basic_credentials,
     parse_scopes,
 )
 from app.formats.oci.context import API_VERSION, Target
@@ -52,8 +52,7 @@ def action_of(method: str) -> Action:
 
 async def principal(services: Services, request: web.Request) -> Principal:
     # A 401 for credentials that do not verify gets the challenge in the middleware.
-    header, auth = request.headers.get(hdrs.AUTHORIZATION), services.auth
-    found = auth.remembered(header) or await auth.authenticate(header, request.remote)
+    found = await services.auth.requester(request)
     request[PRINCIPAL] = found
     return found
 
@@ -136,9 +135,7 @@ def _oauth_credentials(fields: dict[str, str]) -> str | None:
     """The form's credentials as the Authorization header they stand for."""
     grant = fields.get("grant_type")
     if grant == "password":
-        user, password = fields.get("username", ""), fields.get("password", "")
-        pair = base64.b64encode(f"{user}:{password}".encode()).decode()
-        return f"Basic {pair}"
+        return basic_credentials(fields.get("username", ""), fields.get("password", ""))
     if grant == "refresh_token":
         return f"Bearer {fields.get('refresh_token', '')}"
     raise BadRequest("grant_type must be password or refresh_token")
