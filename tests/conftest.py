@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -52,9 +53,20 @@ async def postgres_dsn(postgres_server: str) -> AsyncIterator[str]:
         await conn.close()
     # asyncpg passes unknown DSN query parameters on as server settings.
     yield _with_query(postgres_server, search_path=schema)
+    # pytest may tear this down before a test's app has closed (fixtures with no order
+    # between them), and an app still writing (its audit rows, its tokens' last use)
+    # can meet the DROP in a deadlock PostgreSQL resolves by aborting one side: the
+    # DROP is tried again then, the app's writes having failed or finished.
     conn = await asyncpg.connect(postgres_server)
     try:
-        await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        for attempt in range(5):
+            try:
+                await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+                break
+            except asyncpg.exceptions.DeadlockDetectedError:
+                if attempt == 4:
+                    raise
+                await asyncio.sleep(0.2)
     finally:
         await conn.close()
 
