@@ -10,7 +10,7 @@ from functools import partial
 import structlog
 from aiohttp import hdrs, web
 
-from app import admin_routes, gc_routes, health, keys, oidc_routes
+from app import admin_routes, gc_routes, health, keys, oidc_routes, package_routes
 from app.access_log import AccessWriter, JsonAccessLog, console_access_log
 from app.auth.audit import ACTION, TARGET, recorded
 from app.auth.manage import first_admin
@@ -167,6 +167,7 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
     gc_routes.setup(app)
     oidc_routes.setup(app)
     admin_routes.setup(app)
+    package_routes.setup(app)
     app.router.add_route(
         "*", "/repository/{repository}/{path:.*}", dispatch, expect_handler=expect_continue
     )

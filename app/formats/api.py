@@ -42,7 +42,7 @@ from app.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
-from app.formats.base import Format, NoOptions, Services, Sweep
+from app.formats.base import Format, NoOptions, PackageChange, Services, Sweep
 from app.http import BlobBody, ExternalUrl, etag_matches, request_body, send_blob
 from app.inputs import whole_number
 from app.proxy import edge
@@ -90,6 +90,7 @@ __all__ = [
     "NoOptions",
     "NotFound",
     "Opened",
+    "PackageChange",
     "Part",
     "PayloadTooLarge",
     "Principal",

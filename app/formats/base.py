@@ -13,6 +13,9 @@ plugs into the service through this one class:
   once :meth:`Format.action` has said what the request does and the caller may;
 - :meth:`Format.challenge` is the ``WWW-Authenticate`` of its 401s;
 - :meth:`Format.render_error` shapes errors the way the format's clients expect;
+- :meth:`Format.packages`, :meth:`Format.package` and :meth:`Format.change` are the
+  management API's view of a local repository's packages (``/api/v1/repositories/
+  <name>/packages``): listing, one package's versions and files, yank and delete;
 - :attr:`Format.blob_references`, :attr:`Format.blob_names` and :meth:`Format.collect`
   tell the collector what the format's rows keep alive and what garbage it makes;
 - :attr:`Format.migrations` is the folder of the format's own tables' migrations
@@ -24,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.resources.abc import Traversable
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
@@ -34,7 +37,7 @@ from app.auth.service import Auth
 from app.backends.metadata import MetadataStore
 from app.backends.storage import BlobStorage
 from app.cas import ContentStore
-from app.errors import ApiError
+from app.errors import ApiError, NotFound
 from app.http import ExternalUrl
 from app.proxy.core import RemoteCore
 from app.proxy.upstream import Upstream
@@ -74,6 +77,23 @@ class Sweep(Protocol):
 
     def failed(self, kind: str, error: BaseException) -> None:
         """Record an error; the run goes on with other work."""
+
+
+@dataclass(frozen=True, slots=True)
+class PackageChange:
+    """What the management API asks of a local repository's package: a whole package,
+    one version of it, or one file of a version (``version`` and ``file`` narrow it)."""
+
+    operation: Literal["yank", "unyank", "delete"]
+    package: str
+    version: str | None = None
+    file: str | None = None
+    reason: str | None = None  # why it is yanked (PEP 592), shown to installers
+
+    @property
+    def action(self) -> Action:
+        """The permission it takes: yanking hides, deleting removes."""
+        return "delete" if self.operation == "delete" else "write"
 
 
 class NoOptions(BaseModel):
@@ -127,6 +147,24 @@ class Format:
 
     async def handle(self, request: web.Request, repo: Repository, path: str) -> web.StreamResponse:
         raise ApiError(f"format {self.name} serves no /repository/ paths")
+
+    # -- the management API's view of local packages (formats that keep packages) ---
+
+    async def packages(self, repo: Repository, after: str, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` packages of a local repository, by name after ``after``:
+        JSON objects with at least ``name``."""
+        raise NotFound(f"repository {repo.name} keeps no packages")
+
+    async def package(self, repo: Repository, name: str) -> dict[str, Any]:
+        """One package (any spelling its format accepts) with its versions and their
+        files, as JSON; :class:`NotFound` if there is none."""
+        raise NotFound(f"repository {repo.name} keeps no packages")
+
+    async def change(self, repo: Repository, change: PackageChange) -> dict[str, Any]:
+        """Yank, unyank or delete (already authorised for ``change.action``); the
+        package as :meth:`package` shows it afterwards, or ``{}`` once it is gone. Every
+        replica's renderings follow at once."""
+        raise NotFound(f"repository {repo.name} keeps no packages")
 
     async def collect(self, sweep: Sweep) -> None:
         """Delete the format's own garbage (sessions, unreachable metadata) before the

@@ -1,0 +1,108 @@
+"""``/api/v1/repositories/<name>/packages``: a local repository's packages, versions and
+files as its format keeps them (:meth:`Format.packages`, :meth:`Format.package`), and
+yank, unyank and delete (:meth:`Format.change`).
+
+Not administrators only: reading takes ``read`` on the repository, yanking ``write``
+and deleting ``delete``, as the format's own endpoints would. npm's scoped names hold a
+slash, so a package is ``[@scope/]name``.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Literal
+from urllib.parse import quote, urlencode
+
+from aiohttp import web
+
+from app import admin_inputs as inputs
+from app import keys
+from app.auth.audit import ACTION, TARGET
+from app.auth.permissions import Action
+from app.auth.service import PRINCIPAL, PRIVATE
+from app.errors import BadRequest
+from app.formats.base import Format, PackageChange
+from app.inputs import whole_number
+from app.middleware import FORMATS
+from app.repositories import Repository
+
+PAGE = 1000
+MAX_PAGE = 10000
+MAX_REASON = 1000
+
+_BASE = "/api/v1/repositories/{repository}/packages"
+_PACKAGE = _BASE + "/{package:(?:@[^/]+/)?[^/@][^/]*}"
+_VERSION = _PACKAGE + "/versions/{version}"
+_FILE = _VERSION + "/files/{file}"
+
+Operation = Literal["yank", "unyank", "delete"]
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get(_BASE, list_packages)
+    app.router.add_get(_PACKAGE, get_package)
+    app.router.add_delete(_PACKAGE, partial(change, "delete"))
+    app.router.add_delete(_VERSION, partial(change, "delete"))
+    app.router.add_delete(_FILE, partial(change, "delete"))
+    for operation in ("yank", "unyank"):
+        app.router.add_post(_VERSION + f"/{operation}", partial(change, operation))
+        app.router.add_post(_FILE + f"/{operation}", partial(change, operation))
+
+
+async def list_packages(request: web.Request) -> web.Response:
+    repo, fmt = await _allowed(request, "read")
+    limit = whole_number(request.query.get("limit", str(PAGE)))
+    if limit is None or not 1 <= limit <= MAX_PAGE:
+        raise BadRequest(f"limit must be a whole number between 1 and {MAX_PAGE}")
+    after = inputs.text(dict(request.query), "after", "") or ""
+    packages = await fmt.packages(repo, after, limit)
+    body: dict[str, Any] = {"repository": repo.name, "packages": packages}
+    headers = {}
+    if len(packages) == limit:
+        body["next"] = last = packages[-1]["name"]
+        query = urlencode({"limit": limit, "after": last})
+        headers["Link"] = f'<{request.path}?{query}>; rel="next"'
+    return web.json_response(body, headers=headers)
+
+
+async def get_package(request: web.Request) -> web.Response:
+    repo, fmt = await _allowed(request, "read")
+    return web.json_response(await fmt.package(repo, request.match_info["package"]))
+
+
+async def change(operation: Operation, request: web.Request) -> web.Response:
+    match = request.match_info
+    reason = None
+    if operation == "yank" and request.can_read_body:
+        body = await inputs.body(request, {"reason"})
+        reason = inputs.text(body, "reason", None)
+        if reason is not None and len(reason) > MAX_REASON:
+            raise BadRequest(f"reason: at most {MAX_REASON} characters")
+    asked = PackageChange(
+        operation, match["package"], match.get("version"), match.get("file"), reason
+    )
+    named = (match["repository"], asked.package, asked.version, asked.file)
+    request[TARGET] = f"{operation} " + "/".join(quote(p, safe="@/") for p in named if p)
+    repo, fmt = await _allowed(request, asked.action, audited=True)
+    result = await fmt.change(repo, asked)
+    return web.json_response(result) if result else web.Response(status=204)
+
+
+async def _allowed(
+    request: web.Request, action: Action, audited: bool = False
+) -> tuple[Repository, Format]:
+    """The repository and its format, once the caller may ``action`` in it."""
+    app = request.app
+    repo = app[keys.REPOSITORIES].get(request.match_info["repository"])
+    fmt = app[FORMATS][repo.format]
+    if audited:
+        request[ACTION] = action  # the audit log's row, refused or not
+    auth = app[keys.AUTH]
+    principal = await auth.requester(request)
+    request[PRINCIPAL] = principal
+    if not repo.anonymous_read:
+        request[PRIVATE] = True
+    await auth.authorise(
+        principal, repo.name, action, partial(fmt.challenge, request, repo), repo.anonymous_read
+    )
+    return repo, fmt
