@@ -37,6 +37,7 @@ def test_scripts_say_which_global_version_they_were_part_of() -> None:
         "generic/0001_files": 1,
         "oci/0001_oci": 2,
         "oci/0002_gc": 3,
+        "pypi/0001_pypi": None,
         "npm/0001_npm_logins": None,
     }
 
