@@ -106,7 +106,7 @@ class Upload:
             "protocol_version": "1",
         }
         values.update(self.fields)
-        form = FormData()
+        form = FormData(default_to_multipart=True)
         for key, value in values.items():
             if value is not None:
                 form.add_field(key, value)
