@@ -134,3 +134,37 @@ def upload(
 
 def classifiers(values: Iterable[str]) -> list[tuple[str, str]]:
     return [("classifiers", value) for value in values]
+
+
+def multipart(
+    fields: dict[str, str], filename: str, content: bytes, boundary: str = "pypi-form"
+) -> tuple[bytes, dict[str, str]]:
+    """An upload form's bytes and its Content-Type header, made without a running loop
+    (the contract's calls are plain data)."""
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode()
+        for key, value in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="{filename}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n".encode()
+        + content
+        + b"\r\n"
+    )
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+def twine_fields(content: bytes, name: str = "demo-pkg", version: str = "1.0") -> dict[str, str]:
+    """The fields twine sends with ``content`` (a wheel), digests and all."""
+    return {
+        "name": name,
+        "version": version,
+        "filetype": "bdist_wheel",
+        "pyversion": "py3",
+        "metadata_version": "2.1",
+        "sha256_digest": sha256(content),
+        "blake2_256_digest": hashlib.blake2b(content, digest_size=32).hexdigest(),
+        ":action": "file_upload",
+        "protocol_version": "1",
+    }
