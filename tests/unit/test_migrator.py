@@ -14,7 +14,7 @@ TRACKS = [CORE, *migrations(available_formats().values())]
 
 
 def test_every_track_ships_the_same_numbered_scripts_for_both_dialects() -> None:
-    assert [t.name for t in TRACKS] == ["core", "auth", "generic", "oci", "npm"]
+    assert [t.name for t in TRACKS] == ["core", "auth", "generic", "oci", "pypi", "npm"]
     for track in TRACKS:
         versions = [s.version for s in load(track, "sqlite")]
         assert versions == list(range(1, len(versions) + 1)), track.name
