@@ -28,7 +28,7 @@ from app.formats.api import (
     etag_matches,
     send_blob,
 )
-from app.formats.pypi import simple
+from app.formats.pypi import paths, simple
 from app.formats.pypi.index import LocalIndex
 from app.formats.pypi.publish import LocalPypiOptions, Publisher
 from app.formats.pypi.records import PypiRecords
@@ -54,37 +54,18 @@ async def serve(
     if request.method not in ("GET", "HEAD"):
         allow = "POST" if path in UPLOAD_PATHS else "GET, HEAD"
         raise MethodNotAllowed(f"{request.method} is not supported here", headers={"Allow": allow})
-    parts = path.split("/")
-    if parts[0] == "simple":
-        if len(parts) == 1:
-            return _redirect(repo, "simple/")
-        if len(parts) == 2 and parts[1] == "":
-            as_json = simple.wants_json(request.headers.get("Accept", ""))
-            return _page(request, await local.index.projects(repo, as_json), as_json)
-        if len(parts) == 2 or (len(parts) == 3 and parts[2] == ""):
-            return await _project_page(local, request, repo, parts[1], slash=len(parts) == 3)
-    elif parts[0] == "files" and len(parts) == 3:
-        return await _file(local, request, repo, parts[1], parts[2])
-    raise NotFound(f"{path[:200]} not found")
-
-
-def _redirect(repo: Repository, path: str) -> web.Response:
-    return web.Response(status=301, headers={"Location": f"/repository/{repo.name}/{path}"})
-
-
-async def _project_page(
-    local: PypiLocal, request: web.Request, repo: Repository, name: str, slash: bool
-) -> web.StreamResponse:
-    if not simple.valid_project(name):
-        raise NotFound(f"no project {name[:200]!r}")
-    project = simple.normalize(name)
-    if project != name or not slash:
-        return _redirect(repo, f"simple/{project}/")
+    where = paths.route(repo, path)
+    if isinstance(where, web.Response):
+        return where
     as_json = simple.wants_json(request.headers.get("Accept", ""))
-    page = await local.index.page(repo, project, as_json)
-    if page is None:
-        raise NotFound(f"no project {project} in {repo.name}")
-    return _page(request, page, as_json)
+    if isinstance(where, paths.ProjectList):
+        return _page(request, await local.index.projects(repo, as_json), as_json)
+    if isinstance(where, paths.ProjectPage):
+        page = await local.index.page(repo, where.project, as_json)
+        if page is None:
+            raise NotFound(f"no project {where.project} in {repo.name}")
+        return _page(request, page, as_json)
+    return await _file(local, request, repo, where.project, where.filename)
 
 
 def _page(request: web.Request, page: Rendering, as_json: bool) -> web.Response:

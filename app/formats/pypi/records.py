@@ -49,18 +49,11 @@ class NewFile:
 
 
 @dataclass(frozen=True, slots=True)
-class FileRow:
+class FileRow(NewFile):
+    """A file as recorded."""
+
     project: str  # normalised
-    filename: str
-    version: str
-    filetype: str
-    blob_digest: str
-    size: int
-    requires_python: str | None
-    metadata_digest: str | None
-    metadata_size: int | None
     yanked_reason: str | None
-    fields: dict[str, Any]
     uploaded_at: float
 
     @property
