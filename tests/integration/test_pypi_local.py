@@ -5,6 +5,7 @@ view and changes, and the collector keeping what the rows reference."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from typing import Any
@@ -300,3 +301,32 @@ async def test_digests_in_every_spelling_clients_send(client: TestClient) -> Non
     assert response.status == 200, response.reason
     described = await (await client.get("/api/v1/repositories/pypi-local/packages/demo-pkg")).json()
     assert json.dumps(described).count(sha256(data)) == 1
+
+
+async def test_concurrent_uploads_of_one_filename_one_wins_of_many_all_land(
+    aiohttp_client: Any, make_config: ConfigFactory
+) -> None:
+    """Spread over two replicas in the scale-out shape."""
+    config = make_config(repositories=REPOS)
+    client = await aiohttp_client(create_app(config))
+    replicas = [client]
+    if not config.database.url.startswith("sqlite"):
+        replicas.append(await aiohttp_client(create_app(config)))
+    others = [wheel(module=f"VALUE = {i}\n".encode()) for i in range(6)]
+    answers = await asyncio.gather(
+        *(post(replicas[i % len(replicas)], upload(data).form()) for i, data in enumerate(others))
+    )
+    statuses = sorted(answer.status for answer in answers)
+    assert statuses == [200] + [400] * 5, [a.reason for a in answers]
+    assert all(a.reason.startswith("File already exists") for a in answers if a.status == 400)
+    (entry,) = (await page(client))["files"]
+    winner = next(data for data, a in zip(others, answers, strict=True) if a.status == 200)
+    assert entry["hashes"]["sha256"] == sha256(winner)
+
+    versions = [f"2.{i}" for i in range(8)]
+    forms = [upload(wheel("demo_pkg", v), wheel_name("demo_pkg", v), version=v) for v in versions]
+    answers = await asyncio.gather(
+        *(post(replicas[i % len(replicas)], form.form()) for i, form in enumerate(forms))
+    )
+    assert [a.status for a in answers] == [200] * len(versions)
+    assert (await page(client))["versions"] == ["1.0", *versions]

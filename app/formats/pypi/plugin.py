@@ -40,9 +40,21 @@ class PypiFormat(Format):
         return await local.serve(self.local, request, repo, path, self.services.max_body_size)
 
     def render_error(self, request: web.Request, error: ApiError, request_id: str) -> web.Response:
-        if request.method == "POST" and request.match_info.get("path", "") in local.UPLOAD_PATHS:
+        if self._upload(request):
             return local.render_upload_error(error, request_id)
         return super().render_error(request, error, request_id)
+
+    def _upload(self, request: web.Request) -> bool:
+        """Whether ``request`` is an upload to a local repository (its errors are
+        answered for twine and uv)."""
+        match = request.match_info
+        if request.method != "POST" or match.get("path", "") not in local.UPLOAD_PATHS:
+            return False
+        try:
+            repo = self.services.repositories.get(match.get("repository", ""))
+        except NotFound:
+            return False
+        return repo.kind == "local"
 
     async def packages(self, repo: Repository, after: str, limit: int) -> list[dict[str, Any]]:
         _local(repo)

@@ -215,6 +215,7 @@ class PypiRecords(Records):
         all, a version's, or one; how many matched."""
         where, args = _selected(repository_id, project, version, filename)
         async with self.db.transaction() as tx:
+            await _bump(tx, repository_id, by=0)  # writers take turns before they look
             ids = await _ids(tx, where, args)
             if not ids:
                 return 0
@@ -239,6 +240,7 @@ class PypiRecords(Records):
         if ``reserve``; a project left without files goes too. How many matched."""
         where, args = _selected(repository_id, project, version, filename)
         async with self.db.transaction() as tx:
+            await _bump(tx, repository_id, by=0)  # writers take turns before they look
             rows = await tx.fetch(f"SELECT f.id, f.filename {_FROM} WHERE {where}", *args)
             if not rows:
                 return 0

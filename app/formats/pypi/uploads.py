@@ -13,7 +13,8 @@ never lands); one claimed after the file is compared afterwards.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -70,10 +71,17 @@ async def read_form(request: web.Request, store: Store[Stored], max_size: int) -
         raise PayloadTooLarge(f"body exceeds the limit of {max_size} bytes")
     if not request.content_type.startswith("multipart/form-data"):
         raise BadRequest("an upload is multipart/form-data")
-    try:
+    with _malformed():
         reader = await request.multipart()
-        return await _parts(reader, store)
-    except (ValueError, AssertionError) as exc:  # aiohttp's word for a malformed body
+    return await _parts(reader, store)
+
+
+@contextmanager
+def _malformed() -> Iterator[None]:
+    """Around aiohttp's reader only, whose word for a malformed body is ValueError."""
+    try:
+        yield
+    except ValueError as exc:
         raise BadRequest(f"malformed multipart body: {str(exc)[:200]}") from None
 
 
@@ -81,7 +89,8 @@ async def _parts(reader: MultipartReader, store: Store[Stored]) -> Form[Stored]:
     fields, total, count = Fields(), 0, 0
     stored: Stored | None = None
     while True:
-        part = await reader.next()
+        with _malformed():
+            part = await reader.next()
         if part is None:
             return Form(fields, stored)
         count += 1
@@ -115,14 +124,22 @@ def _plain(part: BodyPartReader) -> None:
 
 
 async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
-    while chunk := await part.read_chunk(READ):
+    while True:
+        with _malformed():
+            chunk = await part.read_chunk(READ)
+        if not chunk:
+            return
         yield chunk
 
 
 async def _field(part: BodyPartReader, name: str) -> str:
     limit = MAX_DESCRIPTION if name == "description" else MAX_FIELD
     data = bytearray()
-    while chunk := await part.read_chunk(min(READ, limit + 1)):
+    while True:
+        with _malformed():
+            chunk = await part.read_chunk(min(READ, limit + 1))
+        if not chunk:
+            break
         data += chunk
         if len(data) > limit:
             raise BadRequest(f"field {name[:100]!r} over {limit} bytes")
