@@ -86,11 +86,14 @@ async def test_a_malformed_digest_is_refused(client: TestClient) -> None:
 
 
 async def test_a_filename_not_of_the_metadata_is_refused(client: TestClient) -> None:
-    await refused(client, upload(wheel(), name="other-pkg"), says="not a file of the project")
-    await refused(client, upload(wheel(), version="2.0"), says="not a file of version")
-    await refused(client, upload(wheel(), filetype="sdist"), says="not a 'sdist'")
-    await refused(client, upload(wheel(), version="not a version!"), says="version")
-    await refused(client, upload(wheel(), name=None), says="name")
+    data = wheel()
+    await refused(client, upload(data, name="other-pkg"), says="not a file of the project")
+    await refused(client, upload(data, version="2.0"), says="not a file of version")
+    await refused(client, upload(data, filetype="sdist"), says="not a 'sdist'")
+    await refused(client, upload(data, version="not a version!"), says="version")
+    # The form came first: refused before a byte of the file was stored.
+    assert not await blob_stored(client, data)
+    await refused(client, upload(data, name=None), says="name")
 
 
 @pytest.mark.parametrize(

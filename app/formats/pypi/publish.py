@@ -177,6 +177,8 @@ class Publisher:
         stored with every digest claimed so far verified as it streams."""
         _check_action(fields, final=False)
         dist = distribution(filename)
+        if fields.get("name") is not None and fields.get("version") is not None:
+            _check_form(fields, dist)  # every client sends them first
         claimed = _claimed(fields)
         existing = await self.records.file(repo.id, dist.filename)
         sha256 = claimed.get("sha256")
@@ -268,9 +270,8 @@ def _md5_hex(text: str) -> str:
     return raw.hex()
 
 
-def _check_claims(fields: Fields, dist: Distribution, received: Received) -> None:
-    """The form against the file: its project, version, type, and any digest claimed
-    only after the file (those before were verified as it streamed)."""
+def _check_form(fields: Fields, dist: Distribution) -> None:
+    """The form names the file's project, version and type."""
     name, version = fields.get("name"), fields.get("version")
     if not name or not version:
         raise BadRequest("the form must name the project (name) and its version (version)")
@@ -284,6 +285,12 @@ def _check_claims(fields: Fields, dist: Distribution, received: Received) -> Non
     filetype = fields.get("filetype")
     if filetype is not None and filetype != dist.filetype:
         raise BadRequest(f"{dist.filename} is not a {filetype[:40]!r}")
+
+
+def _check_claims(fields: Fields, dist: Distribution, received: Received) -> None:
+    """The whole form against the file: what it names, and any digest claimed only
+    after the file (those before were verified as it streamed)."""
+    _check_form(fields, dist)
     late = _claimed(fields)
     actual = {
         "sha256": received.blob.digest,
