@@ -330,3 +330,32 @@ async def test_concurrent_uploads_of_one_filename_one_wins_of_many_all_land(
     )
     assert [a.status for a in answers] == [200] * len(versions)
     assert (await page(client))["versions"] == ["1.0", *versions]
+
+
+async def test_a_warm_page_costs_one_query_of_the_serial(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for version in ("1.0", "2.0"):
+        form = upload(wheel("demo_pkg", version), wheel_name("demo_pkg", version), version=version)
+        await post(client, form.form())
+    await page(client)  # rendered and kept
+    app: web.Application = client.app  # type: ignore[assignment]
+    db = app[keys.METADATA].db
+    asked: list[str] = []
+    depth = [0]  # a driver's fetchval may go by its own fetchrow: one statement
+    for method in ("fetch", "fetchrow", "fetchval", "execute"):
+        original = getattr(db, method)
+
+        async def counted(sql: str, *args: Any, _original: Any = original) -> Any:
+            if "pypi_" in sql and depth[0] == 0:
+                asked.append(sql)
+            depth[0] += 1
+            try:
+                return await _original(sql, *args)
+            finally:
+                depth[0] -= 1
+
+        monkeypatch.setattr(db, method, counted)
+    for _ in range(3):
+        await page(client)
+    assert len(asked) == 3 and all("SELECT serial FROM pypi_projects" in q for q in asked), asked

@@ -64,7 +64,7 @@ class Packages:
         project = await self.records.project(repo.id, project_name(name))
         if project is None:
             raise NotFound(f"no project {name[:200]!r} in {repo.name}")
-        files = await self.records.files(repo.id, project.name)
+        files = await self.records.files(repo.id, project.name, fields=True)
         versions: dict[str, list[FileRow]] = {}
         for file in files:
             versions.setdefault(file.version, []).append(file)

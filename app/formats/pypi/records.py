@@ -61,11 +61,14 @@ class FileRow(NewFile):
         return self.yanked_reason is not None
 
 
+# Without the form's fields (a description may be 512 KiB): pages and downloads need
+# none of them, and a page of 2,000 files must not read a gigabyte.
 _FILE_COLUMNS = (
     "p.name AS project, f.filename, f.version, f.filetype, f.blob_digest, f.size,"
-    " f.requires_python, f.metadata_digest, f.metadata_size, f.yanked_reason, f.fields,"
+    " f.requires_python, f.metadata_digest, f.metadata_size, f.yanked_reason, '{}' AS fields,"
     " f.uploaded_at"
 )
+_WITH_FIELDS = _FILE_COLUMNS.replace("'{}' AS fields", "f.fields")
 _FROM = "FROM pypi_files f JOIN pypi_projects p ON p.id = f.project_id"
 
 
@@ -119,9 +122,11 @@ class PypiRecords(Records):
             args.append(limit)
         return [Project(**row) for row in await self.db.fetch(sql, *args)]
 
-    async def files(self, repository_id: int, project: str) -> list[FileRow]:
+    async def files(self, repository_id: int, project: str, fields: bool = False) -> list[FileRow]:
+        """The project's files, by filename; with their form ``fields`` if asked."""
+        columns = _WITH_FIELDS if fields else _FILE_COLUMNS
         rows = await self.db.fetch(
-            f"SELECT {_FILE_COLUMNS} {_FROM} WHERE p.repository_id = $1 AND p.name = $2"
+            f"SELECT {columns} {_FROM} WHERE p.repository_id = $1 AND p.name = $2"
             " ORDER BY f.filename",
             repository_id,
             project,
