@@ -204,6 +204,10 @@ async def test_uv_publish_and_install(index: Index, dists: list[Path], tmp_path:
     await run([*publish, *map(str, dists)], tmp_path)
     assert await index.files() == sorted([WHEEL, SDIST])
     await run([*publish, *map(str, dists)], tmp_path)  # a retry changes nothing
+    # --check-url: uv reads our index first and skips what is there already.
+    checked = await run([*publish, "--check-url", index.simple, *map(str, dists)], tmp_path)
+    for name in (WHEEL, SDIST):
+        assert f"File {name} already exists, skipping" in checked.stderr, checked.stderr
     changed = build(tmp_path / "changed", tmp_path / "changed-dist", tmp_path, value=2)
     refused = await run([*publish, *map(str, changed)], tmp_path, ok=False)
     assert refused.returncode != 0 and "File already exists" in refused.stderr
