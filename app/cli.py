@@ -1,6 +1,6 @@
 """Command line: ``artifactapi [--config FILE] [--debug] serve | gc [--dry-run] | config check
-FILE | migrate | user … | token … | perm … | key … | audit``; the global options may also follow
-the command (``artifactapi serve --config FILE``)."""
+FILE | migrate | user … | token … | perm … | key … | audit | pypi …``; the global options may
+also follow the command (``artifactapi serve --config FILE``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from app import cli_auth
+from app import cli_auth, cli_pypi
 from app.backends.cache import CacheError
 from app.backends.metadata import MetadataError
 from app.backends.storage import StorageError
@@ -72,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     gc = _command(commands, "gc", "collect garbage once and exit")
     gc.add_argument("--dry-run", action="store_true", help="report what would go, delete nothing")
     cli_auth.add_commands(_command, commands)
+    cli_pypi.add_commands(_command, commands)
     return parser
 
 
@@ -101,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if command in cli_auth.COMMANDS:
             return asyncio.run(cli_auth.run(config, args))
+        if command in cli_pypi.COMMANDS:
+            return asyncio.run(cli_pypi.run(config, args))
         if command == "gc":
             from app.logs import configure_logging
             from collector.standalone import collect_once

@@ -248,7 +248,8 @@ def render(request: web.Request, error: ApiError, status: int | None = None) -> 
     status = error.status if status is None else status
     fmt = request.get(FORMAT) or _format_owning(request) or _DEFAULT_FORMAT
     response = fmt.render_error(request, error, request.get(REQUEST_ID, ""))
-    response.set_status(status)
+    if response.status != status:  # else the format's reason phrase stays (PyPI's has the why)
+        response.set_status(status)
     if status == 401 and hdrs.WWW_AUTHENTICATE not in response.headers:
         # Every 401 says how to authenticate, in the format's way, wherever it came from.
         response.headers[hdrs.WWW_AUTHENTICATE] = fmt.challenge(request, None)

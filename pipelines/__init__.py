@@ -11,12 +11,13 @@ yields ``bytes``, so a pipeline reads top to bottom::
 Nothing here imports the application: stages only know bytes, hashes and errors.
 """
 
-from pipelines.digest import ALGORITHMS, Digest, Digests, InvalidDigest, parse_digest
+from pipelines.digest import ALGORITHMS, STREAMED, Digest, Digests, InvalidDigest, parse_digest
 from pipelines.errors import DigestMismatch, PipelineError, TooLarge
 from pipelines.stages import drain, hashed, limited, teed, verified
 
 __all__ = [
     "ALGORITHMS",
+    "STREAMED",
     "Digest",
     "DigestMismatch",
     "Digests",

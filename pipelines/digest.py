@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 # Hex length of each algorithm we accept. sha256 names every blob; sha512 is
 # allowed by the OCI spec; sha1 and md5 are what older formats publish.
 ALGORITHMS: dict[str, int] = {"sha256": 64, "sha512": 128, "sha1": 40, "md5": 32}
+
+# Computed while streaming but never a digest a client names as ``algorithm:hex``:
+# PyPI's uploads carry a BLAKE2b of 256 bits, which hashlib only makes with an argument.
+STREAMED: dict[str, Callable[[], Any]] = {
+    "blake2b_256": lambda: hashlib.blake2b(digest_size=32),
+}
 
 _HEX = re.compile(r"^[0-9a-f]+$")
 
@@ -41,14 +49,17 @@ def parse_digest(text: str, allowed: tuple[str, ...] = ("sha256", "sha512")) -> 
 
 
 class Digests:
-    """Running hashes of one stream: sha256 always, others on request."""
+    """Running hashes of one stream: sha256 always, others (:data:`ALGORITHMS`,
+    :data:`STREAMED`) on request."""
 
     def __init__(self, *algorithms: str) -> None:
         names = dict.fromkeys(("sha256", *algorithms))
-        unknown = [a for a in names if a not in ALGORITHMS]
+        unknown = [a for a in names if a not in ALGORITHMS and a not in STREAMED]
         if unknown:
             raise ValueError(f"unsupported digest algorithm(s): {unknown}")
-        self._hashes = {name: hashlib.new(name) for name in names}
+        self._hashes = {
+            name: STREAMED[name]() if name in STREAMED else hashlib.new(name) for name in names
+        }
         self.size = 0
 
     def update(self, chunk: bytes) -> None:

@@ -14,7 +14,8 @@ surface grow, never imported around it.
   responses), upstreams, renderings, relays;
 - who is asking: :class:`Auth` (authenticate, authorise), :class:`Principal`, the
   actions, the OCI token scopes;
-- errors (:class:`ApiError` and kin), HTTP helpers, client input bounds, digests.
+- errors (:class:`ApiError` and kin), HTTP helpers, client input bounds, digests (and
+  the stages that compute and verify them on a stream: :func:`hashed`, :func:`verified`).
 """
 
 from __future__ import annotations
@@ -51,11 +52,11 @@ from app.proxy.edge import cache_headers, read_only
 from app.proxy.entries import Link
 from app.proxy.options import RemoteOptions
 from app.proxy.relay import read_body, relay
-from app.proxy.renderings import Rendering, rendering, sized
+from app.proxy.renderings import Rendering, Renderings, rendering, sized
 from app.proxy.results import Cached, CacheStatus, Document, Fetch, Missing
 from app.proxy.upstream import Upstream
 from app.repositories import Repositories, Repository
-from pipelines import ALGORITHMS, Digest, InvalidDigest, parse_digest
+from pipelines import ALGORITHMS, Digest, Digests, InvalidDigest, hashed, parse_digest, verified
 from pipelines.sources import once
 
 __all__ = [
@@ -77,6 +78,7 @@ __all__ = [
     "Conflict",
     "ContentStore",
     "Digest",
+    "Digests",
     "Document",
     "ExternalUrl",
     "Fetch",
@@ -98,6 +100,7 @@ __all__ = [
     "RemoteCore",
     "RemoteOptions",
     "Rendering",
+    "Renderings",
     "Repositories",
     "Repository",
     "Row",
@@ -113,6 +116,7 @@ __all__ = [
     "create_token",
     "edge",
     "etag_matches",
+    "hashed",
     "once",
     "parse_digest",
     "parse_scopes",
@@ -124,6 +128,7 @@ __all__ = [
     "send_blob",
     "sized",
     "token_digest",
+    "verified",
     "whole",
     "whole_number",
 ]

@@ -24,6 +24,7 @@ from app.auth.records import AuthRecords
 from app.server import create_app
 from tests.integration.conftest import ConfigFactory
 from tests.oci_docs import digest_of, image_manifest
+from tests.pypi_dists import upload, wheel, wheel_name
 from tests.upstreams import FileTree
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -31,6 +32,7 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 PRIVATE = [
     {"name": "files", "format": "generic", "kind": "local"},
     {"name": "docker", "format": "oci", "kind": "local"},
+    {"name": "pypi-local", "format": "pypi", "kind": "local"},
 ]
 PUBLIC_FILES = {"name": "public", "format": "generic", "kind": "local", "anonymous_read": True}
 PERMISSIONS = [
@@ -133,6 +135,10 @@ MATRIX: list[tuple[str, tuple[int, ...]]] = [
     ("oci local delete", (401, 403, 403, 202, 202, 403)),
     ("oci remote pull", (401, 404, 404, 404, 404, 403)),
     ("pypi remote read", (401, 404, 404, 404, 404, 403)),
+    ("pypi local read", (401, 200, 200, 200, 200, 403)),
+    ("pypi local upload", (401, 403, 200, 403, 200, 403)),
+    ("pypi local yank", (401, 403, 200, 403, 200, 403)),
+    ("pypi local delete", (401, 403, 403, 200, 200, 403)),
     ("npm remote read", (401, 404, 404, 404, 404, 403)),
 ]
 
@@ -163,12 +169,38 @@ async def attempt(service: Service, what: str, who: str) -> int:
                           Accept=OCI_MANIFEST)  # fmt: skip
     if what == "pypi remote read":
         return await call(service, who, "GET", "/repository/pypi-remote/simple/absent/")
+    if what.startswith("pypi local"):
+        return await pypi_local(service, what, who)
     if what == "npm remote read":
         return await call(service, who, "GET", "/repository/npm-remote/absent-package")
     raise AssertionError(what)
 
 
+async def pypi_upload(service: Service, who: str, version: str) -> int:
+    data = wheel("demo_pkg", version)
+    form = upload(data, wheel_name("demo_pkg", version), version=version).form()
+    response = await service.client.post(
+        "/repository/pypi-local/", data=form, headers=service.headers[who]
+    )
+    await response.read()
+    return response.status
+
+
+async def pypi_local(service: Service, what: str, who: str) -> int:
+    number = PRINCIPALS.index(who)
+    packages = "/api/v1/repositories/pypi-local/packages/demo-pkg"
+    if what == "pypi local read":
+        return await call(service, who, "GET", "/repository/pypi-local/simple/demo-pkg/")
+    if what == "pypi local upload":
+        return await pypi_upload(service, who, f"2.{number}")
+    if what == "pypi local yank":
+        return await call(service, who, "POST", f"{packages}/versions/1.0/yank")
+    assert await pypi_upload(service, "admin", f"3.{number}") == 200
+    return await call(service, who, "DELETE", f"{packages}/versions/3.{number}")
+
+
 async def test_the_permission_matrix(service: Service) -> None:
+    assert await pypi_upload(service, "admin", "1.0") == 200
     for path in ("files/seed.txt", "public/seed.txt"):
         assert await call(service, "admin", "PUT", f"/repository/{path}", b"seed") == 201
     for who in PRINCIPALS:

@@ -14,7 +14,7 @@ TRACKS = [CORE, *migrations(available_formats().values())]
 
 
 def test_every_track_ships_the_same_numbered_scripts_for_both_dialects() -> None:
-    assert [t.name for t in TRACKS] == ["core", "auth", "generic", "oci", "npm"]
+    assert [t.name for t in TRACKS] == ["core", "auth", "generic", "oci", "pypi", "npm"]
     for track in TRACKS:
         versions = [s.version for s in load(track, "sqlite")]
         assert versions == list(range(1, len(versions) + 1)), track.name
@@ -37,6 +37,7 @@ def test_scripts_say_which_global_version_they_were_part_of() -> None:
         "generic/0001_files": 1,
         "oci/0001_oci": 2,
         "oci/0002_gc": 3,
+        "pypi/0001_pypi": None,
         "npm/0001_npm_logins": None,
     }
 

@@ -185,3 +185,18 @@ def test_an_invalid_digest_quotes_at_most_200_characters_of_it() -> None:
         parse_digest(text)
     assert str(info.value) == f"invalid digest {text[:200]!r}: expected 64 lowercase hex digits"
     assert info.value.text == text
+
+
+async def test_blake2b_256_is_streamed_and_verified_but_no_digest_anyone_names() -> None:
+    """PyPI's uploads claim a BLAKE2b of 256 bits: computed and checked on the stream,
+    never a digest parsed from ``algorithm:hex`` (ALGORITHMS stays as it is)."""
+    data = b"wheel bytes" * 1000
+    digests = Digests("blake2b_256")
+    expected = Digest("blake2b_256", hashlib.blake2b(data, digest_size=32).hexdigest())
+    out = await collect(verified(hashed(source(data[:7], data[7:]), digests), digests, expected))
+    assert b"".join(out) == data
+    assert len(digests.hexdigest("blake2b_256")) == 64
+    wrong, again = Digest("blake2b_256", "0" * 64), Digests("blake2b_256")
+    with pytest.raises(DigestMismatch):
+        await collect(verified(hashed(source(data), again), again, wrong))
+    assert "blake2b_256" not in ALGORITHMS

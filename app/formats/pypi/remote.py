@@ -32,7 +32,7 @@ from app.formats.api import (
     parse_digest,
     read_only,
 )
-from app.formats.pypi import pages, simple
+from app.formats.pypi import pages, paths, simple
 
 
 class RemotePypiOptions(RemoteOptions):
@@ -78,44 +78,17 @@ async def serve(
     remote: PypiRemote, request: web.Request, repo: Repository, path: str
 ) -> web.StreamResponse:
     read_only(request, repo)
-    parts = path.split("/")
-    if parts[0] == "simple":
-        if len(parts) == 1:
-            return _redirect(repo, "simple/")
-        if len(parts) == 2 and parts[1] == "":
-            return await _project_list(remote, request, repo)
-        if len(parts) == 2 or (len(parts) == 3 and parts[2] == ""):
-            return await _project_page(remote, request, repo, parts[1], slash=len(parts) == 3)
-    elif parts[0] == "files" and len(parts) == 3:
-        return await _file(remote, request, repo, parts[1], parts[2])
-    raise NotFound(f"{path} not found")
-
-
-def _redirect(repo: Repository, path: str) -> web.Response:
-    # Returned, not raised: an aiohttp redirect raised would be rendered as an error.
-    location = f"/repository/{repo.name}/{path}"
-    return web.Response(status=301, headers={"Location": location})
-
-
-async def _project_list(
-    remote: PypiRemote, request: web.Request, repo: Repository
-) -> web.StreamResponse:
+    where = paths.route(repo, path)
+    if isinstance(where, web.Response):
+        return where
     as_json = simple.wants_json(request.headers.get("Accept", ""))
     upstream = remote.upstreams[repo.name]
-    return _page(await pages.project_list(remote.core, repo, upstream, as_json))
-
-
-async def _project_page(
-    remote: PypiRemote, request: web.Request, repo: Repository, name: str, slash: bool
-) -> web.StreamResponse:
-    if not simple.valid_project(name):
-        raise NotFound(f"no project {name[:200]!r}")
-    project = simple.normalize(name)
-    if project != name or not slash:
-        return _redirect(repo, f"simple/{project}/")
-    as_json = simple.wants_json(request.headers.get("Accept", ""))
-    upstream = remote.upstreams[repo.name]
-    return _page(await pages.project_page(remote.core, repo, upstream, project, as_json))
+    if isinstance(where, paths.ProjectList):
+        return _page(await pages.project_list(remote.core, repo, upstream, as_json))
+    if isinstance(where, paths.ProjectPage):
+        rendered = await pages.project_page(remote.core, repo, upstream, where.project, as_json)
+        return _page(rendered)
+    return await _file(remote, request, repo, where.project, where.filename)
 
 
 def _page(rendered: pages.Rendered) -> web.Response:

@@ -72,6 +72,8 @@ class DistFile:
     requires_python: str | None = None
     yanked: bool | str = False  # a string is the reason (and means yanked)
     core_metadata: bool | dict[str, str] = False  # True, or the metadata file's hashes
+    size: int | None = None  # PEP 700, for the files we keep
+    upload_time: str | None = None  # PEP 700: ISO 8601, UTC, "Z"
 
     @property
     def digest(self) -> str | None:
@@ -88,6 +90,7 @@ class Page:
     api_version: str | None = None
     declared: str | None = None
     headings: tuple[str, ...] = ()
+    versions: tuple[str, ...] | None = None  # PEP 700, for the projects we keep
 
 
 def _best(hashes: Mapping[str, str]) -> str | None:
@@ -402,8 +405,15 @@ def render_json(page: Page, project: str) -> bytes:
             core = file.core_metadata if isinstance(file.core_metadata, dict) else True
             entry["core-metadata"] = core
             entry["dist-info-metadata"] = core  # for clients older than PEP 714
+        if file.size is not None:
+            entry["size"] = file.size
+        if file.upload_time is not None:
+            entry["upload-time"] = file.upload_time
         files.append(entry)
-    document = {"meta": {"api-version": API_VERSION}, "name": page.name, "files": files}
+    document: dict[str, Any] = {"meta": {"api-version": API_VERSION}, "name": page.name}
+    if page.versions is not None:
+        document["versions"] = list(page.versions)
+    document["files"] = files
     return json.dumps(document).encode()
 
 
