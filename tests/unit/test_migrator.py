@@ -38,6 +38,7 @@ def test_scripts_say_which_global_version_they_were_part_of() -> None:
         "oci/0001_oci": 2,
         "oci/0002_gc": 3,
         "npm/0001_npm_logins": None,
+        "npm/0002_npm_local": None,
     }
 
 

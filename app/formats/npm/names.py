@@ -22,6 +22,10 @@ MAX_NAME_LENGTH = 214  # npm's own limit, scope included
 # package uses: a name that needs escaping is not a name npm publishes. Upper case
 # is allowed: it is only refused for new packages, old ones still have it.
 _SEGMENT = re.compile(r"^[A-Za-z0-9~-][A-Za-z0-9._~-]*$")
+# What npm lets a new package be called (validate-npm-package-name's rules for new
+# packages): lower case, URL-safe, no leading dot or underscore, none of ~'!()*.
+_NEW_SEGMENT = re.compile(r"^[a-z0-9-][a-z0-9._-]*$")
+_RESERVED = frozenset({"node_modules", "favicon.ico"})
 _TARBALL = re.compile(r"^[A-Za-z0-9~-][A-Za-z0-9._~+-]{0,250}\.tgz$")
 # A version ("1.0.0-rc.1+build") or a dist-tag ("latest", "next"): what npm publishes.
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
@@ -56,6 +60,24 @@ def check_package(name: str) -> str:
     # Names starting with "." or "_" are reserved by npm (and "." would be a path).
     if not parts or not all(_SEGMENT.match(p) for p in parts):
         raise BadRequest(f"invalid package name {name[:MAX_NAME_LENGTH]!r}")
+    return name
+
+
+def check_new_package(name: str) -> str:
+    """``name`` if npm lets a new package have it (publishing), else :class:`BadRequest`
+    with npm's own reason."""
+    check_package(name)
+    parts = name[1:].split("/", 1) if name.startswith("@") else [name]
+    if name.lower() in _RESERVED or parts[-1] in _RESERVED:
+        raise BadRequest(f"invalid package name {name!r}: {parts[-1]} is not a valid package name")
+    if name != name.lower():
+        raise BadRequest(
+            f"invalid package name {name!r}: name can no longer contain capital letters"
+        )
+    if not all(_NEW_SEGMENT.match(p) for p in parts):
+        raise BadRequest(
+            f"invalid package name {name!r}: name can only contain URL-friendly characters"
+        )
     return name
 
 
