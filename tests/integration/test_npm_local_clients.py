@@ -1,0 +1,155 @@
+"""npm local repositories with the real npm CLI (npm 11), in both shapes: publish
+(scoped and unscoped), install, view, dist-tag, deprecate and undeprecate, unpublish of a
+version and of a package, and staged publishing (``npm stage publish|list|view|approve|
+reject``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from app.server import create_app
+from tests.integration.conftest import ConfigFactory
+from tests.integration.test_npm_auth import Npm
+from tests.signin import admin_token
+
+REPO = "npm-local"
+LOCAL = {"name": REPO, "format": "npm", "kind": "local"}
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+class Publisher(Npm):
+    """npm with a token, and package folders of its own to publish."""
+
+    def package(self, name: str, version: str, **fields: Any) -> Path:
+        folder = self.home / "src" / name.replace("/", "__") / version
+        folder.mkdir(parents=True, exist_ok=True)
+        manifest = {"name": name, "version": version, "main": "index.js", **fields}
+        (folder / "package.json").write_text(json.dumps(manifest))
+        (folder / "index.js").write_text(f"module.exports = {json.dumps(name + '@' + version)};\n")
+        return folder
+
+    def publish(self, folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.run_in(folder, "publish", *args)
+
+    def run_in(self, folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["npm", *self.args(*args)], cwd=folder, env=self.env(),
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+
+@pytest.fixture
+async def npm(aiohttp_client: Any, make_config: ConfigFactory, tmp_path: Path) -> Publisher:
+    app = create_app(make_config(repositories=[LOCAL]))
+    client: TestClient = await aiohttp_client(app)
+    publisher = Publisher(tmp_path / "npm", str(client.make_url(f"/repository/{REPO}/")))
+    publisher.use(await admin_token(app))
+    return publisher
+
+
+def ok(run: subprocess.CompletedProcess[str]) -> str:
+    assert run.returncode == 0, run.stdout + run.stderr
+    return run.stdout
+
+
+async def view(npm: Npm, *args: str) -> Any:
+    return json.loads(ok(await asyncio.to_thread(npm.run, "view", *args, "--json")))
+
+
+@pytest.mark.parametrize("name", ["npm-local-demo", "@acme/util"])
+async def test_publish_install_and_view(npm: Publisher, name: str) -> None:
+    for version in ("1.0.0", "1.1.0"):
+        ok(await asyncio.to_thread(npm.publish, npm.package(name, version, description="x")))
+    again = await asyncio.to_thread(npm.publish, npm.package(name, "1.1.0"), "--force")
+    assert again.returncode != 0
+    assert "You cannot publish over the previously published versions: 1.1.0" in again.stderr
+    seen = await view(npm, name)
+    assert seen["versions"] == ["1.0.0", "1.1.0"] and seen["dist-tags"] == {"latest": "1.1.0"}
+    assert seen["description"] == "x"
+    assert (await view(npm, f"{name}@1.0.0"))["version"] == "1.0.0"
+    ok(await asyncio.to_thread(npm.run, "install", "--no-audit", f"{name}@1.0.0"))
+    installed = npm.home / "project" / "node_modules" / name / "package.json"
+    assert json.loads(installed.read_text())["version"] == "1.0.0"
+    ok(await asyncio.to_thread(npm.run, "install", "--no-audit", name))
+    assert json.loads(installed.read_text())["version"] == "1.1.0"
+
+
+async def test_dist_tags(npm: Publisher) -> None:
+    name = "tagged"
+    for version in ("1.0.0", "2.0.0-rc.1"):
+        ok(await asyncio.to_thread(npm.publish, npm.package(name, version), "--tag", "next"))
+    assert "next: 2.0.0-rc.1" in ok(await asyncio.to_thread(npm.run, "dist-tag", "ls", name))
+    # The first version became latest: a package always has one.
+    ok(await asyncio.to_thread(npm.run, "dist-tag", "add", f"{name}@2.0.0-rc.1", "beta"))
+    ok(await asyncio.to_thread(npm.run, "dist-tag", "add", f"{name}@1.0.0", "next"))
+    ok(await asyncio.to_thread(npm.run, "dist-tag", "rm", name, "beta"))
+    listed = ok(await asyncio.to_thread(npm.run, "dist-tag", "ls", name))
+    assert listed.split() == ["latest:", "1.0.0", "next:", "1.0.0"]
+    missing = await asyncio.to_thread(npm.run, "dist-tag", "add", f"{name}@9.9.9", "x")
+    assert missing.returncode != 0
+    assert (await view(npm, name))["dist-tags"] == {"latest": "1.0.0", "next": "1.0.0"}
+
+
+async def test_deprecate_and_undeprecate(npm: Publisher) -> None:
+    name = "old-thing"
+    for version in ("1.0.0", "1.0.1", "2.0.0"):
+        ok(await asyncio.to_thread(npm.publish, npm.package(name, version)))
+    ok(await asyncio.to_thread(npm.run, "deprecate", f"{name}@<2", "use 2.x"))
+    assert (await view(npm, f"{name}@1.0.0"))["deprecated"] == "use 2.x"
+    assert "deprecated" not in await view(npm, f"{name}@2.0.0")
+    installed = await asyncio.to_thread(npm.run, "install", "--no-audit", f"{name}@1.0.1")
+    assert "deprecated" in ok(installed) + installed.stderr
+    ok(await asyncio.to_thread(npm.run, "undeprecate", f"{name}@1.0.1"))
+    assert "deprecated" not in await view(npm, f"{name}@1.0.1")
+    assert (await view(npm, f"{name}@1.0.0"))["deprecated"] == "use 2.x"
+
+
+async def test_unpublish_a_version_then_the_package(npm: Publisher) -> None:
+    name = "gone-soon"
+    for version in ("1.0.0", "1.1.0", "1.2.0"):
+        ok(await asyncio.to_thread(npm.publish, npm.package(name, version)))
+    ok(await asyncio.to_thread(npm.run, "unpublish", f"{name}@1.2.0"))
+    seen = await view(npm, name)
+    assert seen["versions"] == ["1.0.0", "1.1.0"] and seen["dist-tags"] == {"latest": "1.1.0"}
+    # name@version is never reusable.
+    again = await asyncio.to_thread(npm.publish, npm.package(name, "1.2.0"))
+    assert again.returncode != 0, again.stdout
+    assert "cannot publish over the previously published versions" in again.stderr
+    ok(await asyncio.to_thread(npm.run, "unpublish", name, "--force"))
+    gone = await asyncio.to_thread(npm.run, "view", name, "--json")
+    assert gone.returncode != 0 and "E404" in gone.stdout + gone.stderr
+    refused = await asyncio.to_thread(npm.publish, npm.package(name, "1.0.0"))
+    assert refused.returncode != 0
+    ok(await asyncio.to_thread(npm.publish, npm.package(name, "3.0.0")))
+    assert (await view(npm, name))["versions"] == ["3.0.0"]
+
+
+async def test_staged_publishing(npm: Publisher) -> None:
+    name = "staged-pkg"
+    ok(await asyncio.to_thread(npm.publish, npm.package(name, "1.0.0")))
+    staged = ok(await asyncio.to_thread(npm.run_in, npm.package(name, "1.1.0"), "stage", "publish"))
+    (first,) = UUID.findall(staged)
+    rejected = ok(await asyncio.to_thread(npm.run_in, npm.package(name, "1.2.0"), "stage", "publish"))
+    (second,) = UUID.findall(rejected)
+    listed = json.loads(ok(await asyncio.to_thread(npm.run, "stage", "list", name, "--json")))
+    assert sorted((i["id"], i["version"]) for i in listed) == sorted(
+        [(first, "1.1.0"), (second, "1.2.0")]
+    )
+    item = json.loads(ok(await asyncio.to_thread(npm.run, "stage", "view", first, "--json")))
+    assert item["packageName"] == name and item["version"] == "1.1.0" and item["actor"] == "admin"
+    # Invisible to installs until approved.
+    assert (await view(npm, name))["versions"] == ["1.0.0"]
+    ok(await asyncio.to_thread(npm.run, "stage", "approve", first))
+    ok(await asyncio.to_thread(npm.run, "stage", "reject", second))
+    seen = await view(npm, name)
+    assert seen["versions"] == ["1.0.0", "1.1.0"] and seen["dist-tags"]["latest"] == "1.1.0"
+    assert "No staged" in ok(await asyncio.to_thread(npm.run, "stage", "list", name))
+    ok(await asyncio.to_thread(npm.run, "install", "--no-audit", f"{name}@1.1.0"))
