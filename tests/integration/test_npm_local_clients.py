@@ -137,7 +137,9 @@ async def test_staged_publishing(npm: Publisher) -> None:
     ok(await asyncio.to_thread(npm.publish, npm.package(name, "1.0.0")))
     staged = ok(await asyncio.to_thread(npm.run_in, npm.package(name, "1.1.0"), "stage", "publish"))
     (first,) = UUID.findall(staged)
-    rejected = ok(await asyncio.to_thread(npm.run_in, npm.package(name, "1.2.0"), "stage", "publish"))
+    rejected = ok(
+        await asyncio.to_thread(npm.run_in, npm.package(name, "1.2.0"), "stage", "publish")
+    )
     (second,) = UUID.findall(rejected)
     listed = json.loads(ok(await asyncio.to_thread(npm.run, "stage", "list", name, "--json")))
     assert sorted((i["id"], i["version"]) for i in listed) == sorted(

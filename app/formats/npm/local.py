@@ -155,9 +155,7 @@ class NpmLocal:
         ``deprecated`` changed: only that is applied)."""
         check_new_package(package)
         put = await publish.read(body, package, self.cas, self.max_body)
-        if not put.blobs:
-            if stage:
-                raise BadRequest("a staged publish attaches the tarball")
+        if not put.blobs and "_attachments" not in put.document and not stage:
             return await self._deprecate(repo, package, put.document)
         new = publish.new_version(put, package)
         stage_id = str(uuid.uuid4()) if stage else None
@@ -174,7 +172,9 @@ class NpmLocal:
     async def _deprecate(
         self, repo: Repository, package: str, document: dict[str, Any]
     ) -> Published:
-        rows = await self.rows(repo, package)
+        rows = await self.records.load(repo.id, package)
+        if rows is None:
+            raise BadRequest(f"a publish of {package} attaches its tarball: none was sent")
         versions = document.get("versions")
         if not isinstance(versions, dict):
             raise BadRequest("a packument without attachments changes versions' deprecated only")
