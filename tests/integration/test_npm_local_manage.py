@@ -1,0 +1,177 @@
+"""npm local repositories beyond the CLI, in both shapes: the management API (packages,
+versions and files; delete is unpublish, yank deprecates), who may unpublish, and the
+collector taking an unpublished version's tarball after the grace."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from app import keys
+from app.auth.manage import create_principal, create_token
+from app.server import create_app
+from tests.integration.conftest import ConfigFactory
+from tests.integration.test_gc import collector, freed, state
+from tests.npm_bodies import publish_body, tarball
+
+REPO = "npm-local"
+ROOT = f"/repository/{REPO}"
+API = f"/api/v1/repositories/{REPO}/packages"
+LOCAL = {"name": REPO, "format": "npm", "kind": "local"}
+GRANTS = [{"repository": REPO, "users": ["writer"], "actions": ["read", "write"]}]
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, make_config: ConfigFactory) -> TestClient:
+    config = make_config(repositories=[LOCAL], auth={"permissions": GRANTS})
+    return await aiohttp_client(create_app(config))  # type: ignore[no-any-return]
+
+
+async def publish(client: TestClient, name: str, *versions: str) -> None:
+    for version in versions:
+        response = await client.put(
+            f"{ROOT}/{name.replace('/', '%2f')}", data=publish_body(name, version)
+        )
+        assert response.status == 201, await response.text()
+
+
+async def versions(client: TestClient, name: str) -> list[str]:
+    response = await client.get(f"{ROOT}/{name.replace('/', '%2f')}")
+    return sorted((await response.json())["versions"]) if response.status == 200 else []
+
+
+async def test_packages_versions_and_files(client: TestClient) -> None:
+    await publish(client, "@acme/util", "1.0.0", "1.1.0")
+    await publish(client, "demo", "0.1.0")
+    listed = await (await client.get(API)).json()
+    assert [(p["name"], p["versions"]) for p in listed["packages"]] == [
+        ("@acme/util", 2),
+        ("demo", 1),
+    ]
+    page = await (await client.get(API, params={"limit": "1"})).json()
+    assert [p["name"] for p in page["packages"]] == ["@acme/util"] and page["next"] == "@acme/util"
+    package = await (await client.get(f"{API}/@acme/util")).json()
+    assert package["dist-tags"] == {"latest": "1.1.0"}
+    first = package["versions"][0]
+    assert first["version"] == "1.0.0" and first["state"] == "published"
+    (file,) = first["files"]
+    assert file["name"] == "util-1.0.0.tgz" and file["size"] == len(tarball("@acme/util", "1.0.0"))
+    assert (await client.get(f"{API}/nothing")).status == 404
+
+
+async def test_yank_deprecates_delete_unpublishes(client: TestClient) -> None:
+    await publish(client, "demo", "1.0.0", "1.1.0", "1.2.0")
+    yanked = await client.post(f"{API}/demo/versions/1.0.0/yank", json={"reason": "broken"})
+    assert yanked.status == 200, await yanked.text()
+    doc = await (await client.get(f"{ROOT}/demo")).json()
+    assert doc["versions"]["1.0.0"]["deprecated"] == "broken"
+    await client.post(f"{API}/demo/versions/1.0.0/unyank")
+    doc = await (await client.get(f"{ROOT}/demo")).json()
+    assert "deprecated" not in doc["versions"]["1.0.0"]
+    refused = await client.delete(f"{API}/demo/versions/1.1.0/files/demo-1.1.0.tgz")
+    assert refused.status == 400
+    gone = await client.delete(f"{API}/demo/versions/1.1.0")
+    assert gone.status == 200
+    states = {v["version"]: v["state"] for v in (await gone.json())["versions"]}
+    assert states == {"1.0.0": "published", "1.1.0": "unpublished", "1.2.0": "published"}
+    assert await versions(client, "demo") == ["1.0.0", "1.2.0"]
+    assert (await client.delete(f"{API}/demo/versions/1.1.0")).status == 404
+    assert (await client.delete(f"{API}/demo")).status == 204
+    assert await versions(client, "demo") == []
+    again = await client.put(f"{ROOT}/demo", data=publish_body("demo", "1.2.0"))
+    assert again.status == 403
+
+
+async def test_unpublishing_takes_delete(client: TestClient, aiohttp_client: Any) -> None:
+    await publish(client, "demo", "1.0.0", "1.1.0")
+    records = client.app[keys.AUTH].records
+    await create_principal(records, "writer", password="a long enough password")
+    secret, _ = await create_token(records, "writer")
+    headers = {"Authorization": f"Bearer {secret}"}
+    doc = await (await client.get(f"{ROOT}/demo?write=true")).json()
+    # A write may deprecate and tag...
+    doc["versions"]["1.0.0"]["deprecated"] = "old"
+    assert (await client.put(f"{ROOT}/demo", json=doc, headers=headers, auth=None)).status == 200
+    tagged = await client.put(
+        f"{ROOT}/-/package/demo/dist-tags/next", json="1.0.0", headers=headers
+    )
+    assert tagged.status == 200
+    # ...but not remove versions, however it asks.
+    doc = await (await client.get(f"{ROOT}/demo?write=true")).json()
+    del doc["versions"]["1.1.0"]
+    refused = await client.put(f"{ROOT}/demo/-rev/{doc['_rev']}", json=doc, headers=headers)
+    assert refused.status == 403 and set(await refused.json()) == {"error"}
+    whole = await client.delete(f"{ROOT}/demo/-rev/{doc['_rev']}", headers=headers)
+    assert whole.status == 403
+    assert (await client.delete(f"{API}/demo", headers=headers)).status == 403
+    assert await versions(client, "demo") == ["1.0.0", "1.1.0"]
+    # A stale revision is refused: the change was computed from an old document.
+    stale = await client.put(f"{ROOT}/demo/-rev/1-x", json=doc)
+    assert stale.status == 409
+    assert (await client.put(f"{ROOT}/demo/-rev/{doc['_rev']}", json=doc)).status == 200
+    assert await versions(client, "demo") == ["1.0.0"]
+
+
+async def test_an_unpublished_tarball_is_collected_after_the_grace(client: TestClient) -> None:
+    await publish(client, "demo", "1.0.0", "1.1.0")
+    app = client.app
+    package = await (await client.get(f"{API}/demo")).json()
+    digests = {v["version"]: v["files"][0]["digest"] for v in package["versions"]}
+    assert freed(await collector(app).run(), "blobs") == (0, 0)
+    assert (await client.delete(f"{API}/demo/versions/1.1.0")).status == 200
+    young = await collector(app, blob_grace=3600).run()
+    assert freed(young, "blobs") == (0, 0)
+    report = await collector(app).run()
+    assert freed(report, "blobs") == (1, len(tarball("demo", "1.1.0")))
+    assert await state(app, digests["1.1.0"]) is None
+    assert await state(app, digests["1.0.0"]) == "live"
+    got = await client.get(f"{ROOT}/demo/-/demo-1.0.0.tgz")
+    assert await got.read() == tarball("demo", "1.0.0")
+
+
+async def test_a_staged_version_is_invisible_until_approved(client: TestClient) -> None:
+    await publish(client, "demo", "1.0.0")
+    staged = await client.post(
+        f"{ROOT}/-/stage/package/demo", data=publish_body("demo", "1.1.0", tag="next")
+    )
+    assert staged.status == 201, await staged.text()
+    stage_id = (await staged.json())["stageId"]
+    assert await versions(client, "demo") == ["1.0.0"]
+    assert (await client.get(f"{ROOT}/demo/-/demo-1.1.0.tgz")).status == 404
+    got = await client.get(f"{ROOT}/-/stage/{stage_id}/tarball")
+    assert await got.read() == tarball("demo", "1.1.0")
+    item = await (await client.get(f"{ROOT}/-/stage/{stage_id}")).json()
+    assert item["tag"] == "next" and item["version"] == "1.1.0"
+    # The staged version is taken: publishing it directly is refused.
+    assert (await client.put(f"{ROOT}/demo", data=publish_body("demo", "1.1.0"))).status == 403
+    assert (await client.post(f"{ROOT}/-/stage/{stage_id}/approve")).status == 200
+    assert await versions(client, "demo") == ["1.0.0", "1.1.0"]
+    tags = await (await client.get(f"{ROOT}/-/package/demo/dist-tags")).json()
+    assert tags == {"latest": "1.0.0", "next": "1.1.0"}
+    assert (await client.post(f"{ROOT}/-/stage/{stage_id}/approve")).status == 404
+    listed = await (await client.get(f"{ROOT}/-/stage")).json()
+    assert listed == {"items": [], "total": 0}
+
+
+async def test_every_replica_sees_a_change_on_its_next_request(
+    aiohttp_client: Any, make_config: ConfigFactory, shape: str
+) -> None:
+    if shape == "embedded":
+        pytest.skip("one process: the replicas are scale-out's")
+    config = make_config(repositories=[LOCAL])
+    first = await aiohttp_client(create_app(config))
+    second = await aiohttp_client(create_app(config))
+    await publish(first, "demo", "1.0.0")
+    assert await versions(second, "demo") == ["1.0.0"]  # cached on the second now
+    await publish(first, "demo", "1.1.0")
+    assert await versions(second, "demo") == ["1.0.0", "1.1.0"]
+    doc = await (await second.get(f"{ROOT}/demo")).json()
+    doc["versions"]["1.0.0"]["deprecated"] = "gone"
+    assert (await second.put(f"{ROOT}/demo", data=json.dumps(doc))).status == 200
+    assert (await (await first.get(f"{ROOT}/demo")).json())["versions"]["1.0.0"][
+        "deprecated"
+    ] == "gone"
+    assert doc["_rev"].split("-")[0] == "2"
