@@ -9,6 +9,7 @@ import asyncio
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from tests.signin import admin_token
 
 REPO = "npm-local"
 LOCAL = {"name": REPO, "format": "npm", "kind": "local"}
+# make install puts pnpm (pinned in tests/clients/package-lock.json) beside the venv's Python.
+PNPM = Path(sys.prefix) / "node" / "node_modules" / ".bin" / "pnpm"
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -155,3 +158,32 @@ async def test_staged_publishing(npm: Publisher) -> None:
     assert seen["versions"] == ["1.0.0", "1.1.0"] and seen["dist-tags"]["latest"] == "1.1.0"
     assert "No staged" in ok(await asyncio.to_thread(npm.run, "stage", "list", name))
     ok(await asyncio.to_thread(npm.run, "install", "--no-audit", f"{name}@1.1.0"))
+
+
+def pnpm(npm: Publisher, folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """pnpm in ``folder``, its registry and token in the folder's .npmrc (pnpm reads no
+    --userconfig), its store under the test's home."""
+    store = f"store-dir={npm.home / 'pnpm-store'}\n"
+    (folder / ".npmrc").write_text(
+        npm.userconfig.read_text() + f"registry={npm.registry}\n" + store
+    )
+    return subprocess.run(
+        [str(PNPM), *args], cwd=folder,
+        env={**npm.env(), "HOME": str(npm.home)}, capture_output=True, text=True,
+        timeout=180, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["pnpm-published", "@acme/pnpm-published"])
+async def test_pnpm_publish_and_install(npm: Publisher, name: str) -> None:
+    assert PNPM.exists(), f"{PNPM} is missing: run make install"
+    folder = npm.package(name, "1.0.0", description="from pnpm")
+    ok(await asyncio.to_thread(pnpm, npm, folder, "publish", "--no-git-checks"))
+    seen = await view(npm, name)
+    assert seen["versions"] == ["1.0.0"] and seen["description"] == "from pnpm"
+    consumer = npm.home / "pnpm-consumer"
+    consumer.mkdir()
+    (consumer / "package.json").write_text(json.dumps({"name": "c", "version": "0.0.0"}))
+    ok(await asyncio.to_thread(pnpm, npm, consumer, "add", name))
+    installed = consumer / "node_modules" / name / "package.json"
+    assert json.loads(installed.read_text())["version"] == "1.0.0"
