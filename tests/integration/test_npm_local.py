@@ -57,6 +57,7 @@ async def test_a_published_version_is_served_from_its_rows(client: TestClient, n
     assert manifest["dist"]["tarball"] == url
     assert manifest["dist"]["shasum"] == hashlib.sha1(data).hexdigest()
     assert set(doc["time"]) == {"created", "modified", "1.0.0"}
+    assert manifest["_npmUser"] == {"name": "admin"}  # who published it, not who it claims
     short = await packument(client, name, ABBREVIATED)
     assert set(short) == {"name", "modified", "dist-tags", "versions"}
     assert short["versions"]["1.0.0"]["dist"] == manifest["dist"]

@@ -85,8 +85,8 @@ async def test_publish_install_and_view(npm: Publisher, name: str) -> None:
     assert json.loads(installed.read_text())["version"] == "1.1.0"
 
 
-async def test_dist_tags(npm: Publisher) -> None:
-    name = "tagged"
+@pytest.mark.parametrize("name", ["tagged", "@acme/tagged"])
+async def test_dist_tags(npm: Publisher, name: str) -> None:
     for version in ("1.0.0", "2.0.0-rc.1"):
         ok(await asyncio.to_thread(npm.publish, npm.package(name, version), "--tag", "next"))
     assert "next: 2.0.0-rc.1" in ok(await asyncio.to_thread(npm.run, "dist-tag", "ls", name))
@@ -115,8 +115,8 @@ async def test_deprecate_and_undeprecate(npm: Publisher) -> None:
     assert (await view(npm, f"{name}@1.0.0"))["deprecated"] == "use 2.x"
 
 
-async def test_unpublish_a_version_then_the_package(npm: Publisher) -> None:
-    name = "gone-soon"
+@pytest.mark.parametrize("name", ["gone-soon", "@acme/gone-soon"])
+async def test_unpublish_a_version_then_the_package(npm: Publisher, name: str) -> None:
     for version in ("1.0.0", "1.1.0", "1.2.0"):
         ok(await asyncio.to_thread(npm.publish, npm.package(name, version)))
     ok(await asyncio.to_thread(npm.run, "unpublish", f"{name}@1.2.0"))
@@ -135,8 +135,8 @@ async def test_unpublish_a_version_then_the_package(npm: Publisher) -> None:
     assert (await view(npm, name))["versions"] == ["3.0.0"]
 
 
-async def test_staged_publishing(npm: Publisher) -> None:
-    name = "staged-pkg"
+@pytest.mark.parametrize("name", ["staged-pkg", "@acme/staged-pkg"])
+async def test_staged_publishing(npm: Publisher, name: str) -> None:
     ok(await asyncio.to_thread(npm.publish, npm.package(name, "1.0.0")))
     staged = ok(await asyncio.to_thread(npm.run_in, npm.package(name, "1.1.0"), "stage", "publish"))
     (first,) = UUID.findall(staged)
@@ -150,8 +150,12 @@ async def test_staged_publishing(npm: Publisher) -> None:
     )
     item = json.loads(ok(await asyncio.to_thread(npm.run, "stage", "view", first, "--json")))
     assert item["packageName"] == name and item["version"] == "1.1.0" and item["actor"] == "admin"
-    # Invisible to installs until approved.
+    # Invisible to installs until approved, but downloadable for review.
     assert (await view(npm, name))["versions"] == ["1.0.0"]
+    ok(await asyncio.to_thread(npm.run, "stage", "download", first))
+    safe = name.replace("@", "").replace("/", "-")
+    downloaded = npm.home / "project" / f"{safe}-1.1.0-{first}.tgz"
+    assert downloaded.stat().st_size > 0
     ok(await asyncio.to_thread(npm.run, "stage", "approve", first))
     ok(await asyncio.to_thread(npm.run, "stage", "reject", second))
     seen = await view(npm, name)

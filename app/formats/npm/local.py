@@ -36,7 +36,6 @@ from app.formats.api import (
 from app.formats.npm import documents, publish
 from app.formats.npm.names import check_new_package, check_version
 from app.formats.npm.records import (
-    PUBLISHED,
     NpmRecords,
     PackageRows,
     StagedRow,
@@ -73,8 +72,10 @@ class NpmLocal:
 
     # -- reads ------------------------------------------------------------------------
 
-    async def rows(self, repo: Repository, package: str) -> PackageRows:
-        rows = await self.records.load(repo.id, package)
+    async def rows(self, repo: Repository, package: str, version: str | None = None) -> PackageRows:
+        """The package's rows (of one version only, if given: a tarball or a version's
+        manifest needs no other); :class:`NotFound` if there is no such package."""
+        rows = await self.records.load(repo.id, package, version)
         if rows is None:
             raise NotFound(f"{package} not found")
         return rows
@@ -106,24 +107,25 @@ class NpmLocal:
         self, repo: Repository, package: str, wanted: str, base: str
     ) -> dict[str, Any]:
         """One version's manifest, by version or dist-tag (``npm view pkg@1.0.0``)."""
-        rows = await self.rows(repo, package)
-        wanted = rows.tags.get(wanted, wanted)
+        wanted = (await self.tags(repo, package)).get(wanted, wanted)
+        rows = await self.rows(repo, package, wanted)
         for row in rows.published():
-            if row.version == wanted:
-                return documents.manifest(rows, row, base, rows.attachments)
+            return documents.manifest(rows, row, base, rows.attachments)
         raise NotFound(f"version not found: {wanted}")
 
     async def tarball(self, repo: Repository, package: str, filename: str) -> VersionRow:
-        rows = await self.rows(repo, package)
-        for row in rows.published():
-            if documents.tarball_name(package, row.version) == filename:
+        """The published version whose tarball ``filename`` is (``<name>-<version>.tgz``)."""
+        prefix = documents.tarball_name(package, "").removesuffix(".tgz")
+        if filename.startswith(prefix) and filename.endswith(".tgz"):
+            rows = await self.rows(repo, package, filename[len(prefix) : -len(".tgz")])
+            for row in rows.published():
                 return row
         raise NotFound(f"{package}/-/{filename} not found")
 
     async def attestations(self, repo: Repository, package: str, version: str) -> list[Any]:
         """The provenance bundles published with a version (registry.npmjs.org's
         ``/-/npm/v1/attestations/<name>@<version>``)."""
-        rows = await self.rows(repo, package)
+        rows = await self.rows(repo, package, version)
         found = []
         for attachment in rows.attachments:
             if attachment.version == version and attachment.filename.endswith(".sigstore"):
@@ -136,9 +138,10 @@ class NpmLocal:
         return found
 
     async def tags(self, repo: Repository, package: str) -> dict[str, str]:
-        rows = await self.rows(repo, package)
-        published = {v.version for v in rows.published()}
-        return {t: v for t, v in rows.tags.items() if v in published}
+        tags = await self.records.tags(repo.id, package)
+        if tags is None:
+            raise NotFound(f"{package} not found")
+        return tags
 
     # -- publish ----------------------------------------------------------------------
 
@@ -157,7 +160,7 @@ class NpmLocal:
         put = await publish.read(body, package, self.cas, self.max_body)
         if not put.blobs and "_attachments" not in put.document and not stage:
             return await self._deprecate(repo, package, put.document)
-        new = publish.new_version(put, package)
+        new = publish.new_version(put, package, actor)
         stage_id = str(uuid.uuid4()) if stage else None
         try:
             serial = await self.records.publish(
@@ -339,7 +342,3 @@ class NpmLocal:
             message = (change.reason or "yanked") if change.operation == "yank" else None
             await self.records.deprecate(rows.id, {change.version: message})
         return await self.package(repo, change.package)
-
-
-def is_published(row: VersionRow) -> bool:
-    return row.state == PUBLISHED

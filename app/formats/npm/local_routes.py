@@ -140,7 +140,7 @@ async def _endpoint(
         _only(request, "POST")
         return web.json_response({})  # nothing published here has advisories
     if match := _TAGS.match(path):
-        package = check_package(match["package"])
+        package = _package(match["package"])
         tag = match["tag"]
         if tag is None:
             _only(request, "GET", "HEAD")
@@ -154,12 +154,12 @@ async def _endpoint(
         return _json(request, await local.tags(repo, package))
     if match := _ATTESTATIONS.match(path):
         _only(request, "GET", "HEAD")
-        package = check_package(match["package"])
+        package = _package(match["package"])
         found = await local.attestations(repo, package, check_version(match["version"]))
         return _json(request, {"attestations": found})
     if path.startswith(_STAGE_PACKAGE):
         _only(request, "POST")
-        package = check_package(path.removeprefix(_STAGE_PACKAGE))
+        package = _package(path.removeprefix(_STAGE_PACKAGE))
         return await _publish(routes, request, repo, package, stage=True)
     if path == "-/stage":
         _only(request, "GET", "HEAD")
@@ -264,6 +264,11 @@ async def _json_body(request: web.Request) -> Any:
         return json.loads(raw)
     except (ValueError, RecursionError):
         raise BadRequest("the body is not JSON") from None
+
+
+def _package(text: str) -> str:
+    """A package named inside an endpoint's path, where npm escapes the scope's slash."""
+    return check_package(unescape_scope(text))
 
 
 def _base(routes: LocalRoutes, request: web.Request, repo: Repository) -> str:

@@ -148,8 +148,9 @@ def _predicate_type(bundle: bytes) -> str | None:
     return kind if isinstance(kind, str) and len(kind) < 500 else None
 
 
-def new_version(put: PutBody, package: str) -> NewVersion:
-    """The version a publish body adds, once everything it claims is checked."""
+def new_version(put: PutBody, package: str, publisher: str) -> NewVersion:
+    """The version a publish body adds, once everything it claims is checked;
+    ``_npmUser`` (who published it, as ``npm view`` shows) is ``publisher``."""
     document = put.document
     if document.get("name") != package or document.get("_id", package) != package:
         raise BadRequest(f"the document names another package than {package}")
@@ -195,6 +196,7 @@ def new_version(put: PutBody, package: str) -> NewVersion:
             raise BadRequest(f"dist-tag {tag[:200]!r} must name {version} and not be a version")
     kept_manifest = {k: v for k, v in manifest.items() if k not in ("deprecated", "_attachments")}
     kept_manifest["_id"] = f"{package}@{version}"
+    kept_manifest["_npmUser"] = {"name": publisher}
     kept_manifest["dist"] = {
         **{k: v for k, v in manifest["dist"].items() if k not in ("tarball", "attestations")},
         "integrity": integrity,

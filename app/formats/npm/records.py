@@ -121,32 +121,38 @@ class NpmRecords(Records):
         )
         return (row["id"], row["serial"]) if row else None
 
-    async def load(self, repository_id: int, name: str) -> PackageRows | None:
-        """The package with every version, tag and attachment, read in one transaction
-        so they agree with the serial."""
-        async with self.db.transaction() as tx:
-            row = await tx.fetchrow(
-                "SELECT id, name, serial, created_at, modified_at FROM npm_packages"
-                " WHERE repository_id = $1 AND name = $2",
-                repository_id,
-                name,
-            )
-            if row is None:
-                return None
-            pid = row["id"]
-            versions = await tx.fetch(
-                f"SELECT {_VERSION_COLUMNS} FROM npm_versions WHERE package_id = $1"
-                " ORDER BY published_at, version",
-                pid,
-            )
-            tags = await tx.fetch(
-                "SELECT tag, version FROM npm_dist_tags WHERE package_id = $1 ORDER BY tag", pid
-            )
-            attachments = await tx.fetch(
-                "SELECT version, filename, blob_digest, size, content_type, predicate_type"
-                " FROM npm_attachments WHERE package_id = $1 ORDER BY version, filename",
-                pid,
-            )
+    async def load(
+        self, repository_id: int, name: str, version: str | None = None
+    ) -> PackageRows | None:
+        """The package with its versions (only ``version``, if given), tags and
+        attachments. Not one transaction (on SQLite that would take the write lock): a
+        write landing in between makes the rows newer than the serial read first, and the
+        rendering kept under that serial is replaced on the next request, which reads
+        the new serial."""
+        row = await self.db.fetchrow(
+            "SELECT id, name, serial, created_at, modified_at FROM npm_packages"
+            " WHERE repository_id = $1 AND name = $2",
+            repository_id,
+            name,
+        )
+        if row is None:
+            return None
+        pid = row["id"]
+        one = " AND version = $2" if version is not None else ""
+        args = (pid, version) if version is not None else (pid,)
+        versions = await self.db.fetch(
+            f"SELECT {_VERSION_COLUMNS} FROM npm_versions WHERE package_id = $1{one}"
+            " ORDER BY published_at, version",
+            *args,
+        )
+        tags = await self.db.fetch(
+            "SELECT tag, version FROM npm_dist_tags WHERE package_id = $1 ORDER BY tag", pid
+        )
+        attachments = await self.db.fetch(
+            "SELECT version, filename, blob_digest, size, content_type, predicate_type"
+            f" FROM npm_attachments WHERE package_id = $1{one} ORDER BY version, filename",
+            *args,
+        )
         return PackageRows(
             id=pid,
             name=row["name"],
@@ -157,6 +163,20 @@ class NpmRecords(Records):
             tags={t["tag"]: t["version"] for t in tags},
             attachments=[AttachmentRow(**dict(a)) for a in attachments],
         )
+
+    async def tags(self, repository_id: int, name: str) -> dict[str, str] | None:
+        """The package's dist-tags (each names a published version: unpublishing a
+        version drops its tags); None if there is no such package."""
+        rows = await self.db.fetch(
+            "SELECT p.id, t.tag, t.version FROM npm_packages p"
+            " LEFT JOIN npm_dist_tags t ON t.package_id = p.id"
+            " WHERE p.repository_id = $1 AND p.name = $2 ORDER BY t.tag",
+            repository_id,
+            name,
+        )
+        if not rows:
+            return None
+        return {r["tag"]: r["version"] for r in rows if r["tag"] is not None}
 
     async def packages(self, repository_id: int, after: str, limit: int) -> list[Row]:
         return await self.db.fetch(
