@@ -1,7 +1,7 @@
 """npm local repositories with the real npm CLI (npm 11), in both shapes: publish
 (scoped and unscoped), install, view, dist-tag, deprecate and undeprecate, unpublish of a
 version and of a package, and staged publishing (``npm stage publish|list|view|approve|
-reject``)."""
+reject``); pnpm and yarn 4 publishing and installing."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ from tests.signin import admin_token
 REPO = "npm-local"
 LOCAL = {"name": REPO, "format": "npm", "kind": "local"}
 # make install puts pnpm (pinned in tests/clients/package-lock.json) beside the venv's Python.
-PNPM = Path(sys.prefix) / "node" / "node_modules" / ".bin" / "pnpm"
+CLIENTS = Path(sys.prefix) / "node" / "node_modules" / ".bin"
+PNPM, YARN = CLIENTS / "pnpm", CLIENTS / "yarn"
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -189,5 +190,39 @@ async def test_pnpm_publish_and_install(npm: Publisher, name: str) -> None:
     consumer.mkdir()
     (consumer / "package.json").write_text(json.dumps({"name": "c", "version": "0.0.0"}))
     ok(await asyncio.to_thread(pnpm, npm, consumer, "add", name))
+    installed = consumer / "node_modules" / name / "package.json"
+    assert json.loads(installed.read_text())["version"] == "1.0.0"
+
+
+def yarn(npm: Publisher, folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """yarn 4 in ``folder``: the registry, its token and every cache set in .yarnrc.yml."""
+    token = (npm.token() or "").strip()
+    rc = {
+        "npmRegistryServer": npm.registry.rstrip("/"), "npmAuthToken": token, "npmAlwaysAuth": True,
+        "unsafeHttpWhitelist": ["127.0.0.1", "localhost"], "enableTelemetry": False,
+        "enableGlobalCache": False, "cacheFolder": str(npm.home / "yarn-cache"),
+        "globalFolder": str(npm.home / "yarn-global"), "nodeLinker": "node-modules",
+        "npmMinimalAgeGate": 0,  # yarn 4 holds back versions younger than a day by default
+    }  # fmt: skip
+    (folder / ".yarnrc.yml").write_text(json.dumps(rc))  # JSON is YAML
+    (folder / "yarn.lock").touch()  # the folder is a project of its own
+    return subprocess.run(
+        [str(YARN), *args], cwd=folder, env={**npm.env(), "HOME": str(npm.home)},
+        capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["yarn-published", "@acme/yarn-published"])
+async def test_yarn_npm_publish_and_add(npm: Publisher, name: str) -> None:
+    assert YARN.exists(), f"{YARN} is missing: run make install"
+    folder = npm.package(name, "1.0.0", description="from yarn")
+    ok(await asyncio.to_thread(yarn, npm, folder, "install"))  # yarn publishes from a project
+    ok(await asyncio.to_thread(yarn, npm, folder, "npm", "publish"))
+    seen = await view(npm, name)
+    assert seen["versions"] == ["1.0.0"] and seen["description"] == "from yarn"
+    consumer = npm.home / "yarn-consumer"
+    consumer.mkdir()
+    (consumer / "package.json").write_text(json.dumps({"name": "c", "version": "0.0.0"}))
+    ok(await asyncio.to_thread(yarn, npm, consumer, "add", name))
     installed = consumer / "node_modules" / name / "package.json"
     assert json.loads(installed.read_text())["version"] == "1.0.0"
