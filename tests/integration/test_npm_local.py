@@ -58,6 +58,17 @@ async def test_a_published_version_is_served_from_its_rows(client: TestClient, n
     assert manifest["dist"]["shasum"] == hashlib.sha1(data).hexdigest()
     assert set(doc["time"]) == {"created", "modified", "1.0.0"}
     assert manifest["_npmUser"] == {"name": "admin"}  # who published it, not who it claims
+    packed = await client.get(
+        f"{ROOT}/{name.replace('/', '%2f')}", headers={"Accept-Encoding": "gzip"}
+    )
+    assert packed.headers["Content-Encoding"] == "gzip" and await packed.json() == doc
+    plain = await client.get(f"{ROOT}/{name}", headers={"Accept-Encoding": "gzip;q=0"})
+    assert "Content-Encoding" not in plain.headers and await plain.json() == doc
+    unchanged = await client.get(
+        f"{ROOT}/{name}",
+        headers={"If-None-Match": packed.headers["ETag"], "Accept-Encoding": "gzip"},
+    )
+    assert unchanged.status == 304
     short = await packument(client, name, ABBREVIATED)
     assert set(short) == {"name", "modified", "dist-tags", "versions"}
     assert short["versions"]["1.0.0"]["dist"] == manifest["dist"]

@@ -122,12 +122,29 @@ async def serve(
         "write" not in request.query
     )
     form: Form = "abbreviated" if abbreviated else "full"
-    rendered = await routes.local.packument(repo, package, _base(routes, request, repo), form)
+    gzipped = _accepts_gzip(request.headers.get("Accept-Encoding"))
+    base = _base(routes, request, repo)
+    rendered = await routes.local.packument(repo, package, base, form, gzipped)
     content_type = packuments.ABBREVIATED if abbreviated else "application/json"
-    headers = {"ETag": f'"{rendered.etag}"', "Cache-Control": "no-cache", "Vary": "Accept, Host"}
+    headers = {
+        "ETag": f'"{rendered.etag}"',
+        "Cache-Control": "no-cache",
+        "Vary": "Accept, Accept-Encoding, Host",
+    }
     if etag_matches(request.headers.get("If-None-Match"), rendered.etag):
         return web.Response(status=304, headers=headers)
-    return web.Response(body=rendered.body, headers={**headers, "Content-Type": content_type})
+    headers["Content-Type"] = content_type
+    if gzipped:
+        headers["Content-Encoding"] = "gzip"
+    return web.Response(body=rendered.body, headers=headers)
+
+
+def _accepts_gzip(header: str | None) -> bool:
+    for part in (header or "").split(","):
+        coding, _, params = part.partition(";")
+        if coding.strip().lower() == "gzip":
+            return params.replace(" ", "").lower() not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
 
 
 async def _endpoint(
