@@ -179,21 +179,6 @@ def pnpm(npm: Publisher, folder: Path, *args: str) -> subprocess.CompletedProces
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("name", ["pnpm-published", "@acme/pnpm-published"])
-async def test_pnpm_publish_and_install(npm: Publisher, name: str) -> None:
-    assert PNPM.exists(), f"{PNPM} is missing: run make install"
-    folder = npm.package(name, "1.0.0", description="from pnpm")
-    ok(await asyncio.to_thread(pnpm, npm, folder, "publish", "--no-git-checks"))
-    seen = await view(npm, name)
-    assert seen["versions"] == ["1.0.0"] and seen["description"] == "from pnpm"
-    consumer = npm.home / "pnpm-consumer"
-    consumer.mkdir()
-    (consumer / "package.json").write_text(json.dumps({"name": "c", "version": "0.0.0"}))
-    ok(await asyncio.to_thread(pnpm, npm, consumer, "add", name))
-    installed = consumer / "node_modules" / name / "package.json"
-    assert json.loads(installed.read_text())["version"] == "1.0.0"
-
-
 def yarn(npm: Publisher, folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """yarn 4 in ``folder``: the registry, its token and every cache set in .yarnrc.yml."""
     token = (npm.token() or "").strip()
@@ -212,17 +197,27 @@ def yarn(npm: Publisher, folder: Path, *args: str) -> subprocess.CompletedProces
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("name", ["yarn-published", "@acme/yarn-published"])
-async def test_yarn_npm_publish_and_add(npm: Publisher, name: str) -> None:
-    assert YARN.exists(), f"{YARN} is missing: run make install"
-    folder = npm.package(name, "1.0.0", description="from yarn")
-    ok(await asyncio.to_thread(yarn, npm, folder, "install"))  # yarn publishes from a project
-    ok(await asyncio.to_thread(yarn, npm, folder, "npm", "publish"))
+# How each client publishes from a package folder (yarn only from a project of its own).
+PUBLISHES = {
+    "pnpm": (PNPM, pnpm, [("publish", "--no-git-checks")]),
+    "yarn": (YARN, yarn, [("install",), ("npm", "publish")]),
+}
+
+
+@pytest.mark.parametrize("scope", ["", "@acme/"])
+@pytest.mark.parametrize("client", sorted(PUBLISHES))
+async def test_pnpm_and_yarn_publish_and_install(npm: Publisher, client: str, scope: str) -> None:
+    binary, run, steps = PUBLISHES[client]
+    assert binary.exists(), f"{binary} is missing: run make install"
+    name = f"{scope}{client}-published"
+    folder = npm.package(name, "1.0.0", description=f"from {client}")
+    for step in steps:
+        ok(await asyncio.to_thread(run, npm, folder, *step))
     seen = await view(npm, name)
-    assert seen["versions"] == ["1.0.0"] and seen["description"] == "from yarn"
-    consumer = npm.home / "yarn-consumer"
+    assert seen["versions"] == ["1.0.0"] and seen["description"] == f"from {client}"
+    consumer = npm.home / f"{client}-consumer"
     consumer.mkdir()
     (consumer / "package.json").write_text(json.dumps({"name": "c", "version": "0.0.0"}))
-    ok(await asyncio.to_thread(yarn, npm, consumer, "add", name))
+    ok(await asyncio.to_thread(run, npm, consumer, "add", name))
     installed = consumer / "node_modules" / name / "package.json"
     assert json.loads(installed.read_text())["version"] == "1.0.0"

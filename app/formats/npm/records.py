@@ -10,6 +10,7 @@ rendering by serial knows it is stale after one cheap query (:meth:`serial`).
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -269,37 +270,46 @@ class NpmRecords(Records):
 
     async def approve(self, repository_id: int, stage_id: str) -> StagedRow | None:
         """Publish a staged version; None if there is no such staged version."""
-        async with self.db.transaction() as tx:
-            staged = await self._staged(tx, repository_id, stage_id)
-            if staged is None:
-                return None
-            pid, row = staged
-            await self._bump(tx, pid)
+
+        async def publish(tx: SqlDriver, pid: int, version: VersionRow) -> None:
             await tx.execute(
                 "UPDATE npm_versions SET state = $3, published_at = $4"
                 " WHERE package_id = $1 AND version = $2",
                 pid,
-                row.version.version,
+                version.version,
                 PUBLISHED,
                 time.time(),
             )
-            tags = tuple(t for t in (row.version.stage_tag or "").split(",") if t)
-            await self._tag(tx, pid, tags, row.version.version)
-        return row
+            tags = tuple(t for t in (version.stage_tag or "").split(",") if t)
+            await self._tag(tx, pid, tags, version.version)
+
+        return await self._staged_change(repository_id, stage_id, publish)
 
     async def reject(self, repository_id: int, stage_id: str) -> StagedRow | None:
         """Forget a staged version (and let go of its blobs); None if there is none."""
+
+        async def forget(tx: SqlDriver, pid: int, version: VersionRow) -> None:
+            await tx.execute(
+                "DELETE FROM npm_versions WHERE package_id = $1 AND version = $2",
+                pid,
+                version.version,
+            )
+
+        return await self._staged_change(repository_id, stage_id, forget)
+
+    async def _staged_change(
+        self,
+        repository_id: int,
+        stage_id: str,
+        change: Callable[[SqlDriver, int, VersionRow], Awaitable[None]],
+    ) -> StagedRow | None:
         async with self.db.transaction() as tx:
             staged = await self._staged(tx, repository_id, stage_id)
             if staged is None:
                 return None
             pid, row = staged
             await self._bump(tx, pid)
-            await tx.execute(
-                "DELETE FROM npm_versions WHERE package_id = $1 AND version = $2",
-                pid,
-                row.version.version,
-            )
+            await change(tx, pid, row.version)
         return row
 
     async def _staged(
