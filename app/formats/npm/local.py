@@ -218,7 +218,7 @@ class NpmLocal:
         packument without it; its removal (and the tags sent) applied at once."""
         rows = await self.rows(repo, package)
         versions = document.get("versions")
-        tags = document.get("dist-tags", {})
+        tags = document.get("dist-tags")  # the tags it wants: npm moves latest itself
         if not isinstance(versions, dict) or not isinstance(tags, dict):
             raise BadRequest("the packument needs versions and dist-tags objects")
         gone = [v.version for v in rows.published() if v.version not in versions]
