@@ -255,18 +255,27 @@ class NpmLocal:
         except StaleRevision:
             raise Conflict("Document update conflict: the package changed; read it again") from None
 
-    async def set_tag(self, repo: Repository, package: str, tag: str, version: object) -> None:
+    async def set_tag(
+        self, repo: Repository, package: str, tag: str, version: object
+    ) -> dict[str, str]:
+        """Point ``tag`` at a published version; the package's tags afterwards."""
         check_version(tag)
         if not isinstance(version, str) or publish.SEMVER.match(tag):
             raise BadRequest("a dist-tag is a name (not a version) and its body a version string")
-        rows = await self.rows(repo, package)
-        if not await self.records.set_tag(rows.id, tag, version):
+        if not await self.records.set_tag(await self._id(repo, package), tag, version):
             raise NotFound(f"version not found: {package}@{version[:256]}")
+        return await self.tags(repo, package)
 
-    async def remove_tag(self, repo: Repository, package: str, tag: str) -> None:
-        rows = await self.rows(repo, package)
-        if not await self.records.remove_tag(rows.id, tag):
+    async def remove_tag(self, repo: Repository, package: str, tag: str) -> dict[str, str]:
+        if not await self.records.remove_tag(await self._id(repo, package), tag):
             raise NotFound(f"{tag} is not a dist-tag on {package}")
+        return await self.tags(repo, package)
+
+    async def _id(self, repo: Repository, package: str) -> int:
+        state = await self.records.serial(repo.id, package)
+        if state is None:
+            raise NotFound(f"{package} not found")
+        return state[0]
 
     # -- staged publishes -------------------------------------------------------------
 
@@ -275,6 +284,12 @@ class NpmLocal:
         if found is None:
             raise NotFound(f"no staged package {stage_id}")
         return found
+
+    async def staged_list(
+        self, repo: Repository, package: str | None, page: int, per_page: int
+    ) -> tuple[list[StagedRow], int]:
+        """One page of the staged versions (of ``package``, if given) and their total."""
+        return await self.records.staged_list(repo.id, package, page * per_page, per_page)
 
     async def approve(self, repo: Repository, stage_id: str) -> StagedRow:
         found = await self.records.approve(repo.id, stage_id)

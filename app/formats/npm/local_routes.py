@@ -163,12 +163,11 @@ async def _endpoint(
             _only(request, "GET", "HEAD")
             return _json(request, await local.tags(repo, package))
         if request.method == "PUT":
-            await local.set_tag(repo, package, tag, await _json_body(request))
-        elif request.method == "DELETE":
-            await local.remove_tag(repo, package, tag)
-        else:
-            _only(request, "PUT", "DELETE")
-        return _json(request, await local.tags(repo, package))
+            return _json(
+                request, await local.set_tag(repo, package, tag, await _json_body(request))
+            )
+        _only(request, "PUT", "DELETE")
+        return _json(request, await local.remove_tag(repo, package, tag))
     if match := _ATTESTATIONS.match(path):
         _only(request, "GET", "HEAD")
         package = _package(match["package"])
@@ -224,9 +223,7 @@ async def _stage_list(routes: LocalRoutes, request: web.Request, repo: Repositor
     if package is not None:
         check_package(package)
     size = int(per_page)
-    rows, total = await routes.local.records.staged_list(
-        repo.id, package, min(int(page), 10**6) * size, size
-    )
+    rows, total = await routes.local.staged_list(repo, package, min(int(page), 10**6), size)
     return _json(request, {"items": [_stage_item(r) for r in rows], "total": total})
 
 
