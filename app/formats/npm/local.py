@@ -100,7 +100,7 @@ class NpmLocal:
         render = documents.full if form == "full" else documents.abbreviated
 
         def made() -> tuple[Rendering, Rendering]:
-            body = documents.dumps(render(rows, base))
+            body = render(rows, base)
             return rendering(body), rendering(gzip.compress(body, compresslevel=5, mtime=0))
 
         big = len(rows.versions) > BIG_PACKAGE
@@ -117,7 +117,7 @@ class NpmLocal:
         wanted = (await self.tags(repo, package)).get(wanted, wanted)
         rows = await self.rows(repo, package, wanted)
         for row in rows.published():
-            return documents.manifest(rows, row, base, rows.attachments)
+            return documents.manifest(rows, row, base)
         raise NotFound(f"version not found: {wanted}")
 
     async def tarball(self, repo: Repository, package: str, filename: str) -> VersionRow:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.formats.api import BadRequest, Blob, ContentStore, once
+from app.formats.npm import documents
 from app.formats.npm.names import check_version
 from app.formats.npm.records import NewAttachment, NewVersion
 from app.formats.npm.scanner import BodyScanner, base64_decoded, json_text
@@ -194,17 +195,17 @@ def new_version(put: PutBody, package: str, publisher: str) -> NewVersion:
         check_version(tag)
         if tagged != version or SEMVER.match(tag):
             raise BadRequest(f"dist-tag {tag[:200]!r} must name {version} and not be a version")
-    kept_manifest = {k: v for k, v in manifest.items() if k not in ("deprecated", "_attachments")}
+    dropped = ("deprecated", "_attachments", "dist")
+    kept_manifest = {k: v for k, v in manifest.items() if k not in dropped}
     kept_manifest["_id"] = f"{package}@{version}"
     kept_manifest["_npmUser"] = {"name": publisher}
-    kept_manifest["dist"] = {
-        **{k: v for k, v in manifest["dist"].items() if k not in ("tarball", "attestations")},
-        "integrity": integrity,
-        "shasum": shasum,
-    }
+    dist = {k: v for k, v in manifest["dist"].items() if k not in ("tarball", "attestations")}
+    dist |= {"integrity": integrity, "shasum": shasum}
     return NewVersion(
         version=version,
-        manifest=json.dumps(kept_manifest, separators=(",", ":"), ensure_ascii=False),
+        manifest=documents.text(kept_manifest),
+        corgi=documents.text(documents.corgi(kept_manifest)),
+        dist=documents.text(dist),
         tarball_digest=tarball.digest,
         size=tarball.size,
         integrity=integrity,

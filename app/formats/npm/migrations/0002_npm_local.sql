@@ -6,7 +6,8 @@
 -- for ever (an unpublished one stays as a tombstone, its blob let go).
 -- state is published, staged (a stage_id, invisible to installs until approved) or
 -- unpublished (the tombstone: tarball_digest NULL, so the collector may take the blob).
--- Times are epoch seconds, manifest the version's JSON as published.
+-- Times are epoch seconds; manifest is the version's JSON as published and corgi its
+-- abbreviated form, both without dist (the JSON of which is dist, less its tarball URL).
 
 CREATE TABLE npm_packages (
     id {{id}},
@@ -22,6 +23,8 @@ CREATE TABLE npm_versions (
     package_id BIGINT NOT NULL REFERENCES npm_packages (id) ON DELETE CASCADE,
     version {{text_bytewise}} NOT NULL,
     manifest TEXT NOT NULL,
+    corgi TEXT NOT NULL,
+    dist TEXT NOT NULL,
     tarball_digest TEXT REFERENCES blobs (digest),
     size BIGINT NOT NULL,
     integrity TEXT NOT NULL,
