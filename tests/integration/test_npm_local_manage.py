@@ -21,6 +21,7 @@ REPO = "npm-local"
 ROOT = f"/repository/{REPO}"
 API = f"/api/v1/repositories/{REPO}/packages"
 LOCAL = {"name": REPO, "format": "npm", "kind": "local"}
+ABBREVIATED = "application/vnd.npm.install-v1+json"
 GRANTS = [{"repository": REPO, "users": ["writer"], "actions": ["read", "write"]}]
 
 
@@ -175,3 +176,23 @@ async def test_every_replica_sees_a_change_on_its_next_request(
         "deprecated"
     ] == "gone"
     assert doc["_rev"].split("-")[0] == "2"
+    # Each replica holds the rows as of a serial and reads only what changed since:
+    # unpublished, deprecated, approved and rejected versions, both ways.
+    body = publish_body("demo", "1.2.0", tag="next")
+    staged = await (await second.post(f"{ROOT}/-/stage/package/demo", data=body)).json()
+    rejected = await second.post(f"{ROOT}/-/stage/package/demo", data=publish_body("demo", "1.3.0"))
+    assert await versions(first, "demo") == ["1.0.0", "1.1.0"]
+    assert (await first.post(f"{ROOT}/-/stage/{staged['stageId']}/approve")).status == 200
+    assert (
+        await first.delete(f"{ROOT}/-/stage/{(await rejected.json())['stageId']}")
+    ).status == 200
+    assert (await second.delete(f"{API}/demo/versions/1.1.0")).status == 200
+    assert (await second.post(f"{API}/demo/versions/1.0.0/unyank")).status == 200
+    for replica in (first, second):
+        doc = await (await replica.get(f"{ROOT}/demo")).json()
+        assert sorted(doc["versions"]) == ["1.0.0", "1.2.0"]
+        # latest named the unpublished 1.1.0: it moved to the newest version left.
+        assert doc["dist-tags"] == {"latest": "1.2.0", "next": "1.2.0"}
+        assert "deprecated" not in doc["versions"]["1.0.0"]
+        short = await replica.get(f"{ROOT}/demo", headers={"Accept": ABBREVIATED})
+        assert sorted((await short.json())["versions"]) == ["1.0.0", "1.2.0"]

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from app.formats.npm import documents
+from app.formats.npm.names import newest
 from app.formats.npm.records import AttachmentRow, PackageRows, VersionRow
 
 BASE = "http://registry.test/repository/npm-local"
@@ -17,7 +18,7 @@ def version(number: str, manifest: object, dist: object, **fields: object) -> Ve
     defaults: dict[str, object] = {
         "tarball_digest": "sha256:" + "0" * 64, "size": 1, "integrity": "sha512-x",
         "shasum": "0" * 40, "published_at": 1.5, "deprecated": None, "state": "published",
-        "stage_id": None, "stage_tag": None, "staged_by": None,
+        "stage_id": None, "stage_tag": None, "staged_by": None, "changed": 1,
     }  # fmt: skip
     defaults |= fields
     text = json.dumps(manifest, ensure_ascii=False)
@@ -81,3 +82,17 @@ def test_a_provenance_bundle_is_announced_in_dist() -> None:
 def test_a_revision_names_its_serial(rev: str) -> None:
     expected = int(rev.split("-")[0]) if rev.split("-")[0].isdigit() and len(rev) < 19 else None
     assert documents.revision_serial(rev) == expected
+
+
+@pytest.mark.parametrize(
+    ("versions", "latest"),
+    [
+        ({"1.0.0", "1.10.0", "1.9.0"}, "1.10.0"),
+        ({"1.0.0", "2.0.0-rc.1"}, "1.0.0"),
+        ({"2.0.0-rc.2", "2.0.0-rc.10", "2.0.0-beta"}, "2.0.0-rc.10"),
+        ({"1.0.0-alpha", "1.0.0-alpha.1"}, "1.0.0-alpha.1"),
+        (set(), None),
+    ],
+)
+def test_latest_falls_back_to_the_newest_release(versions: set[str], latest: str | None) -> None:
+    assert newest(versions) == latest

@@ -90,7 +90,12 @@ def manifest(rows: PackageRows, row: VersionRow, base: str) -> dict[str, Any]:
     return document
 
 
-def full(rows: PackageRows, base: str) -> bytes:
+# A replica's fragments of each version, kept while the version's row is unchanged:
+# version -> (base URL, form) -> JSON text (see mirror.py).
+Fragments = dict[str, dict[tuple[str, str], str]]
+
+
+def full(rows: PackageRows, base: str, kept: Fragments | None = None) -> bytes:
     published = rows.published()
     times = {"created": iso(rows.created_at), "modified": iso(rows.modified_at)}
     times |= {v.version: iso(v.published_at) for v in published}
@@ -103,20 +108,31 @@ def full(rows: PackageRows, base: str) -> bytes:
             for key in ("description", "readme", "license", "homepage", "repository", "keywords"):
                 if key in latest:
                     head[key] = latest[key]
-    return _joined(head, rows, base, "full", {"time": times})
+    return _joined(head, rows, base, "full", {"time": times}, kept)
 
 
-def abbreviated(rows: PackageRows, base: str) -> bytes:
+def abbreviated(rows: PackageRows, base: str, kept: Fragments | None = None) -> bytes:
     head = {"name": rows.name, "modified": iso(rows.modified_at), "dist-tags": _tags(rows)}
-    return _joined(head, rows, base, "abbreviated", {})
+    return _joined(head, rows, base, "abbreviated", {}, kept)
 
 
 def _joined(
-    head: dict[str, Any], rows: PackageRows, base: str, form: str, tail: dict[str, Any]
+    head: dict[str, Any],
+    rows: PackageRows,
+    base: str,
+    form: str,
+    tail: dict[str, Any],
+    kept: Fragments | None,
 ) -> bytes:
-    versions = ",".join(
-        _string(row.version) + ":" + _fragment(rows, row, base, form) for row in rows.published()
-    )
+    def piece(row: VersionRow) -> str:
+        mine = kept.setdefault(row.version, {}) if kept is not None else {}
+        made = mine.get((base, form))
+        if made is None:
+            made = _string(row.version) + ":" + _fragment(rows, row, base, form)
+            mine[(base, form)] = made
+        return made
+
+    versions = ",".join(piece(row) for row in rows.published())
     parts = [text(head)[:-1], ',"versions":{', versions, "}"]
     if tail:
         parts += [",", text(tail)[1:-1]]

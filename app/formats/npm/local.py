@@ -35,7 +35,8 @@ from app.formats.api import (
     rendering,
 )
 from app.formats.npm import documents, publish
-from app.formats.npm.names import check_new_package, check_version
+from app.formats.npm.mirror import PackageMirror
+from app.formats.npm.names import SEMVER, check_new_package, check_version
 from app.formats.npm.records import (
     NpmRecords,
     PackageRows,
@@ -70,6 +71,7 @@ class NpmLocal:
         self, records: NpmRecords, cas: ContentStore, renderings: Renderings, max_body: int
     ) -> None:
         self.records, self.cas, self.renderings, self.max_body = records, cas, renderings, max_body
+        self.mirror = PackageMirror(records)
 
     # -- reads ------------------------------------------------------------------------
 
@@ -94,13 +96,16 @@ class NpmLocal:
         kept = self.renderings.get(("npm-local", repo.id, package, state[1], base, form, gzipped))
         if kept is not None:
             return kept
-        rows = await self.rows(repo, package)
+        current = await self.mirror.current(repo.id, package)
+        if current is None:
+            raise NotFound(f"{package} not found")
+        rows, fragments = current
         if not rows.published():
             raise NotFound(f"{package} not found: every version is unpublished or staged")
         render = documents.full if form == "full" else documents.abbreviated
 
         def made() -> tuple[Rendering, Rendering]:
-            body = render(rows, base)
+            body = render(rows, base, fragments)
             return rendering(body), rendering(gzip.compress(body, compresslevel=5, mtime=0))
 
         big = len(rows.versions) > BIG_PACKAGE
@@ -260,7 +265,7 @@ class NpmLocal:
     ) -> dict[str, str]:
         """Point ``tag`` at a published version; the package's tags afterwards."""
         check_version(tag)
-        if not isinstance(version, str) or publish.SEMVER.match(tag):
+        if not isinstance(version, str) or SEMVER.match(tag):
             raise BadRequest("a dist-tag is a name (not a version) and its body a version string")
         if not await self.records.set_tag(await self._id(repo, package), tag, version):
             raise NotFound(f"version not found: {package}@{version[:256]}")

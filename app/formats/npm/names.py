@@ -115,3 +115,29 @@ def parse_path(path: str) -> Target:
         return Target(check_package("/".join(parts[:depth])), version=check_version(parts[-1]))
     check_package("/".join(parts[:depth]))
     raise NotFound(f"{path} not found")
+
+
+# semver 2.0.0, as npm's semver.valid accepts a cleaned version.
+SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+)
+
+
+def _precedence(version: str) -> tuple[object, ...]:
+    """semver's order: a release above its pre-releases, numeric identifiers below
+    alphanumeric ones; anything not semver below everything."""
+    match = SEMVER.match(version)
+    if match is None:
+        return (-1,)
+    major, minor, patch, pre, _ = match.groups()
+    identifiers = [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in (pre or "").split(".")]
+    return (int(major), int(minor), int(patch), pre is None, identifiers if pre else [])
+
+
+def newest(versions: set[str]) -> str | None:
+    """What ``latest`` falls back to: the highest release, else the highest version."""
+    releases = [v for v in versions if (m := SEMVER.match(v)) and m.group(4) is None]
+    pool = releases or list(versions)
+    return max(pool, key=_precedence) if pool else None

@@ -15,14 +15,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.formats.api import BadRequest, Blob, ContentStore, once
 from app.formats.npm import documents
-from app.formats.npm.names import check_version
+from app.formats.npm.names import SEMVER, check_version
 from app.formats.npm.records import NewAttachment, NewVersion
 from app.formats.npm.scanner import BodyScanner, base64_decoded, json_text
 
@@ -30,12 +29,6 @@ MAX_DOCUMENT = 16 * 1024 * 1024  # the packument part of a body: metadata, no da
 MAX_BUNDLE = 1024 * 1024  # a provenance bundle is a few kB
 MAX_ATTACHMENTS = 2  # the tarball, and its provenance bundle
 GZIP_MAGIC = b"\x1f\x8b"
-# semver 2.0.0, as npm's semver.valid accepts a cleaned version.
-SEMVER = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
-)
 
 
 @dataclass(frozen=True, slots=True)

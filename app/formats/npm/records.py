@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.formats.api import Records, Row, SqlDriver
+from app.formats.npm.names import newest
 
 # Over the blob aliased ``b``: a version's tarball or attachment points at it. An
 # unpublished version's tombstone points at nothing, so its blobs are collected.
@@ -73,6 +74,7 @@ class VersionRow:
     stage_id: str | None
     stage_tag: str | None
     staged_by: str | None
+    changed: int  # the package serial of the write that last changed it
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +111,7 @@ class StagedRow:
 _FIELDS = tuple(VersionRow.__dataclass_fields__)
 _VERSION_COLUMNS = (
     "version, manifest, corgi, dist, tarball_digest, size, integrity, shasum, published_at, deprecated,"
-    " state, stage_id, stage_tag, staged_by"
+    " state, stage_id, stage_tag, staged_by, changed"
 )
 
 
@@ -128,10 +130,10 @@ class NpmRecords(Records):
         return (row["id"], row["serial"]) if row else None
 
     async def load(
-        self, repository_id: int, name: str, version: str | None = None
+        self, repository_id: int, name: str, version: str | None = None, since: int = -1
     ) -> PackageRows | None:
-        """The package with its versions (only ``version``, if given), tags and
-        attachments. Not one transaction (on SQLite that would take the write lock): a
+        """The package with its versions (only ``version``, if given; only those changed
+        after serial ``since``, if given), tags and attachments. Not one transaction (on SQLite that would take the write lock): a
         write landing in between makes the rows newer than the serial read first, and the
         rendering kept under that serial is replaced on the next request, which reads
         the new serial."""
@@ -148,8 +150,9 @@ class NpmRecords(Records):
         args = (pid, version) if version is not None else (pid,)
         versions = await self.db.fetch(
             f"SELECT {_VERSION_COLUMNS} FROM npm_versions WHERE package_id = $1{one}"
-            " ORDER BY published_at, version",
+            f" AND changed > ${len(args) + 1} ORDER BY published_at, version",
             *args,
+            since,
         )
         tags = await self.db.fetch(
             "SELECT tag, version FROM npm_dist_tags WHERE package_id = $1 ORDER BY tag", pid
@@ -243,10 +246,10 @@ class NpmRecords(Records):
             stage_tag = ",".join(new.tags) if stage else None
             added = await tx.execute(
                 f"INSERT INTO npm_versions ({_VERSION_COLUMNS}, package_id)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10, $11, $12, $13, $14)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10, $11, $12, $13, $14, $15)"
                 " ON CONFLICT (package_id, version) DO NOTHING",
                 new.version, new.manifest, new.corgi, new.dist, new.tarball_digest, new.size,
-                new.integrity, new.shasum, now, state, stage_id, stage_tag, staged_by, pid,
+                new.integrity, new.shasum, now, state, stage_id, stage_tag, staged_by, serial, pid,
             )  # fmt: skip
             if not added:
                 raise VersionExists()
@@ -276,14 +279,15 @@ class NpmRecords(Records):
     async def approve(self, repository_id: int, stage_id: str) -> StagedRow | None:
         """Publish a staged version; None if there is no such staged version."""
 
-        async def publish(tx: SqlDriver, pid: int, version: VersionRow) -> None:
+        async def publish(tx: SqlDriver, pid: int, version: VersionRow, serial: int) -> None:
             await tx.execute(
-                "UPDATE npm_versions SET state = $3, published_at = $4"
+                "UPDATE npm_versions SET state = $3, published_at = $4, changed = $5"
                 " WHERE package_id = $1 AND version = $2",
                 pid,
                 version.version,
                 PUBLISHED,
                 time.time(),
+                serial,
             )
             tags = tuple(t for t in (version.stage_tag or "").split(",") if t)
             await self._tag(tx, pid, tags, version.version)
@@ -293,7 +297,8 @@ class NpmRecords(Records):
     async def reject(self, repository_id: int, stage_id: str) -> StagedRow | None:
         """Forget a staged version (and let go of its blobs); None if there is none."""
 
-        async def forget(tx: SqlDriver, pid: int, version: VersionRow) -> None:
+        async def forget(tx: SqlDriver, pid: int, version: VersionRow, serial: int) -> None:
+            # A staged row is in no packument: a replica still holding it shows nothing.
             await tx.execute(
                 "DELETE FROM npm_versions WHERE package_id = $1 AND version = $2",
                 pid,
@@ -306,15 +311,14 @@ class NpmRecords(Records):
         self,
         repository_id: int,
         stage_id: str,
-        change: Callable[[SqlDriver, int, VersionRow], Awaitable[None]],
+        change: Callable[[SqlDriver, int, VersionRow, int], Awaitable[None]],
     ) -> StagedRow | None:
         async with self.db.transaction() as tx:
             staged = await self._staged(tx, repository_id, stage_id)
             if staged is None:
                 return None
             pid, row = staged
-            await self._bump(tx, pid)
-            await change(tx, pid, row.version)
+            await change(tx, pid, row.version, await self._bump(tx, pid))
         return row
 
     async def _staged(
@@ -367,9 +371,10 @@ class NpmRecords(Records):
     ) -> list[str]:
         """Tombstone ``versions`` (None: every published one) and drop their tags and
         attachments, the tags of the versions left set to ``tags`` if given (npm's
-        read-modify-write sends the packument it wants); the versions it removed."""
+        read-modify-write sends the packument it wants), ``latest`` moved to the newest
+        version left if it went; the versions it removed."""
         async with self.db.transaction() as tx:
-            await self._bump(tx, package_id, expected)
+            serial = await self._bump(tx, package_id, expected)
             published = await tx.fetch(
                 "SELECT version FROM npm_versions WHERE package_id = $1 AND state = $2",
                 package_id,
@@ -379,11 +384,12 @@ class NpmRecords(Records):
             gone = sorted(live if versions is None else live & set(versions))
             for version in gone:
                 await tx.execute(
-                    "UPDATE npm_versions SET state = $3, tarball_digest = NULL"
+                    "UPDATE npm_versions SET state = $3, tarball_digest = NULL, changed = $4"
                     " WHERE package_id = $1 AND version = $2",
                     package_id,
                     version,
                     UNPUBLISHED,
+                    serial,
                 )
                 await tx.execute(
                     "DELETE FROM npm_attachments WHERE package_id = $1 AND version = $2",
@@ -395,8 +401,13 @@ class NpmRecords(Records):
                     package_id,
                     version,
                 )
+            left = live - set(gone)
             if tags is not None:
-                await self._retag(tx, package_id, tags, live - set(gone))
+                await self._retag(tx, package_id, tags, left)
+            # A package keeps a latest while it has versions: npm installs it by that.
+            fallback = newest(left)
+            if fallback is not None:
+                await self._tag(tx, package_id, (), fallback)
         return gone
 
     @staticmethod
@@ -412,11 +423,11 @@ class NpmRecords(Records):
     async def deprecate(self, package_id: int, messages: dict[str, str | None]) -> None:
         """Set (or clear, with None) the deprecation message of published versions."""
         async with self.db.transaction() as tx:
-            await self._bump(tx, package_id)
+            serial = await self._bump(tx, package_id)
             await tx.executemany(
-                "UPDATE npm_versions SET deprecated = $3"
+                "UPDATE npm_versions SET deprecated = $3, changed = $4"
                 " WHERE package_id = $1 AND version = $2 AND state = 'published'",
-                [(package_id, v, m) for v, m in sorted(messages.items())],
+                [(package_id, v, m, serial) for v, m in sorted(messages.items())],
             )
 
     async def set_tag(self, package_id: int, tag: str, version: str) -> bool:

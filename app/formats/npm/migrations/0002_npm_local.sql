@@ -35,8 +35,13 @@ CREATE TABLE npm_versions (
     stage_id TEXT UNIQUE,
     stage_tag TEXT,
     staged_by TEXT,
+    changed BIGINT NOT NULL,
     PRIMARY KEY (package_id, version)
 );
+
+-- changed is the package serial of the write that last changed the row: a replica that
+-- holds the rows as of serial S reads only those changed since.
+CREATE INDEX npm_versions_changed ON npm_versions (package_id, changed);
 
 CREATE INDEX npm_versions_tarball ON npm_versions (tarball_digest);
 
