@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from app import keys
 from app.auth.manage import create_principal, create_token
+from app.middleware import FORMATS
 from app.server import create_app
 from tests.integration.conftest import ConfigFactory
 from tests.integration.test_gc import collector, freed, state
@@ -196,3 +197,24 @@ async def test_every_replica_sees_a_change_on_its_next_request(
         assert "deprecated" not in doc["versions"]["1.0.0"]
         short = await replica.get(f"{ROOT}/demo", headers={"Accept": ABBREVIATED})
         assert sorted((await short.json())["versions"]) == ["1.0.0", "1.2.0"]
+
+
+async def test_a_replica_reads_again_only_the_rows_changed_since_its_serial(
+    client: TestClient,
+) -> None:
+    app = client.app
+    local = app[FORMATS]["npm"].local
+    repo = app[keys.REPOSITORIES].get(REPO)
+    await publish(client, "demo", "1.0.0", "1.1.0", "1.2.0")
+    held = await local.mirror.current(repo.id, "demo")
+    assert held is not None and len(held[0].versions) == 3
+    serial = held[0].serial
+    assert (await client.post(f"{API}/demo/versions/1.0.0/yank")).status == 200
+    assert (await client.delete(f"{API}/demo/versions/1.2.0")).status == 200
+    changed = await local.records.load(repo.id, "demo", since=serial)
+    assert changed is not None and sorted(v.version for v in changed.versions) == ["1.0.0", "1.2.0"]
+    mirrored = await local.mirror.current(repo.id, "demo")
+    whole = await local.records.load(repo.id, "demo")
+    assert mirrored is not None and whole is not None
+    assert mirrored[0].versions == whole.versions and mirrored[0].serial == whole.serial
+    assert mirrored[0].tags == whole.tags == {"latest": "1.1.0"}

@@ -50,9 +50,12 @@ class PackageMirror:
         if fresh is None:
             self._drop(key)
             return None
-        if held is None or held.rows.id != fresh.id:
-            held = _Held(fresh, {})
+        if held is not None and (held.rows.id != fresh.id or fresh.serial < held.rows.serial):
+            # Another package by that name, or a database put back to an older state.
             self._drop(key)
+            return await self.current(repository_id, name)
+        if held is None:
+            held = _Held(fresh, {})
         versions = dict(held.versions)  # renders of the older serial may still read it
         fragments = dict(held.fragments)
         for row in fresh.versions:
