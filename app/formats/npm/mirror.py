@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 
 from app.formats.npm.records import NpmRecords, PackageRows, VersionRow
 
-MAX_VERSIONS = 200_000  # rows held per replica, across packages: a few hundred MB at most
+MAX_VERSIONS = 50_000  # rows held per process, across packages: ~1 kB each and its fragments
 
 
 @dataclass
