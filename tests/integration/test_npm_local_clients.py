@@ -1,7 +1,7 @@
 """npm local repositories with the real npm CLI (npm 11), in both shapes: publish
 (scoped and unscoped), install, view, dist-tag, deprecate and undeprecate, unpublish of a
 version and of a package, and staged publishing (``npm stage publish|list|view|approve|
-reject``); pnpm and yarn 4 publishing and installing."""
+reject``), search; pnpm and yarn 4 publishing and installing."""
 
 from __future__ import annotations
 
@@ -84,6 +84,23 @@ async def test_publish_install_and_view(npm: Publisher, name: str) -> None:
     assert json.loads(installed.read_text())["version"] == "1.0.0"
     ok(await asyncio.to_thread(npm.run, "install", "--no-audit", name))
     assert json.loads(installed.read_text())["version"] == "1.1.0"
+
+
+async def test_search(npm: Publisher) -> None:
+    for name in ("find-me", "@acme/find_me-too", "other"):
+        folder = npm.package(name, "1.0.0", description=f"about {name}", keywords=["k"])
+        ok(await asyncio.to_thread(npm.publish, folder))
+    found = json.loads(ok(await asyncio.to_thread(npm.run, "search", "find", "--json")))
+    assert [(p["name"], p["version"], p["description"]) for p in found] == [
+        ("@acme/find_me-too", "1.0.0", "about @acme/find_me-too"),
+        ("find-me", "1.0.0", "about find-me"),
+    ]
+    assert found[0]["publisher"]["username"] == "admin" and found[0]["keywords"] == ["k"]
+    # LIKE's wildcards are the name's own characters, not patterns.
+    underscored = json.loads(ok(await asyncio.to_thread(npm.run, "search", "find_", "--json")))
+    assert [p["name"] for p in underscored] == ["@acme/find_me-too"]
+    shown = ok(await asyncio.to_thread(npm.run, "search", "other"))
+    assert "other" in shown and "about other" in shown
 
 
 @pytest.mark.parametrize("name", ["tagged", "@acme/tagged"])

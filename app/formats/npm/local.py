@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import time
 import uuid
 from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ from app.formats.npm.records import (
 )
 
 Form = Literal["full", "abbreviated"]
+MAX_SEARCH_TERMS = 10
 BIG_PACKAGE = 200  # versions: rendered off the event loop beyond this
 
 
@@ -154,6 +156,31 @@ class NpmLocal:
         if tags is None:
             raise NotFound(f"{package} not found")
         return tags
+
+    async def search(self, repo: Repository, text: str, offset: int, size: int) -> dict[str, Any]:
+        """``npm search``: the packages whose names hold every word of ``text``, in the
+        registry's ``/-/v1/search`` shape (no scores to speak of: each is 1)."""
+        terms = text.lower().split()[:MAX_SEARCH_TERMS]
+        rows, total = await self.records.search(repo.id, terms, offset, size)
+        objects = []
+        for row in rows:
+            manifest = json.loads(row["manifest"])
+            publisher = (manifest.get("_npmUser") or {}).get("name", "")
+            package = {
+                "name": row["name"],
+                "scope": row["name"][1:].partition("/")[0] if "/" in row["name"] else "unscoped",
+                "version": row["version"],
+                "date": documents.iso(row["published_at"]),
+                "links": {},
+                "publisher": {"username": publisher},
+                "maintainers": [{"username": publisher}] if publisher else [],
+            }
+            for key in ("description", "keywords"):
+                if key in manifest:
+                    package[key] = manifest[key]
+            score = {"final": 1, "detail": {"quality": 1, "popularity": 1, "maintenance": 1}}
+            objects.append({"package": package, "score": score, "searchScore": 1})
+        return {"objects": objects, "total": total, "time": documents.iso(time.time())}
 
     # -- publish ----------------------------------------------------------------------
 

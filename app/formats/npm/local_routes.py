@@ -10,6 +10,7 @@ Paths under a repository (the scope's slash may come escaped, ``@scope%2fname``)
     <pkg>/-/<file>.tgz/-rev/<rev>  DELETE one version's tarball (the unpublish's last step)
     -/package/<pkg>/dist-tags[/<tag>]        GET, PUT, DELETE dist-tags
     -/npm/v1/attestations/<pkg>@<version>    GET provenance bundles
+    -/v1/search?text=&size=&from=             npm search, over package names
     -/stage[/package/<pkg>|/<id>[/approve|/tarball]]   staged publishing (npm stage)
 """
 
@@ -44,6 +45,7 @@ from app.formats.npm import documents, packuments
 from app.formats.npm.local import Form, NpmLocal
 from app.formats.npm.names import check_package, check_tarball, check_version, unescape_scope
 from app.formats.npm.records import StagedRow
+from app.formats.npm.remote import MAX_QUERY, SEARCH
 
 _REV = re.compile(r"^(?P<package>.+?)/-rev/(?P<rev>[0-9A-Za-z-]{1,80})$")
 _TARBALL_REV = re.compile(r"^(?P<package>.+?)/-/(?P<file>[^/]+)/-rev/(?P<rev>[0-9A-Za-z-]{1,80})$")
@@ -156,6 +158,16 @@ async def _endpoint(
     if path in AUDITS:
         _only(request, "POST")
         return web.json_response({})  # nothing published here has advisories
+    if path == SEARCH:
+        _only(request, "GET", "HEAD")
+        query = request.query
+        size, start = query.get("size", "20"), query.get("from", "0")
+        if not (size.isdigit() and start.isdigit()) or not 1 <= int(size) <= 250:
+            raise BadRequest("size (1 to 250) and from must be whole numbers")
+        text = query.get("text", "")
+        if len(text) > MAX_QUERY:
+            raise BadRequest(f"search text longer than {MAX_QUERY} characters")
+        return _json(request, await local.search(repo, text, min(int(start), 10**6), int(size)))
     if match := _TAGS.match(path):
         package = _package(match["package"])
         tag = match["tag"]

@@ -9,6 +9,7 @@ rendering by serial knows it is stale after one cheap query (:meth:`serial`).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -198,6 +199,31 @@ class NpmRecords(Records):
             after,
             limit,
         )
+
+    async def search(
+        self, repository_id: int, terms: list[str], offset: int, limit: int
+    ) -> tuple[list[Row], int]:
+        """Packages whose name holds every term, each with its latest version's
+        manifest, by name; and how many there are."""
+        conditions = "".join(f" AND p.name LIKE ${i + 2} ESCAPE '!'" for i in range(len(terms)))
+        patterns = ["%" + re.sub(r"([!%_])", r"!\1", term) + "%" for term in terms]
+        found = (
+            " FROM npm_packages p JOIN npm_dist_tags t ON t.package_id = p.id"
+            " AND t.tag = 'latest' JOIN npm_versions v ON v.package_id = p.id"
+            " AND v.version = t.version WHERE p.repository_id = $1" + conditions
+        )
+        total: int = await self.db.fetchval("SELECT COUNT(*)" + found, repository_id, *patterns)
+        n = len(terms) + 2
+        rows = await self.db.fetch(
+            "SELECT p.name, v.version, v.manifest, v.published_at"
+            + found
+            + f" ORDER BY p.name LIMIT ${n} OFFSET ${n + 1}",
+            repository_id,
+            *patterns,
+            limit,
+            offset,
+        )
+        return rows, total
 
     # -- writes: each takes the package row first -----------------------------------
 
