@@ -62,9 +62,11 @@ class Renderings(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Published:
+    """What a ``PUT /<package>`` did: published ``version`` (staged as ``stage_id``), or,
+    with no version, changed deprecation messages."""
+
     package: str
-    version: str
-    serial: int
+    version: str = ""
     stage_id: str | None = None
 
 
@@ -202,14 +204,14 @@ class NpmLocal:
         new = publish.new_version(put, package, actor)
         stage_id = str(uuid.uuid4()) if stage else None
         try:
-            serial = await self.records.publish(
+            await self.records.publish(
                 repo.id, package, new, (stage_id, actor) if stage_id else None
             )
         except VersionExists:
             raise Forbidden(
                 f"You cannot publish over the previously published versions: {new.version}"
             ) from None
-        return Published(package, new.version, serial, stage_id)
+        return Published(package, new.version, stage_id)
 
     async def _deprecate(
         self, repo: Repository, package: str, document: dict[str, Any]
@@ -230,11 +232,9 @@ class NpmLocal:
                 raise BadRequest(f"versions[{row.version!r}].deprecated: text of 1024 at most")
             if message != row.deprecated:
                 messages[row.version] = message
-        serial = rows.serial
         if messages:
             await self.records.deprecate(rows.id, messages)
-            serial += 1
-        return Published(package, "", serial)
+        return Published(package)
 
     # -- unpublish and tags -------------------------------------------------------------
 

@@ -120,6 +120,14 @@ async def serve(
     if method == "PUT":
         return await _publish(routes, request, repo, package, stage=False)
     _only(request, "GET", "HEAD", "PUT")
+    return await _packument(routes, request, repo, package)
+
+
+async def _packument(
+    routes: LocalRoutes, request: web.Request, repo: Repository, package: str
+) -> web.Response:
+    """The packument: abbreviated when asked for (not for ``?write=true``, the read of a
+    read-modify-write), gzipped when accepted, 304 for the ETag the client holds."""
     abbreviated = packuments.wants_abbreviated(request.headers.get("Accept")) and (
         "write" not in request.query
     )
