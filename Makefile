@@ -7,6 +7,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 MUTATE_STAMP := $(VENV)/.mutate-stamp
+# JavaScript clients the tests drive (pnpm), pinned in tests/clients/package-lock.json.
+NODE_DIR := $(VENV)/node
+NODE_STAMP := $(NODE_DIR)/.installed-stamp
 PYTEST_ARGS ?=
 
 .PHONY: install run test lint format bench mutate clean
@@ -16,7 +19,13 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+$(NODE_STAMP): tests/clients/package.json tests/clients/package-lock.json
+	mkdir -p $(NODE_DIR)
+	cp tests/clients/package.json tests/clients/package-lock.json $(NODE_DIR)/
+	npm ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+install: $(STAMP) $(NODE_STAMP)
 
 run: install
 	$(BIN)/artifactapi serve

@@ -23,6 +23,7 @@ from app.auth.manage import create_principal, create_token
 from app.auth.records import AuthRecords
 from app.server import create_app
 from tests.integration.conftest import ConfigFactory
+from tests.npm_bodies import publish_body
 from tests.oci_docs import digest_of, image_manifest
 from tests.pypi_dists import upload, wheel, wheel_name
 from tests.upstreams import FileTree
@@ -33,6 +34,7 @@ PRIVATE = [
     {"name": "files", "format": "generic", "kind": "local"},
     {"name": "docker", "format": "oci", "kind": "local"},
     {"name": "pypi-local", "format": "pypi", "kind": "local"},
+    {"name": "npm", "format": "npm", "kind": "local"},
 ]
 PUBLIC_FILES = {"name": "public", "format": "generic", "kind": "local", "anonymous_read": True}
 PERMISSIONS = [
@@ -140,6 +142,9 @@ MATRIX: list[tuple[str, tuple[int, ...]]] = [
     ("pypi local yank", (401, 403, 200, 403, 200, 403)),
     ("pypi local delete", (401, 403, 403, 200, 200, 403)),
     ("npm remote read", (401, 404, 404, 404, 404, 403)),
+    ("npm local read", (401, 200, 200, 200, 200, 403)),
+    ("npm local publish", (401, 403, 201, 403, 201, 403)),
+    ("npm local unpublish", (401, 403, 403, 200, 200, 403)),
 ]
 
 
@@ -173,6 +178,13 @@ async def attempt(service: Service, what: str, who: str) -> int:
         return await pypi_local(service, what, who)
     if what == "npm remote read":
         return await call(service, who, "GET", "/repository/npm-remote/absent-package")
+    if what == "npm local read":
+        return await call(service, who, "GET", "/repository/npm/seed")
+    if what == "npm local publish":
+        return await call(service, who, "PUT", f"/repository/npm/by-{who}",
+                          publish_body(f"by-{who}", "1.0.0"))  # fmt: skip
+    if what == "npm local unpublish":
+        return await call(service, who, "DELETE", f"/repository/npm/delete-{who}/-rev/1")
     raise AssertionError(what)
 
 
@@ -207,6 +219,9 @@ async def test_the_permission_matrix(service: Service) -> None:
         status = await call(service, "admin", "PUT", f"/repository/files/delete-{who}.txt", b"x")
         assert status == 201
     await push_image(service, "seed")
+    for name in ("seed", *(f"delete-{who}" for who in PRINCIPALS)):
+        body = publish_body(name, "1.0.0")
+        assert await call(service, "admin", "PUT", f"/repository/npm/{name}", body) == 201
     got = {
         what: tuple([await attempt(service, what, who) for who in PRINCIPALS]) for what, _ in MATRIX
     }

@@ -186,7 +186,8 @@ async def test_a_database_of_every_legacy_version_runs_nothing_again(
         repo = await fill(old)
         # Only what came after tracks (no global version) runs.
         assert await old.migrate(TRACKS) == [
-            "auth/0001_auth", "auth/0002_audit", "pypi/0001_pypi", "npm/0001_npm_logins"
+            "auth/0001_auth", "auth/0002_audit", "pypi/0001_pypi", "npm/0001_npm_logins",
+            "npm/0002_npm_local",
         ]  # fmt: skip
         assert await old.migrate(TRACKS) == []
         await still_there(old, repo)
@@ -214,7 +215,7 @@ async def test_a_database_of_some_legacy_versions_runs_the_rest(
         repo = await fill(old)
         assert await old.migrate(TRACKS) == [
             "core/0003_remote", "core/0004_remote_links", "auth/0001_auth", "auth/0002_audit",
-            "pypi/0001_pypi", "npm/0001_npm_logins",
+            "pypi/0001_pypi", "npm/0001_npm_logins", "npm/0002_npm_local",
         ]  # fmt: skip
         await still_there(old, repo)
         await new.migrate(TRACKS)

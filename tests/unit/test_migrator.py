@@ -39,6 +39,7 @@ def test_scripts_say_which_global_version_they_were_part_of() -> None:
         "oci/0002_gc": 3,
         "pypi/0001_pypi": None,
         "npm/0001_npm_logins": None,
+        "npm/0002_npm_local": None,
     }
 
 

@@ -22,6 +22,10 @@ MAX_NAME_LENGTH = 214  # npm's own limit, scope included
 # package uses: a name that needs escaping is not a name npm publishes. Upper case
 # is allowed: it is only refused for new packages, old ones still have it.
 _SEGMENT = re.compile(r"^[A-Za-z0-9~-][A-Za-z0-9._~-]*$")
+# What npm lets a new package be called (validate-npm-package-name's rules for new
+# packages): lower case, URL-safe, no leading dot or underscore, none of ~'!()*.
+_NEW_SEGMENT = re.compile(r"^[a-z0-9-][a-z0-9._-]*$")
+_RESERVED = frozenset({"node_modules", "favicon.ico"})
 _TARBALL = re.compile(r"^[A-Za-z0-9~-][A-Za-z0-9._~+-]{0,250}\.tgz$")
 # A version ("1.0.0-rc.1+build") or a dist-tag ("latest", "next"): what npm publishes.
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
@@ -59,6 +63,24 @@ def check_package(name: str) -> str:
     return name
 
 
+def check_new_package(name: str) -> str:
+    """``name`` if npm lets a new package have it (publishing), else :class:`BadRequest`
+    with npm's own reason."""
+    check_package(name)
+    parts = name[1:].split("/", 1) if name.startswith("@") else [name]
+    if name.lower() in _RESERVED or parts[-1] in _RESERVED:
+        raise BadRequest(f"invalid package name {name!r}: {parts[-1]} is not a valid package name")
+    if name != name.lower():
+        raise BadRequest(
+            f"invalid package name {name!r}: name can no longer contain capital letters"
+        )
+    if not all(_NEW_SEGMENT.match(p) for p in parts):
+        raise BadRequest(
+            f"invalid package name {name!r}: name can only contain URL-friendly characters"
+        )
+    return name
+
+
 def check_tarball(filename: str) -> str:
     if ".." in filename or not _TARBALL.match(filename):
         raise BadRequest(f"invalid tarball name {filename[:255]!r}")
@@ -93,3 +115,29 @@ def parse_path(path: str) -> Target:
         return Target(check_package("/".join(parts[:depth])), version=check_version(parts[-1]))
     check_package("/".join(parts[:depth]))
     raise NotFound(f"{path} not found")
+
+
+# semver 2.0.0, as npm's semver.valid accepts a cleaned version.
+SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+)
+
+
+def _precedence(version: str) -> tuple[object, ...]:
+    """semver's order: a release above its pre-releases, numeric identifiers below
+    alphanumeric ones; anything not semver below everything."""
+    match = SEMVER.match(version)
+    if match is None:
+        return (-1,)
+    major, minor, patch, pre, _ = match.groups()
+    identifiers = [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in (pre or "").split(".")]
+    return (int(major), int(minor), int(patch), pre is None, identifiers if pre else [])
+
+
+def newest(versions: set[str]) -> str | None:
+    """What ``latest`` falls back to: the highest release, else the highest version."""
+    releases = [v for v in versions if (m := SEMVER.match(v)) and m.group(4) is None]
+    pool = releases or list(versions)
+    return max(pool, key=_precedence) if pool else None

@@ -1,31 +1,54 @@
-"""The npm format's plugin: remote repositories, and npm's account endpoints (login,
-whoami, logout, tokens) on every npm repository's URL."""
+"""The npm format's plugin: local repositories (publish, unpublish, dist-tags, staged
+publishing), remote repositories, and npm's account endpoints (login, whoami, logout,
+tokens) on every npm repository's URL."""
 
 from __future__ import annotations
 
 from importlib import resources
+from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
 
-from app.formats.api import Action, ApiError, Format, Repository, Services
-from app.formats.npm import account_routes, remote
+from app.formats.api import (
+    Action,
+    ApiError,
+    Format,
+    NoOptions,
+    NotFound,
+    PackageChange,
+    Repository,
+    Services,
+)
+from app.formats.npm import account_routes, local_routes, remote
 from app.formats.npm.credentials import Accounts
+from app.formats.npm.local import NpmLocal
+from app.formats.npm.records import BLOB_REFERENCES, NpmRecords
 from app.formats.npm.sessions import LoginSessions
 
 
 class NpmFormat(Format):
     name = "npm"
-    kinds = frozenset({"remote"})
+    kinds = frozenset({"local", "remote"})
+    blob_references = BLOB_REFERENCES
     migrations = resources.files(__package__) / "migrations"
 
     def options(self, kind: str) -> type[BaseModel]:
-        return remote.RemoteNpmOptions
+        return remote.RemoteNpmOptions if kind == "remote" else NoOptions
 
     def bind(self, services: Services) -> None:
         super().bind(services)
         self.routes = remote.NpmRoutes(
             remote.NpmRemote(services.remote, services.upstreams), services.external_url
+        )
+        self.local = NpmLocal(
+            NpmRecords(services.metadata.db),
+            services.cas,
+            services.remote.renderings,
+            services.max_body_size,
+        )
+        self.local_routes = local_routes.LocalRoutes(
+            self.local, services.auth, services.external_url, self.challenge
         )
         self.accounts = Accounts(
             services.auth, LoginSessions(services.metadata.db), services.external_url
@@ -35,6 +58,10 @@ class NpmFormat(Format):
         # Signing in, and a user's own account: the handlers check who is asking.
         if account_routes.is_account_path(path):
             return None
+        if repo.kind == "local":
+            local_action = local_routes.action(request, path)
+            if local_action is not None:
+                return local_action
         # npm audit POSTs the dependency tree: a question, not a publish.
         if request.method == "POST" and path.startswith("-/npm/v1/security/"):
             return "read"
@@ -43,7 +70,23 @@ class NpmFormat(Format):
     async def handle(self, request: web.Request, repo: Repository, path: str) -> web.StreamResponse:
         if account_routes.is_account_path(path):
             return await account_routes.serve(self.accounts, request, repo, path)
+        if repo.kind == "local":
+            return await local_routes.serve(self.local_routes, request, repo, path)
         return await remote.serve(self.routes, request, repo, path)
+
+    async def packages(self, repo: Repository, after: str, limit: int) -> list[dict[str, Any]]:
+        return await self.local.packages(self._local(repo), after, limit)
+
+    async def package(self, repo: Repository, name: str) -> dict[str, Any]:
+        return await self.local.package(self._local(repo), name)
+
+    async def change(self, repo: Repository, change: PackageChange) -> dict[str, Any]:
+        return await self.local.change(self._local(repo), change)
+
+    def _local(self, repo: Repository) -> Repository:
+        if repo.kind != "local":
+            raise NotFound(f"repository {repo.name} keeps no packages: it is a {repo.kind}")
+        return repo
 
     def render_error(self, request: web.Request, error: ApiError, request_id: str) -> web.Response:
         # npm prints "error" from a failed registry response.
