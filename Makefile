@@ -7,12 +7,16 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 MUTATE_STAMP := $(VENV)/.mutate-stamp
-# JavaScript clients the tests drive (pnpm), pinned in tests/clients/package-lock.json.
+# Clients the tests drive beside those in the venv: pnpm and yarn, pinned in
+# tests/clients/package-lock.json; twine 6.1, the last twine whose --skip-existing works
+# against an index other than pypi.org, its dependencies pinned by the lock.
 NODE_DIR := $(VENV)/node
 NODE_STAMP := $(NODE_DIR)/.installed-stamp
+TWINE6 := $(VENV)/twine6
+TWINE6_STAMP := $(TWINE6)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint format bench mutate clean
+.PHONY: install clients run test lint format bench mutate clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -25,12 +29,20 @@ $(NODE_STAMP): tests/clients/package.json tests/clients/package-lock.json
 	npm ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
-install: $(STAMP) $(NODE_STAMP)
+$(TWINE6_STAMP): requirements.lock
+	$(PYTHON) -m venv $(TWINE6)
+	grep -v '^twine==' requirements.lock > $(TWINE6)/constraints.txt
+	$(TWINE6)/bin/pip install --quiet --disable-pip-version-check -c $(TWINE6)/constraints.txt twine==6.1.0
+	touch $(TWINE6_STAMP)
+
+install: $(STAMP)
+
+clients: $(NODE_STAMP) $(TWINE6_STAMP)
 
 run: install
 	$(BIN)/artifactapi serve
 
-test: install
+test: install clients
 	$(BIN)/coverage erase
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
 

@@ -23,7 +23,7 @@ from tests.signin import admin_token
 
 REPO = "npm-local"
 LOCAL = {"name": REPO, "format": "npm", "kind": "local"}
-# make install puts pnpm (pinned in tests/clients/package-lock.json) beside the venv's Python.
+# make test (make clients) puts pnpm (pinned in tests/clients/package-lock.json) beside the venv's Python.
 CLIENTS = Path(sys.prefix) / "node" / "node_modules" / ".bin"
 PNPM, YARN = CLIENTS / "pnpm", CLIENTS / "yarn"
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -225,7 +225,7 @@ PUBLISHES = {
 @pytest.mark.parametrize("client", sorted(PUBLISHES))
 async def test_pnpm_and_yarn_publish_and_install(npm: Publisher, client: str, scope: str) -> None:
     binary, run, steps = PUBLISHES[client]
-    assert binary.exists(), f"{binary} is missing: run make install"
+    assert binary.exists(), f"{binary} is missing: run make clients"
     name = f"{scope}{client}-published"
     folder = npm.package(name, "1.0.0", description=f"from {client}")
     for step in steps:

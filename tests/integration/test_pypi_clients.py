@@ -197,6 +197,30 @@ async def test_twine_skip_existing_skips_what_we_answer(
     assert await index.files() == sorted([WHEEL, SDIST])
 
 
+# make test (make clients) puts twine 6.1 in a venv of its own: the last twine whose
+# --skip-existing works against an index other than pypi.org's.
+TWINE6 = BIN.parent / "twine6" / "bin" / "twine"
+
+
+@pytest.mark.parametrize("shape", ["embedded"])
+async def test_twine_6_skip_existing_goes_on_past_what_is_there(
+    index: Index, dists: list[Path], tmp_path: Path
+) -> None:
+    assert TWINE6.exists(), f"{TWINE6} is missing: run make clients"
+    twine = [str(TWINE6), "upload", "--repository-url", index.base + "/legacy/", "-u", "__token__",
+             "-p", index.token, "--disable-progress-bar", "--non-interactive", "--skip-existing"]  # fmt: skip
+    await run([*twine, *map(str, dists)], tmp_path)
+    assert await index.files() == sorted([WHEEL, SDIST])
+    # Other bytes under the same names: skipped, and the upload as a whole succeeds.
+    changed = build(tmp_path / "changed", tmp_path / "changed-dist", tmp_path, value=2)
+    done = await run([*twine, *map(str, changed)], tmp_path)
+    said = " ".join((done.stdout + done.stderr).split())
+    for name in (WHEEL, SDIST):
+        assert f"Skipping {name} because it appears to already exist" in said, said
+    assert await index.files() == sorted([WHEEL, SDIST])
+    await index.installs(tmp_path)  # still the first build's bytes
+
+
 @pytest.mark.parametrize("shape", ["embedded"])
 async def test_uv_publish_and_install(index: Index, dists: list[Path], tmp_path: Path) -> None:
     publish = [str(BIN / "uv"), "publish", "--no-cache", "--publish-url", index.base + "/",
