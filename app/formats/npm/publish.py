@@ -69,7 +69,7 @@ async def _gzipped(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 async def read(
     body: AsyncIterable[bytes], package: str, cas: ContentStore, max_size: int
 ) -> PutBody:
-    scanner = BodyScanner(body, MAX_DOCUMENT)
+    scanner = BodyScanner(body, MAX_DOCUMENT, max_body=max_size)
     blobs: dict[str, Blob] = {}
     texts: dict[str, bytes] = {}
     async for attachment in scanner.attachments():
