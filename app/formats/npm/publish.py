@@ -22,7 +22,7 @@ from typing import Any
 from app.formats.api import BadRequest, Blob, ContentStore, once
 from app.formats.npm import documents
 from app.formats.npm.names import SEMVER, check_version
-from app.formats.npm.records import NewAttachment, NewVersion
+from app.formats.npm.rows import NewAttachment, NewVersion
 from app.formats.npm.scanner import BodyScanner, base64_decoded, json_text
 
 MAX_DOCUMENT = 16 * 1024 * 1024  # the packument part of a body: metadata, no data
