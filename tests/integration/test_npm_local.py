@@ -195,3 +195,23 @@ async def test_a_client_that_leaves_mid_upload_leaves_nothing(client: TestClient
     await asyncio.sleep(0.3)
     assert (await client.get(f"{ROOT}/demo")).status == 404
     assert (await put(client, "demo", publish_body("demo", "1.0.0")))[0] == 201
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_the_body_limit_is_the_servers(
+    aiohttp_client: Any, make_config: ConfigFactory, chunked: bool
+) -> None:
+    config = make_config(repositories=[LOCAL], server={"max_body_size": "64KiB"})
+    limited: TestClient = await aiohttp_client(create_app(config))
+    fits = publish_body("demo", "1.0.0", tarball("demo", "1.0.0") + bytes(30_000))
+    # A tarball under the limit whose base64 is over it: the body is what is limited.
+    big = publish_body("demo", "2.0.0", tarball("demo", "2.0.0") + bytes(55_000))
+
+    async def stream(body: bytes) -> Any:
+        for start in range(0, len(body), 8192):
+            yield body[start : start + 8192]
+
+    assert (await limited.put(f"{ROOT}/demo", data=fits)).status == 201
+    refused = await limited.put(f"{ROOT}/demo", data=stream(big) if chunked else big)
+    assert refused.status == 413 and set(await refused.json()) == {"error"}
+    assert list((await packument(limited, "demo"))["versions"]) == ["1.0.0"]

@@ -9,7 +9,7 @@ import pytest
 
 from app.formats.npm import documents
 from app.formats.npm.names import newest
-from app.formats.npm.records import AttachmentRow, PackageRows, VersionRow
+from app.formats.npm.rows import AttachmentRow, PackageRows, VersionRow
 
 BASE = "http://registry.test/repository/npm-local"
 

@@ -100,3 +100,12 @@ async def test_a_text_attachment_is_its_json_string() -> None:
     scanner = BodyScanner(chunks(raw, 5), 1000)
     with pytest.raises(PayloadTooLarge):
         [await json_text(a.raw, 10) async for a in scanner.attachments()]
+
+
+async def test_the_whole_body_is_bounded_when_asked() -> None:
+    raw = body(os.urandom(3000))
+    scanner = BodyScanner(chunks(raw, 100), 1 << 20, max_body=len(raw) - 1)
+    with pytest.raises(PayloadTooLarge):
+        [b"".join([c async for c in a.raw]) async for a in scanner.attachments()]
+    exact = BodyScanner(chunks(raw, 100), 1 << 20, max_body=len(raw))
+    assert [b"".join([c async for c in a.raw]) async for a in exact.attachments()] != []

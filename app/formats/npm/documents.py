@@ -17,7 +17,7 @@ import hashlib
 import json
 from typing import Any
 
-from app.formats.npm.records import PackageRows, VersionRow
+from app.formats.npm.rows import PackageRows, VersionRow
 
 # The fields of a version an installer reads (npm's registry "corgi" documents).
 CORGI_FIELDS = (

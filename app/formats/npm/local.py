@@ -38,14 +38,8 @@ from app.formats.api import (
 from app.formats.npm import documents, publish
 from app.formats.npm.mirror import PackageMirror
 from app.formats.npm.names import SEMVER, check_new_package, check_version
-from app.formats.npm.records import (
-    NpmRecords,
-    PackageRows,
-    StagedRow,
-    StaleRevision,
-    VersionExists,
-    VersionRow,
-)
+from app.formats.npm.records import NpmRecords, StaleRevision, VersionExists
+from app.formats.npm.rows import PackageRows, StagedRow, VersionRow
 
 Form = Literal["full", "abbreviated"]
 MAX_SEARCH_TERMS = 10

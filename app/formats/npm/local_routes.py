@@ -44,8 +44,8 @@ from app.formats.api import (
 from app.formats.npm import documents, packuments
 from app.formats.npm.local import Form, NpmLocal
 from app.formats.npm.names import check_package, check_tarball, check_version, unescape_scope
-from app.formats.npm.records import StagedRow
 from app.formats.npm.remote import MAX_QUERY, SEARCH
+from app.formats.npm.rows import StagedRow
 
 _REV = re.compile(r"^(?P<package>.+?)/-rev/(?P<rev>[0-9A-Za-z-]{1,80})$")
 _TARBALL_REV = re.compile(r"^(?P<package>.+?)/-/(?P<file>[^/]+)/-rev/(?P<rev>[0-9A-Za-z-]{1,80})$")

@@ -20,7 +20,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
-from app.formats.npm.records import NpmRecords, PackageRows, VersionRow
+from app.formats.npm.records import NpmRecords
+from app.formats.npm.rows import PackageRows, VersionRow
 
 MAX_VERSIONS = 50_000  # rows held per process, across packages: ~1 kB each and its fragments
 

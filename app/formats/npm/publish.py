@@ -22,7 +22,7 @@ from typing import Any
 from app.formats.api import BadRequest, Blob, ContentStore, once
 from app.formats.npm import documents
 from app.formats.npm.names import SEMVER, check_version
-from app.formats.npm.records import NewAttachment, NewVersion
+from app.formats.npm.rows import NewAttachment, NewVersion
 from app.formats.npm.scanner import BodyScanner, base64_decoded, json_text
 
 MAX_DOCUMENT = 16 * 1024 * 1024  # the packument part of a body: metadata, no data
@@ -69,7 +69,7 @@ async def _gzipped(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 async def read(
     body: AsyncIterable[bytes], package: str, cas: ContentStore, max_size: int
 ) -> PutBody:
-    scanner = BodyScanner(body, MAX_DOCUMENT)
+    scanner = BodyScanner(body, MAX_DOCUMENT, max_body=max_size)
     blobs: dict[str, Blob] = {}
     texts: dict[str, bytes] = {}
     async for attachment in scanner.attachments():

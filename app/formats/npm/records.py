@@ -12,11 +12,20 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from app.formats.api import Records, Row, SqlDriver
 from app.formats.npm.names import newest
+from app.formats.npm.rows import (
+    PUBLISHED,
+    STAGED,
+    UNPUBLISHED,
+    AttachmentRow,
+    NewVersion,
+    PackageRows,
+    StagedRow,
+    VersionRow,
+)
 
 # Over the blob aliased ``b``: a version's tarball or attachment points at it. An
 # unpublished version's tombstone points at nothing, so its blobs are collected.
@@ -25,8 +34,6 @@ BLOB_REFERENCES = (
     "EXISTS (SELECT 1 FROM npm_attachments a WHERE a.blob_digest = b.digest)",
 )
 
-PUBLISHED, STAGED, UNPUBLISHED = "published", "staged", "unpublished"
-
 
 class VersionExists(Exception):
     """name@version has a row already (published, staged or a tombstone)."""
@@ -34,79 +41,6 @@ class VersionExists(Exception):
 
 class StaleRevision(Exception):
     """A write named a revision of the package older than its current one."""
-
-
-@dataclass(frozen=True, slots=True)
-class NewAttachment:
-    filename: str
-    blob_digest: str
-    size: int
-    content_type: str
-    predicate_type: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class NewVersion:
-    version: str
-    manifest: str  # JSON text, without dist
-    corgi: str  # the abbreviated form's JSON text, without dist
-    dist: str  # dist's JSON text, without the tarball URL
-    tarball_digest: str
-    size: int
-    integrity: str
-    shasum: str
-    tags: tuple[str, ...]  # dist-tags the publish puts on it
-    attachments: tuple[NewAttachment, ...] = ()
-
-
-@dataclass(slots=True)  # not frozen: a frozen __init__ is five times slower, 5,000 rows a load
-class VersionRow:
-    version: str
-    manifest: str
-    corgi: str
-    dist: str
-    tarball_digest: str | None
-    size: int
-    integrity: str
-    shasum: str
-    published_at: float
-    deprecated: str | None
-    state: str
-    stage_id: str | None
-    stage_tag: str | None
-    staged_by: str | None
-    changed: int  # the package serial of the write that last changed it
-
-
-@dataclass(frozen=True, slots=True)
-class AttachmentRow:
-    version: str
-    filename: str
-    blob_digest: str
-    size: int
-    content_type: str
-    predicate_type: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class PackageRows:
-    id: int
-    name: str
-    serial: int
-    created_at: float
-    modified_at: float
-    versions: list[VersionRow] = field(default_factory=list)
-    tags: dict[str, str] = field(default_factory=dict)
-    attachments: list[AttachmentRow] = field(default_factory=list)
-
-    def published(self) -> list[VersionRow]:
-        return [v for v in self.versions if v.state == PUBLISHED]
-
-
-@dataclass(frozen=True, slots=True)
-class StagedRow:
-    package: str
-    version: VersionRow
 
 
 _FIELDS = tuple(VersionRow.__dataclass_fields__)

@@ -52,11 +52,16 @@ class Attachment:
 
 
 class BodyScanner:
-    """One body: iterate :meth:`attachments` (each one's ``raw`` to the end before the
-    next), then :attr:`document` is the rest of the JSON, every data string ``""``."""
+    """One body (at most ``max_body`` bytes, if given): iterate :meth:`attachments` (each
+    one's ``raw`` to the end before the next), then :attr:`document` is the rest of the
+    JSON, every data string ``""``."""
 
-    def __init__(self, body: AsyncIterable[bytes], max_document: int) -> None:
+    def __init__(
+        self, body: AsyncIterable[bytes], max_document: int, max_body: int | None = None
+    ) -> None:
         self._chunks = aiter(body)
+        self._max_body = max_body
+        self._read = 0
         self._buf = b""
         self._pos = 0
         self._doc = bytearray()
@@ -79,6 +84,9 @@ class BodyScanner:
     async def _more(self) -> bool:
         """Read on; False at the end of the body. Unread bytes stay in the buffer."""
         async for chunk in self._chunks:
+            self._read += len(chunk)
+            if self._max_body is not None and self._read > self._max_body:
+                raise PayloadTooLarge(f"body exceeds the limit of {self._max_body} bytes")
             if chunk:
                 self._buf = self._buf[self._pos :] + chunk
                 self._pos = 0
