@@ -169,7 +169,7 @@ async def test_a_truncated_or_malformed_body_is_refused(client: TestClient, body
 @pytest.mark.parametrize(
     "name",
     ["Upper", ".hidden", "_under", "node_modules", "favicon.ico", "a" * 215, "a b", "caf%C3%A9",
-     "ex!claim", "@Scope/x", "@acme/.x", "@acme/node_modules"],
+     "ex!claim", "@Scope/x", "@acme/.x", "@acme/node_modules", "http", "fs"],
 )  # fmt: skip
 async def test_names_npm_forbids_are_refused(client: TestClient, name: str) -> None:
     response = await client.put(
