@@ -28,52 +28,15 @@ _NEW_SEGMENT = re.compile(r"^[a-z0-9-][a-z0-9._-]*$")
 _RESERVED = frozenset({"node_modules", "favicon.ico"})
 # Node's core modules (require("module").builtinModules, Node 20): an unscoped package of
 # that name would be shadowed by the core one, so npm refuses it for new packages.
-_CORE_MODULES = frozenset(
-    [
-        "assert",
-        "async_hooks",
-        "buffer",
-        "child_process",
-        "cluster",
-        "console",
-        "constants",
-        "crypto",
-        "dgram",
-        "diagnostics_channel",
-        "dns",
-        "domain",
-        "events",
-        "fs",
-        "http",
-        "http2",
-        "https",
-        "inspector",
-        "module",
-        "net",
-        "os",
-        "path",
-        "perf_hooks",
-        "process",
-        "punycode",
-        "querystring",
-        "readline",
-        "repl",
-        "stream",
-        "string_decoder",
-        "sys",
-        "timers",
-        "tls",
-        "trace_events",
-        "tty",
-        "url",
-        "util",
-        "v8",
-        "vm",
-        "wasi",
-        "worker_threads",
-        "zlib",
-    ]
-)
+# fmt: off
+_CORE_MODULES = frozenset({
+    "assert", "async_hooks", "buffer", "child_process", "cluster", "console", "constants",
+    "crypto", "dgram", "diagnostics_channel", "dns", "domain", "events", "fs", "http", "http2",
+    "https", "inspector", "module", "net", "os", "path", "perf_hooks", "process", "punycode",
+    "querystring", "readline", "repl", "stream", "string_decoder", "sys", "timers", "tls",
+    "trace_events", "tty", "url", "util", "v8", "vm", "wasi", "worker_threads", "zlib",
+})
+# fmt: on
 _TARBALL = re.compile(r"^[A-Za-z0-9~-][A-Za-z0-9._~+-]{0,250}\.tgz$")
 # A version ("1.0.0-rc.1+build") or a dist-tag ("latest", "next"): what npm publishes.
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
