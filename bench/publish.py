@@ -83,23 +83,32 @@ FAILURES = (RuntimeError, OSError, KeyError, ValueError, subprocess.SubprocessEr
 @dataclass
 class Artifactapi:
     server: Server
-    pypi: PyPIIndex
-    npm: NpmRegistry
+    pypi: PyPIIndex | None  # None: this tree's format serves no local repository yet
+    npm: NpmRegistry | None
+
+
+def local_formats() -> list[str]:
+    """The formats of this tree that serve local repositories (the others are skipped)."""
+    from app.formats import available_formats
+
+    formats = available_formats()
+    return [name for name in ("pypi", "npm") if "local" in formats[name].kinds]
 
 
 def start_artifactapi(directory: Path, workers: int) -> Artifactapi:
     """The embedded shape (SQLite + filesystem, in-process cache), a local repository of
     each format, private: every request carries the admin's credentials."""
+    formats = local_formats()
+    if not formats:
+        raise RuntimeError("neither pypi nor npm serves local repositories in this tree yet")
+    names = {"pypi": PYPI_REPO, "npm": NPM_REPO}
     config = {
         "server": {"host": "127.0.0.1", "port": 0, "workers": workers},
         "logging": {"level": "warning"},
         "database": {"url": f"sqlite:///{directory / 'meta.db'}"},
         "storage": {"driver": "filesystem", "root": str(directory / "blobs")},
         "cache": {"url": "memory://"},
-        "repositories": [
-            {"name": PYPI_REPO, "format": "pypi", "kind": "local"},
-            {"name": NPM_REPO, "format": "npm", "kind": "local"},
-        ],
+        "repositories": [{"name": names[f], "format": f, "kind": "local"} for f in formats],
     }
     server = run_artifactapi(directory, config)
     assert server.user is not None and server.password is not None
@@ -111,7 +120,9 @@ def start_artifactapi(directory: Path, workers: int) -> Artifactapi:
     base = f"{server.base}/repository"
     pypi = PyPIIndex(server, f"{base}/{PYPI_REPO}/", f"/repository/{PYPI_REPO}/simple/",
                      server.user, server.password)  # fmt: skip
-    return Artifactapi(server, pypi, NpmRegistry(server, f"{base}/{NPM_REPO}/", token))
+    npm = NpmRegistry(server, f"{base}/{NPM_REPO}/", token)
+    return Artifactapi(server, pypi if "pypi" in formats else None,
+                       npm if "npm" in formats else None)  # fmt: skip
 
 
 def start_sink(directory: Path) -> Server:
@@ -254,7 +265,10 @@ def started(settings: Settings, scratch: Path) -> Iterator[Targets]:
                 continue
             if isinstance(started_, Artifactapi):
                 stack.callback(started_.server.stop)
-                targets.pypi[name], targets.npm[name] = started_.pypi, started_.npm
+                if started_.pypi is not None:
+                    targets.pypi[name] = started_.pypi
+                if started_.npm is not None:
+                    targets.npm[name] = started_.npm
             elif isinstance(started_, PyPIIndex):
                 stack.callback(started_.server.stop)
                 targets.pypi[name] = started_
