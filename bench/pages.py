@@ -1,43 +1,45 @@
 """The index pages of big local packages: a simple page of 2,000 files, a packument of 5,000 versions.
 
-One run, every server a real process on this machine with a user (bench/peers.py,
-bench/publish.py start them):
+One run, one server at a time (its seeding and timing have the machine), each a real
+process with a user (bench/peers.py, bench/publish.py start them; bench/seed.py fills
+them):
 
-* PyPI: a project of BENCH_PAGES_FILES (2000) small wheels (BENCH_PAGES_FILES / 4
-  versions, four platform tags each) uploaded through the legacy upload API twine uses
-  (the same multipart POST, with the same digests and credentials) to artifactapi's
-  local repository, devpi-server's ``bench/dev`` and pypiserver; then its simple page
-  (PEP 503 HTML, what every server answers);
-* npm: a package of BENCH_PAGES_VERSIONS (5000) versions published one ``PUT`` each as
-  ``npm publish`` sends it (the packument of the version, the tarball inline) to
-  artifactapi's local repository and Verdaccio (one at a time for Verdaccio: concurrent
-  publishes lose versions there); then its full packument (``Accept: application/json``)
-  and the abbreviated one npm install asks for.
+* PyPI: a project of BENCH_PAGES_FILES (2000) small wheels (a quarter as many versions,
+  four platform tags each) in artifactapi's local repository, devpi-server's
+  ``bench/dev`` and pypiserver; its simple page (PEP 503 HTML, what all three answer);
+* npm: a package of BENCH_PAGES_VERSIONS (5000) versions in artifactapi's local
+  repository and Verdaccio; its full packument (``Accept: application/json``) and the
+  abbreviated one ``npm install`` asks for.
 
-Each page is checked to list every file or version before it is timed. ``warm``: wrk
-with one connection for BENCH_PAGES_SECONDS (10) after a first GET, each request's own
-latency (p50, p99: the goal's figures, < 10 ms); ``load``: wrk with BENCH_PAGES_CONNECTIONS
-(16) connections and two threads, req/s and its p99. ``after publish``: BENCH_PAGES_AFTER
-(10) times, one more file or version published and the page fetched right after on a new
-connection (the first request to see the change, which must list it), median and worst.
+Each page is fetched once and must list every file or version before it is timed, then
+for each of BENCH_PAGES_ENCODINGS (``identity,gzip``: no ``Accept-Encoding``, and the
+``gzip, deflate`` pip and npm send):
 
-``aiohttp``: bench/floor.py answering artifactapi's own page bytes from memory with the
-same worker count, the most an aiohttp service can do with that page here.
+* ``warm``: wrk with one connection for BENCH_PAGES_SECONDS (10): each request's own
+  latency, p50 and p99 (the goal: p99 < 10 ms), and req/s;
+* ``load``: wrk with BENCH_PAGES_CONNECTIONS (16) connections and two threads: req/s, p99;
+* ``after``: BENCH_PAGES_AFTER (10) times, one more file or version published and the
+  page fetched right after on a new connection: the first request to see the change
+  (it must list it, or it counts as stale), median and worst.
 
-Requests carry what the real client would send: pip's Basic credentials for the simple
-pages (devpi and pypiserver read anonymously and ignore them), npm's Bearer token for
-the packuments; no ``Accept-Encoding`` (wrk does not decompress, and nobody compresses
-for it: the figures are the pages' own bytes).
+``aiohttp``: bench/floor.py answering artifactapi's own page bytes (as sent, compressed
+or not) from memory with the same worker count: the most an aiohttp service can do with
+that page on this machine, and the peer where the real peers are far behind.
+
+Requests carry what the real client would: the credentials pip sends for the simple
+pages (artifactapi's API token as Basic ``__token__``; devpi and pypiserver read
+anonymously and ignore them), npm's Bearer token for the packuments.
 
 Environment: BENCH_PAGES_FILES, BENCH_PAGES_VERSIONS, BENCH_PAGES_SECONDS,
-BENCH_PAGES_CONNECTIONS, BENCH_PAGES_AFTER, BENCH_PAGES_WORKERS (2, artifactapi's
-``server.workers``), BENCH_PAGES_SERVERS (``artifactapi,devpi,pypiserver,verdaccio``).
-``python -m bench.pages`` runs it alone.
+BENCH_PAGES_CONNECTIONS, BENCH_PAGES_AFTER, BENCH_PAGES_ENCODINGS, BENCH_PAGES_WORKERS (2,
+artifactapi's ``server.workers``), BENCH_PAGES_SERVERS (``artifactapi,devpi,pypiserver,
+verdaccio``). ``python -m bench.pages`` runs it alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import http.client
 import json
 import os
@@ -47,6 +49,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
+import zlib
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
@@ -55,7 +58,7 @@ from pathlib import Path
 import aiohttp
 
 from bench import peers, seed
-from bench.harness import RESULTS, Server, env_int, http_get
+from bench.harness import RESULTS, Server, env_int
 from bench.packages import WHEEL_TAGS, wheel_name
 from bench.peers import NpmRegistry, PyPIIndex
 from bench.proxy import Result, run_wrk, start_floor
@@ -65,9 +68,16 @@ PROJECT = "bench-pages"
 PACKAGE = "bench-pages"
 GOAL_P99_MS = 10.0
 ALL = ("artifactapi", "devpi", "pypiserver", "verdaccio")
-HTML = {"Accept": "text/html"}
-FULL = {"Accept": "application/json"}
-ABBREVIATED = {"Accept": "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8"}
+PEERS = {"pypi": ("devpi", "pypiserver"), "npm": ("verdaccio",)}
+# kind: (variant, its Accept header), the first one also timed after publishes
+VARIANTS = {
+    "pypi": (("simple", "text/html"),),
+    "npm": (
+        ("full", "application/json"),
+        ("abbreviated", "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8"),
+    ),
+}
+ENCODINGS = {"identity": {}, "gzip": {"Accept-Encoding": "gzip, deflate"}}
 
 
 @dataclass
@@ -78,31 +88,47 @@ class Settings:
     connections: int
     after: int
     workers: int
+    encodings: tuple[str, ...]
     servers: tuple[str, ...]
 
 
-# -- what a page must hold --------------------------------------------------------------------
+# -- one page -------------------------------------------------------------------------------
 
 
-def fetch(server: Server, path: str, headers: dict[str, str]) -> bytes:
-    with http_get(f"{server.base}{path}", headers) as response:
-        body: bytes = response.read()
-        return body
+def get(server: Server, path: str, headers: dict[str, str]) -> tuple[float, bytes, bytes]:
+    """One GET on a new connection: seconds to the last byte, the body as sent, decoded."""
+    parts = urllib.parse.urlsplit(server.base)
+    start = time.perf_counter()
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=120)
+    try:
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        raw = response.read()
+        elapsed = time.perf_counter() - start
+        if response.status != 200:
+            raise RuntimeError(f"{server.name} GET {path}: {response.status} {raw[:200]!r}")
+        coding = (response.getheader("Content-Encoding") or "").lower()
+    finally:
+        connection.close()
+    if coding == "gzip":
+        return elapsed, raw, gzip.decompress(raw)
+    if coding == "deflate":
+        return elapsed, raw, zlib.decompress(raw)
+    return elapsed, raw, raw
 
 
 def count_entries(body: bytes, kind: str) -> int:
     if kind == "pypi":
         return body.count(b".whl</a>")
-    document = json.loads(body)
-    return len(document["versions"])
+    return len(json.loads(body)["versions"])
 
 
 @dataclass
 class After:
-    """The first GET of a page right after a publish changed it."""
+    """The first GETs of a page right after a publish changed it."""
 
     ms: list[float] = field(default_factory=list)
-    stale: int = 0  # answers that did not list the new file or version yet
+    stale: int = 0  # answers that did not list the new file or version
 
     @property
     def median_ms(self) -> float | None:
@@ -113,185 +139,154 @@ class After:
         return max(self.ms) if self.ms else None
 
 
-def timed_get(server: Server, path: str, headers: dict[str, str]) -> tuple[float, bytes]:
-    """One GET on a new connection: seconds to the last byte, and the body."""
-    parts = urllib.parse.urlsplit(server.base)
-    start = time.perf_counter()
-    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=60)
-    try:
-        connection.request("GET", path, headers=headers)
-        response = connection.getresponse()
-        body = response.read()
-        elapsed = time.perf_counter() - start
-        if response.status != 200:
-            raise RuntimeError(f"GET {path}: {response.status}")
-        return elapsed, body
-    finally:
-        connection.close()
-
-
-# -- one page, measured --------------------------------------------------------------------
-
-
 @dataclass
 class Page:
     kind: str  # "pypi" or "npm"
     variant: str  # "simple", "full", "abbreviated"
+    encoding: str  # "identity" or "gzip": what the client said it accepts
     server: str
     entries: int = 0
-    bytes: int = 0
+    bytes: int = 0  # as sent
     warm: Result | None = None
     load: Result | None = None
     after: After | None = None
     skipped: str | None = None
 
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.variant} {self.encoding}"
 
-def measure_page(page: Page, server: Server, path: str, headers: dict[str, str],
-                 settings: Settings, scratch: Path, wanted: int) -> bytes:  # fmt: skip
-    body = fetch(server, path, headers)
-    page.entries, page.bytes = count_entries(body, page.kind), len(body)
-    if page.entries < wanted:
-        raise RuntimeError(f"{server.name} {path} lists {page.entries} of {wanted}")
-    label = f"{server.name}"
+
+def _time(page: Page, server: Server, path: str, headers: dict[str, str], settings: Settings,
+          scratch: Path) -> None:  # fmt: skip
+    label = server.name
     page.warm = run_wrk(server, page.variant, [path], settings.seconds, 1, scratch, headers, label)
-    page.load = run_wrk(
-        server, page.variant, [path], settings.seconds, settings.connections, scratch, headers,
-        label,
-    )  # fmt: skip
+    page.load = run_wrk(server, page.variant, [path], settings.seconds, settings.connections,
+                        scratch, headers, label)  # fmt: skip
     for name, result in (("warm", page.warm), ("load", page.load)):
         if result.skipped:
             raise RuntimeError(f"{name}: {result.skipped}")
         print(
-            f"  {page.kind:<4} {page.variant:<11} {server.name:<11} {name} {result.rps:8.0f} req/s"
-            f"  p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  errors {result.errors}"
+            f"  {page.label:<25} {server.name:<11} {name} {result.rps:7.0f} req/s"
+            f"  p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:8.2f} ms  errors {result.errors}"
             f"  {page.bytes / 1e6:.2f} MB",
             file=sys.stderr,
         )
-    return body
 
 
-def after_publish(server: Server, path: str, headers: dict[str, str], count: int,
-                  publish: Callable[[int], str]) -> After:  # fmt: skip
-    """``publish(n)`` makes the n-th change and says what the page must now contain."""
-    after = After()
-    for number in range(count):
-        needle = publish(number).encode()
-        seconds, body = timed_get(server, path, headers)
-        after.ms.append(seconds * 1000)
-        after.stale += needle not in body
-    median, worst = after.median_ms or 0.0, after.worst_ms or 0.0
-    print(
-        f"       after publish {server.name:<11} median {median:7.2f} ms  worst {worst:7.2f} ms"
-        f"  stale {after.stale} of {count}",
-        file=sys.stderr,
-    )
-    return after
-
-
-def _floor_page(body: bytes, settings: Settings, scratch: Path, label: str,
-                variant: str) -> Page:  # fmt: skip
-    """bench/floor.py answering ``body`` from memory: the framework's ceiling for it."""
-    page = Page(label, variant, "aiohttp", bytes=len(body))
-    root = scratch / f"floor-{label}-{variant}"
+def _floor(raw: bytes, page: Page, settings: Settings, scratch: Path) -> Page:
+    """bench/floor.py answering ``raw`` from memory: the framework's ceiling for it."""
+    floor = Page(page.kind, page.variant, page.encoding, "aiohttp", page.entries, len(raw))
+    root = scratch / f"floor-{page.kind}-{page.variant}-{page.encoding}"
     (root / "tree").mkdir(parents=True)
-    (root / "tree" / "page.bin").write_bytes(body)
+    (root / "tree" / "page.bin").write_bytes(raw)
     try:
         server = start_floor(root, root / "tree", "/page.bin")
     except FAILURES as exc:
-        page.skipped = str(exc)[-300:]
-        return page
+        floor.skipped = str(exc)[-300:]
+        return floor
     try:
-        page.warm = run_wrk(server, variant, ["/page.bin"], settings.seconds, 1, scratch)
-        page.load = run_wrk(
-            server, variant, ["/page.bin"], settings.seconds, settings.connections, scratch
-        )
+        _time(floor, server, "/page.bin", {}, settings, scratch)
     finally:
         server.stop()
-    return page
+    return floor
 
 
-# -- the run ---------------------------------------------------------------------------------
+def measure(kind: str, server: Server, path: str, auth: dict[str, str], wanted: int,
+            settings: Settings, scratch: Path) -> list[Page]:  # fmt: skip
+    pages = []
+    for variant, accept in VARIANTS[kind]:
+        for encoding in settings.encodings:
+            page = Page(kind, variant, encoding, server.name)
+            headers = {"Accept": accept, **ENCODINGS[encoding], **auth}
+            _, raw, body = get(server, path, headers)
+            page.entries, page.bytes = count_entries(body, kind), len(raw)
+            if page.entries < wanted:
+                raise RuntimeError(f"{server.name} {path} lists {page.entries} of {wanted}")
+            _time(page, server, path, headers, settings, scratch)
+            pages.append(page)
+            if server.name == "artifactapi":
+                pages.append(_floor(raw, page, settings, scratch))
+    return pages
 
 
-def _wheel_publisher(index: PyPIIndex) -> Callable[[int], str]:
+def after_publish(page: Page, server: Server, path: str, headers: dict[str, str], count: int,
+                  publish: Callable[[int], str]) -> None:  # fmt: skip
+    """``publish(n)`` makes the n-th change and says what the page must now contain."""
+    page.after = after = After()
+    for number in range(count):
+        needle = publish(number).encode()
+        seconds, _, body = get(server, path, headers)
+        after.ms.append(seconds * 1000)
+        after.stale += needle not in body
+    print(
+        f"  {page.label:<25} {server.name:<11} after publish: median {after.median_ms:7.2f} ms"
+        f"  worst {after.worst_ms:7.2f} ms  stale {after.stale} of {count}",
+        file=sys.stderr,
+    )
+
+
+# -- per server ------------------------------------------------------------------------------
+
+
+def _after_page(pages: list[Page], kind: str, settings: Settings) -> Page:
+    """The page the publishes are timed on: the first variant, as the clients ask (gzip)."""
+    encoding = "gzip" if "gzip" in settings.encodings else settings.encodings[0]
+    variant = VARIANTS[kind][0][0]
+    return next(p for p in pages if (p.variant, p.encoding) == (variant, encoding))
+
+
+def pypi_pages(index: PyPIIndex, settings: Settings, scratch: Path,
+               stack: ExitStack) -> list[Page]:  # fmt: skip
+    start = time.perf_counter()
+    if index.server.name == "devpi":
+        index = seed.seed_devpi(index, PROJECT, settings.files)
+        stack.callback(index.server.stop)
+    else:
+        asyncio.run(seed.upload_wheels(index, PROJECT, seed.wheel_files(settings.files)))
+    print(f"  pypi seeded {index.server.name}: {settings.files} files in"
+          f" {time.perf_counter() - start:.1f} s", file=sys.stderr)  # fmt: skip
+    path, auth = index.page(PROJECT), {"Authorization": index.basic}
+    pages = measure("pypi", index.server, path, auth, settings.files, settings, scratch)
+    page = _after_page(pages, "pypi", settings)
+
     def publish(number: int) -> str:
         version = f"9.0.{number}"
         asyncio.run(seed.upload_wheels(index, PROJECT, [(version, WHEEL_TAGS[0])], 1))
         return wheel_name(PROJECT, version)
 
-    return publish
+    headers = {"Accept": VARIANTS["pypi"][0][1], **ENCODINGS[page.encoding], **auth}
+    after_publish(page, index.server, path, headers, settings.after, publish)
+    return pages
 
 
-def _version_publisher(registry: NpmRegistry) -> Callable[[int], str]:
+def npm_pages(registry: NpmRegistry, settings: Settings, scratch: Path) -> list[Page]:
+    start = time.perf_counter()
+    if registry.server.name == "verdaccio":
+        seed.seed_verdaccio(registry, PACKAGE, settings.versions)
+    else:
+        asyncio.run(seed.publish_versions(registry, PACKAGE, seed.versions(settings.versions)))
+    print(f"  npm seeded {registry.server.name}: {settings.versions} versions in"
+          f" {time.perf_counter() - start:.1f} s", file=sys.stderr)  # fmt: skip
+    path, auth = registry.packument(PACKAGE), {"Authorization": f"Bearer {registry.token}"}
+    pages = measure("npm", registry.server, path, auth, settings.versions, settings, scratch)
+    page = _after_page(pages, "npm", settings)
+
     def publish(number: int) -> str:
         version = f"9.0.{number}"
         asyncio.run(seed.publish_versions(registry, PACKAGE, [version], 1))
         return json.dumps(version)
 
-    return publish
-
-
-def _seed_pypi(index: PyPIIndex, files: int) -> PyPIIndex:
-    if index.server.name == "devpi":
-        return seed.seed_devpi(index, PROJECT, files)
-    asyncio.run(seed.upload_wheels(index, PROJECT, seed.wheel_files(files)))
-    return index
-
-
-def _seed_npm(registry: NpmRegistry, versions: int) -> None:
-    if registry.server.name == "verdaccio":
-        seed.seed_verdaccio(registry, PACKAGE, versions)
-    else:
-        asyncio.run(seed.publish_versions(registry, PACKAGE, seed.versions(versions)))
-
-
-def pypi_pages(index: PyPIIndex, settings: Settings, scratch: Path, floor: bool,
-               stack: ExitStack) -> list[Page]:  # fmt: skip
-    pages: list[Page] = []
-    start = time.perf_counter()
-    seeded = _seed_pypi(index, settings.files)
-    if seeded is not index:
-        stack.callback(seeded.server.stop)
-        index = seeded
-    seconds = time.perf_counter() - start
-    print(f"  pypi seeded {index.server.name}: {settings.files} files in {seconds:.1f} s",
-          file=sys.stderr)  # fmt: skip
-    path = index.page(PROJECT)
-    headers = {**HTML, "Authorization": index.basic}
-    page = Page("pypi", "simple", index.server.name)
-    pages.append(page)
-    body = measure_page(page, index.server, path, headers, settings, scratch, settings.files)
-    if floor:
-        pages.append(_floor_page(body, settings, scratch, "pypi", "simple"))
-    page.after = after_publish(index.server, path, headers, settings.after, _wheel_publisher(index))
+    headers = {"Accept": VARIANTS["npm"][0][1], **ENCODINGS[page.encoding], **auth}
+    after_publish(page, registry.server, path, headers, settings.after, publish)
     return pages
 
 
-def npm_pages(registry: NpmRegistry, settings: Settings, scratch: Path, floor: bool) -> list[Page]:
-    pages: list[Page] = []
-    start = time.perf_counter()
-    _seed_npm(registry, settings.versions)
-    seconds = time.perf_counter() - start
-    print(f"  npm seeded {registry.server.name}: {settings.versions} versions in {seconds:.1f} s",
-          file=sys.stderr)  # fmt: skip
-    path = registry.packument(PACKAGE)
-    bearer = {"Authorization": f"Bearer {registry.token}"}
-    full = Page("npm", "full", registry.server.name)
-    for variant, accept in (("full", FULL), ("abbreviated", ABBREVIATED)):
-        page = full if variant == "full" else Page("npm", variant, registry.server.name)
-        pages.append(page)
-        headers = {**accept, **bearer}
-        body = measure_page(page, registry.server, path, headers, settings, scratch,
-                            settings.versions)  # fmt: skip
-        if floor:
-            pages.append(_floor_page(body, settings, scratch, "npm", variant))
-    publisher = _version_publisher(registry)
-    full.after = after_publish(registry.server, path, {**FULL, **bearer}, settings.after, publisher)
-    return pages
+def _skipped(kind: str, server: str, why: str) -> Page:
+    return Page(kind, VARIANTS[kind][0][0], "-", server, skipped=why)
 
 
 def run_server(name: str, settings: Settings, scratch: Path) -> list[Page]:
-    """One server at a time, started fresh: its seeding and measuring have the machine."""
     directory = scratch / name
     directory.mkdir()
     with ExitStack() as stack:
@@ -307,41 +302,35 @@ def run_server(name: str, settings: Settings, scratch: Path) -> list[Page]:
         else:
             pypi = (peers.start_devpi if name == "devpi" else peers.start_pypiserver)(directory)
             stack.callback(pypi.server.stop)
-        pages = []
-        floor = name == "artifactapi"
+        pages: list[Page] = []
         for kind, target in (("pypi", pypi), ("npm", npm)):
-            if target is None:
-                continue
             try:
                 if isinstance(target, PyPIIndex):
-                    pages += pypi_pages(target, settings, scratch, floor, stack)
-                else:
-                    pages += npm_pages(target, settings, scratch, floor)
-            except (TimeoutError, *FAILURES, aiohttp.ClientError) as exc:
+                    pages += pypi_pages(target, settings, scratch, stack)
+                elif isinstance(target, NpmRegistry):
+                    pages += npm_pages(target, settings, scratch)
+            except (*FAILURES, aiohttp.ClientError, TimeoutError) as exc:
                 why = str(exc).strip()[-300:] or type(exc).__name__
                 print(f"  {kind} {name}: stopped: {why}", file=sys.stderr)
-                pages.append(Page(kind, "simple" if kind == "pypi" else "full", name, skipped=why))
+                pages.append(_skipped(kind, name, why))
         return pages
 
 
 def run_all(settings: Settings, scratch: Path) -> list[Page]:
     pages: list[Page] = []
     for name in settings.servers:
-        print(f"{name}", file=sys.stderr)
+        print(name, file=sys.stderr)
         try:
             pages += run_server(name, settings, scratch)
         except FAILURES as exc:
             why = str(exc).strip()[-300:] or type(exc).__name__
             print(f"  {name}: skipped: {why}", file=sys.stderr)
-            kinds = {"verdaccio": ("npm",), "artifactapi": ("pypi", "npm")}.get(name, ("pypi",))
-            for kind in kinds:
-                pages.append(Page(kind, "simple" if kind == "pypi" else "full", name, skipped=why))
+            kinds = [k for k, names in PEERS.items() if name in names] or list(VARIANTS)
+            pages += [_skipped(kind, name, why) for kind in kinds]
     return pages
 
 
-# -- report --------------------------------------------------------------------------------
-
-PEERS = {"pypi": ("devpi", "pypiserver"), "npm": ("verdaccio",)}
+# -- report ---------------------------------------------------------------------------------
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -351,73 +340,79 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def print_table(pages: list[Page]) -> None:
     header = (
-        f"{'page':<16} {'server':<11} | {'entries':>7} | {'MB':>5} | {'warm p50':>8} |"
+        f"{'page':<25} {'server':<11} | {'entries':>7} | {'MB':>5} | {'warm p50':>8} |"
         f" {'warm p99':>8} | {'warm r/s':>8} | {'load r/s':>8} | {'load p99':>8} |"
         f" {'after med':>9} | {'after max':>9} | stale"
     )
     print(header)
     print("-" * len(header))
     for page in pages:
-        label = f"{page.kind} {page.variant}"
         if page.skipped is not None or page.warm is None or page.load is None:
-            print(f"{label:<16} {page.server:<11} | skipped: {(page.skipped or '')[:100]}")
+            print(f"{page.label:<25} {page.server:<11} | skipped: {(page.skipped or '')[:100]}")
             continue
         after = page.after
         print(
-            f"{label:<16} {page.server:<11} | {page.entries:7d} | {page.bytes / 1e6:5.2f} |"
+            f"{page.label:<25} {page.server:<11} | {page.entries:7d} | {page.bytes / 1e6:5.2f} |"
             f" {page.warm.p50_ms:8.2f} | {page.warm.p99_ms:8.2f} | {page.warm.rps:8.0f} |"
             f" {page.load.rps:8.0f} | {page.load.p99_ms:8.2f} |"
             f" {_fmt(after.median_ms if after else None, '9.2f')} |"
-            f" {_fmt(after.worst_ms if after else None, '9.2f')} |"
-            f" {after.stale if after else '-'}"
+            f" {_fmt(after.worst_ms if after else None, '9.2f')} | {after.stale if after else '-'}"
         )
     print(
-        "warm: one connection, each request's latency in ms and req/s; load: BENCH_PAGES_CONNECTIONS"
-        " connections; after: the first GET right after a publish, on a new connection (stale:"
-        " answers that did not list the change yet); aiohttp: bare aiohttp answering artifactapi's"
-        " page bytes from memory (bench/floor.py)."
+        "warm: one connection, each request's latency (ms) and req/s; load:"
+        " BENCH_PAGES_CONNECTIONS connections; MB: the body as sent; after: the first GET right"
+        " after a publish, on a new connection (stale: answers not listing the change yet);"
+        " aiohttp: bare aiohttp answering artifactapi's page bytes from memory (bench/floor.py)."
     )
 
 
-def _page(pages: list[Page], kind: str, variant: str, server: str) -> Page | None:
-    for page in pages:
-        if (page.kind, page.variant, page.server) == (kind, variant, server) and page.warm:
-            return page
+def _find(pages: list[Page], page: Page, server: str) -> Page | None:
+    for other in pages:
+        same = (other.kind, other.variant, other.encoding) == (
+            page.kind,
+            page.variant,
+            page.encoding,
+        )
+        if same and other.server == server and other.warm is not None and other.load is not None:
+            return other
     return None
 
 
 def goal_lines(pages: list[Page], settings: Settings) -> list[str]:
     lines = []
-    what = {"simple": f"simple page of {settings.files} files",
-            "full": f"packument of {settings.versions} versions",
-            "abbreviated": f"abbreviated packument of {settings.versions} versions"}  # fmt: skip
-    for kind, variant in (("pypi", "simple"), ("npm", "full"), ("npm", "abbreviated")):
-        label = what[variant]
-        ours = _page(pages, kind, variant, "artifactapi")
-        if ours is None or ours.warm is None or ours.load is None:
-            lines.append(f"{label}: not measured")
-            continue
+    names = {"simple": f"simple page of {settings.files} files",
+             "full": f"packument of {settings.versions} versions",
+             "abbreviated": f"abbreviated packument of {settings.versions} versions"}  # fmt: skip
+    measured = [p for p in pages if p.server == "artifactapi" and p.warm and p.load]
+    for kind in VARIANTS:
+        if not any(p.kind == kind for p in measured):
+            lines.append(f"{kind} pages of artifactapi: not measured")
+    for ours in measured:
+        assert ours.warm is not None and ours.load is not None
+        what = f"{names[ours.variant]} ({ours.encoding}, {ours.bytes / 1e6:.2f} MB)"
         verdict = "met" if ours.warm.p99_ms < GOAL_P99_MS else "MISSED"
+        floor = _find(pages, ours, "aiohttp")
+        floor_p99 = f" (bare aiohttp {floor.warm.p99_ms:.2f} ms)" if floor and floor.warm else ""
         lines.append(
-            f"{label}, warm: artifactapi p50 {ours.warm.p50_ms:.2f} ms, p99"
-            f" {ours.warm.p99_ms:.2f} ms, goal p99 < {GOAL_P99_MS:g} ms: {verdict}"
+            f"{what}, warm: artifactapi p50 {ours.warm.p50_ms:.2f} ms, p99"
+            f" {ours.warm.p99_ms:.2f} ms{floor_p99}, goal p99 < {GOAL_P99_MS:g} ms: {verdict}"
         )
-        for peer in (_page(pages, kind, variant, p) for p in (*PEERS[kind], "aiohttp")):
+        for peer in (_find(pages, ours, p) for p in (*PEERS[ours.kind], "aiohttp")):
             if peer is None or peer.warm is None or peer.load is None or not peer.load.rps:
                 continue
             lines.append(
-                f"{label}, under load ({settings.connections} connections): artifactapi"
-                f" {ours.load.rps:,.0f} req/s = {ours.load.rps / peer.load.rps:.2f} x {peer.server}"
-                f" ({peer.load.rps:,.0f} req/s); warm p99 {ours.warm.p99_ms:.2f} ms vs"
-                f" {peer.warm.p99_ms:.2f} ms"
+                f"{what}, {settings.connections} connections: artifactapi {ours.load.rps:,.0f}"
+                f" req/s = {ours.load.rps / peer.load.rps:.2f} x {peer.server}"
+                f" ({peer.load.rps:,.0f} req/s); warm p50 {ours.warm.p50_ms:.2f} ms vs"
+                f" {peer.warm.p50_ms:.2f} ms"
             )
-        for page in (_page(pages, kind, variant, s) for s in ("artifactapi", *PEERS[kind])):
-            if page is not None and page.after is not None and page.after.ms:
-                lines.append(
-                    f"{label}, first GET after a publish: {page.server} median"
-                    f" {page.after.median_ms:.2f} ms, worst {page.after.worst_ms:.2f} ms,"
-                    f" stale {page.after.stale} of {len(page.after.ms)}"
-                )
+    for page in pages:
+        if page.after is not None and page.after.ms:
+            lines.append(
+                f"{names[page.variant]} ({page.encoding}), first GET after a publish:"
+                f" {page.server} median {page.after.median_ms:.2f} ms, worst"
+                f" {page.after.worst_ms:.2f} ms, stale {page.after.stale} of {len(page.after.ms)}"
+            )
     return lines
 
 
@@ -435,11 +430,12 @@ def write_json(pages: list[Page], settings: Settings, lines: list[str]) -> Path:
     return path
 
 
-def _servers(value: str) -> tuple[str, ...]:
-    names = tuple(n.strip() for n in value.split(",") if n.strip()) or ALL
-    unknown = set(names) - set(ALL)
+def _names(variable: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    value = os.environ.get(variable, "")
+    names = tuple(n.strip() for n in value.split(",") if n.strip()) or allowed
+    unknown = set(names) - set(allowed)
     if unknown:
-        raise SystemExit(f"BENCH_PAGES_SERVERS: unknown {sorted(unknown)}; servers are {ALL}")
+        raise SystemExit(f"{variable}: unknown {sorted(unknown)}; choose from {allowed}")
     return names
 
 
@@ -451,7 +447,8 @@ def main() -> None:
         connections=env_int("BENCH_PAGES_CONNECTIONS", 16),
         after=env_int("BENCH_PAGES_AFTER", 10),
         workers=env_int("BENCH_PAGES_WORKERS", 2),
-        servers=_servers(os.environ.get("BENCH_PAGES_SERVERS", "")),
+        encodings=_names("BENCH_PAGES_ENCODINGS", tuple(ENCODINGS)),
+        servers=_names("BENCH_PAGES_SERVERS", ALL),
     )
     if shutil.which("wrk") is None:
         print("pages: skipped: wrk not found (apt-get install wrk)")

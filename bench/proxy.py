@@ -42,12 +42,9 @@ loopback work and any neighbour on the machine; a high figure there means a nois
 Tools (none is a project requirement; a missing one prints a skip line):
 
     apt-get install wrk nginx-light
-    python3 -m venv /tmp/devpi-venv && /tmp/devpi-venv/bin/pip install devpi-server
-    mkdir /tmp/verdaccio && cd /tmp/verdaccio && cat > package.json <<'EOF'
-    {"private": true, "dependencies": {"verdaccio": "6.8.0"},
-     "overrides": {"node-fetch": "2.7.0"}}
-    EOF
-    npm install        # 6.10 wants Node 22; 6.8.0 runs on Node 20 with that override
+
+devpi-server and Verdaccio 6.8.0 are the pinned peers bench/peers.py installs (into
+.venv-bench and bench/peers/verdaccio) before the run, as for the publishing benchmarks.
 
 Environment: BENCH_PROXY_SECONDS (10), BENCH_PROXY_CONNECTIONS (64), BENCH_PROXY_FILES
 (64), BENCH_PROXY_BIG_MIB (256), BENCH_PROXY_COLD (20), BENCH_PROXY_ROUNDS (2),
@@ -56,8 +53,9 @@ list runs only those, e.g. ``small-generic`` for the 4 KiB hit against nginx alo
 BENCH_PROXY_WORKERS (2: artifactapi's ``server.workers``; 1 shows what the second worker
 costs in tail latency on a machine whose cores wrk shares),
 BENCH_PROXY_DEVPI (a directory holding devpi-init and devpi-server; default
-/tmp/devpi-venv/bin, then PATH), BENCH_PROXY_VERDACCIO (the verdaccio script; default
-/tmp/verdaccio/node_modules/.bin/verdaccio, then PATH).
+.venv-bench/bin, then /tmp/devpi-venv/bin, then PATH), BENCH_PROXY_VERDACCIO (the verdaccio
+script; default bench/peers/verdaccio's, then /tmp/verdaccio/node_modules/.bin/verdaccio,
+then PATH).
 """
 
 from __future__ import annotations
@@ -84,6 +82,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import peers
 from bench.harness import (
     REPO,
     RESULTS,
@@ -117,8 +116,8 @@ TOKEN_SERVER = "artifactapi+token"
 CASES = ("small-generic", "small-pypi", "small-npm", "big")
 WORKERS = int(os.environ.get("BENCH_PROXY_WORKERS", "2"))
 ALL_CASES = (*CASES, "cold")
-DEVPI_DIRS = ("/tmp/devpi-venv/bin",)
-VERDACCIO_SCRIPTS = ("/tmp/verdaccio/node_modules/.bin/verdaccio",)
+DEVPI_DIRS = (str(peers.VENV / "bin"), "/tmp/devpi-venv/bin")
+VERDACCIO_SCRIPTS = (str(peers.VERDACCIO), "/tmp/verdaccio/node_modules/.bin/verdaccio")
 
 
 # -- the upstream tree -----------------------------------------------------------------
@@ -914,6 +913,8 @@ def main() -> None:
         rounds=env_int("BENCH_PROXY_ROUNDS", 2),
         cases=_cases(os.environ.get("BENCH_PROXY_CASES", "")),
     )
+    for failure in peers.install():
+        print(f"peers: {failure}", file=sys.stderr)
     print(
         f"proxy: {settings.seconds} s per case, {settings.connections} connections,"
         f" {settings.files} x 4 KiB files, {settings.big // MiB} MiB big file,"

@@ -97,7 +97,7 @@ def local_formats() -> list[str]:
 
 def start_artifactapi(directory: Path, workers: int) -> Artifactapi:
     """The embedded shape (SQLite + filesystem, in-process cache), a local repository of
-    each format, private: every request carries the admin's credentials."""
+    each format, private: every request carries an API token of the admin."""
     formats = local_formats()
     if not formats:
         raise RuntimeError("neither pypi nor npm serves local repositories in this tree yet")
@@ -111,15 +111,17 @@ def start_artifactapi(directory: Path, workers: int) -> Artifactapi:
         "repositories": [{"name": names[f], "format": f, "kind": "local"} for f in formats],
     }
     server = run_artifactapi(directory, config)
-    assert server.user is not None and server.password is not None
     try:
         token = api_token(server)
     except RuntimeError:
         server.stop()
         raise
     base = f"{server.base}/repository"
+    # twine as CI runs it, the token as the password of ``__token__``: the admin's own
+    # password would be checked once per worker with argon2id, whose 64 MiB of memory
+    # would be the first upload's RSS growth whatever its size.
     pypi = PyPIIndex(server, f"{base}/{PYPI_REPO}/", f"/repository/{PYPI_REPO}/simple/",
-                     server.user, server.password)  # fmt: skip
+                     "__token__", token)  # fmt: skip
     npm = NpmRegistry(server, f"{base}/{NPM_REPO}/", token)
     return Artifactapi(server, pypi if "pypi" in formats else None,
                        npm if "npm" in formats else None)  # fmt: skip
