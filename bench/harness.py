@@ -187,6 +187,22 @@ def env_int(name: str, default: int) -> int:
     return int(value) if value.strip() else default
 
 
+def env_names(name: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """A comma list from the environment, each one of ``allowed``; unset: all of them."""
+    value = os.environ.get(name, "")
+    names = tuple(n.strip() for n in value.split(",") if n.strip()) or allowed
+    unknown = set(names) - set(allowed)
+    if unknown:
+        raise SystemExit(f"{name}: unknown {sorted(unknown)}; choose from {allowed}")
+    return names
+
+
+def fmt(value: float | None, spec: str) -> str:
+    """``value`` formatted by ``spec`` (e.g. ``8.2f``), or a dash as wide for none."""
+    width = int(spec.split(".")[0])
+    return f"{'-':>{width}}" if value is None else format(value, spec)
+
+
 # -- server processes ----------------------------------------------------------------
 
 READY_TIMEOUT = 60.0

@@ -90,6 +90,7 @@ from bench.harness import (
     Server,
     Source,
     env_int,
+    fmt,
     free_port,
     http_get,
     json_request,
@@ -766,11 +767,6 @@ def _ratio(a: Result | None, b: Result | None, big: bool) -> float | None:
     return top / bottom if bottom else None
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    width = int(spec.split(".")[0])
-    return f"{'-':>{width}}" if value is None else format(value, spec)
-
-
 def print_table(results: list[Result]) -> None:
     header = (
         f"{'case':<14} {'server':<12} | {'req/s':>8} | {'MB/s':>7} | {'/nginx':>6} | "
@@ -792,7 +788,7 @@ def print_table(results: list[Result]) -> None:
             to_nginx = _ratio(result, nginx, big) if result.server != "nginx" else None
             print(
                 f"{case:<14} {result.server:<12} | {result.rps:8.0f} | {result.mbps:7.1f} | "
-                f"{_fmt(to_nginx, '6.2f')} | {_fmt(to_peer, '6.2f')} | "
+                f"{fmt(to_nginx, '6.2f')} | {fmt(to_peer, '6.2f')} | "
                 f"{result.p50_ms:7.2f} | {result.p99_ms:8.2f} | {result.errors:6d} | "
                 f"{result.server_cores:6.2f} | {result.wrk_cores:4.2f} | {result.others_cores:6.2f}"
             )

@@ -51,6 +51,8 @@ from bench.harness import (
     Server,
     api_token,
     env_int,
+    env_names,
+    fmt,
     free_port,
     http_get,
     run_artifactapi,
@@ -360,11 +362,6 @@ def _net(row: Row, sink: Row | None) -> float | None:
     return row.size / extra / 1e6 if extra > 0 else None
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    width = int(spec.split(".")[0])
-    return f"{'-':>{width}}" if value is None else format(value, spec)
-
-
 def print_table(rows: list[Row]) -> None:
     header = (
         f"{'client':<6} {'server':<12} | {'MB/s':>6} | {'net MB/s':>8} | {'all runs MB/s':<26} |"
@@ -382,9 +379,9 @@ def print_table(rows: list[Row]) -> None:
         cpu = statistics.median(r.server_cpu for r in row.runs)
         client = statistics.median(r.client_cpu for r in row.runs)
         print(
-            f"{row.client:<6} {row.server:<12} | {_fmt(row.mbps, '6.1f')} |"
-            f" {_fmt(_net(row, sink), '8.1f')} | {every:<26} | {_fmt(row.seconds, '6.2f')} |"
-            f" {_fmt(row.rss_mib, '8.1f')} | {cpu:12.2f} | {client:12.2f}"
+            f"{row.client:<6} {row.server:<12} | {fmt(row.mbps, '6.1f')} |"
+            f" {fmt(_net(row, sink), '8.1f')} | {every:<26} | {fmt(row.seconds, '6.2f')} |"
+            f" {fmt(row.rss_mib, '8.1f')} | {cpu:12.2f} | {client:12.2f}"
         )
     print(
         "MB/s: the artifact's size over the client command's median wall time; net: over that"
@@ -441,20 +438,12 @@ def write_json(rows: list[Row], config: dict[str, Any], lines: list[str],
     return path
 
 
-def _servers(value: str) -> tuple[str, ...]:
-    names = tuple(n.strip() for n in value.split(",") if n.strip()) or ALL
-    unknown = set(names) - set(ALL)
-    if unknown:
-        raise SystemExit(f"BENCH_PUBLISH_SERVERS: unknown {sorted(unknown)}; servers are {ALL}")
-    return names
-
-
 def main() -> None:
     settings = Settings(
         size=env_int("BENCH_PUBLISH_MIB", 100) * MiB,
         runs=env_int("BENCH_PUBLISH_RUNS", 5),
         workers=env_int("BENCH_PUBLISH_WORKERS", 2),
-        servers=_servers(os.environ.get("BENCH_PUBLISH_SERVERS", "")),
+        servers=env_names("BENCH_PUBLISH_SERVERS", ALL),
     )
     for failure in peers.install():
         print(f"peers: {failure}", file=sys.stderr)
