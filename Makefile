@@ -70,4 +70,4 @@ mutate: $(MUTATE_STAMP)
 	$(BIN)/python -m tests.mutate $(MUTATE_MODULES)
 
 clean:
-	rm -rf $(VENV) .coverage .coverage.* htmlcov .pytest_cache .mutate
+	rm -rf $(VENV) .coverage .coverage.* htmlcov .pytest_cache .mutate .venv-bench bench/peers/verdaccio/node_modules

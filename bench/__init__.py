@@ -6,6 +6,8 @@ MODULES = (
     "bench.manifests",
     "bench.gc",
     "bench.proxy",
+    "bench.publish",
+    "bench.pages",
     "bench.auth",
     "bench.slowloris",
 )

@@ -19,6 +19,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,6 +187,22 @@ def env_int(name: str, default: int) -> int:
     return int(value) if value.strip() else default
 
 
+def env_names(name: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """A comma list from the environment, each one of ``allowed``; unset: all of them."""
+    value = os.environ.get(name, "")
+    names = tuple(n.strip() for n in value.split(",") if n.strip()) or allowed
+    unknown = set(names) - set(allowed)
+    if unknown:
+        raise SystemExit(f"{name}: unknown {sorted(unknown)}; choose from {allowed}")
+    return names
+
+
+def fmt(value: float | None, spec: str) -> str:
+    """``value`` formatted by ``spec`` (e.g. ``8.2f``), or a dash as wide for none."""
+    width = int(spec.split(".")[0])
+    return f"{'-':>{width}}" if value is None else format(value, spec)
+
+
 # -- server processes ----------------------------------------------------------------
 
 READY_TIMEOUT = 60.0
@@ -244,6 +262,63 @@ def spawn(
     """Start ``command`` in ``directory``, its output in stdout.log and stderr.log there."""
     with open(directory / "stdout.log", "wb") as out, open(directory / "stderr.log", "wb") as err:
         return subprocess.Popen(command, stdout=out, stderr=err, cwd=directory, env=env)
+
+
+def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 30) -> Any:
+    request = urllib.request.Request(url, headers=headers or {})
+    return urllib.request.urlopen(request, timeout=timeout)
+
+
+def answers(url: str) -> bool:
+    try:
+        with http_get(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def wait_ready(server: Server, url: str) -> Server:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline and server.process.poll() is None:
+        if answers(url):
+            return server
+        time.sleep(0.1)
+    server.stop()
+    raise RuntimeError(f"{server.name} did not start:\n{server.log_tail()}")
+
+
+def json_request(
+    url: str, method: str, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Any:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method=method,
+        headers={"Content-Type": "application/json", "Accept": "application/json",
+                 **(headers or {})},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read() or b"{}")
+
+
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and every process below it (a server's workers, a node's helpers)."""
+    pids, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        pids.append(current)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending.extend(int(c) for c in (task / "children").read_text().split())
+    return pids
+
+
+def tree_cpu(pids: list[int]) -> float:
+    """User + system CPU seconds the processes ``pids`` have used so far."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 ADMIN = "admin"  # the user artifactapi's first start makes

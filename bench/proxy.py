@@ -42,12 +42,9 @@ loopback work and any neighbour on the machine; a high figure there means a nois
 Tools (none is a project requirement; a missing one prints a skip line):
 
     apt-get install wrk nginx-light
-    python3 -m venv /tmp/devpi-venv && /tmp/devpi-venv/bin/pip install devpi-server
-    mkdir /tmp/verdaccio && cd /tmp/verdaccio && cat > package.json <<'EOF'
-    {"private": true, "dependencies": {"verdaccio": "6.8.0"},
-     "overrides": {"node-fetch": "2.7.0"}}
-    EOF
-    npm install        # 6.10 wants Node 22; 6.8.0 runs on Node 20 with that override
+
+devpi-server and Verdaccio 6.8.0 are the pinned peers bench/peers.py installs (into
+.venv-bench and bench/peers/verdaccio) before the run, as for the publishing benchmarks.
 
 Environment: BENCH_PROXY_SECONDS (10), BENCH_PROXY_CONNECTIONS (64), BENCH_PROXY_FILES
 (64), BENCH_PROXY_BIG_MIB (256), BENCH_PROXY_COLD (20), BENCH_PROXY_ROUNDS (2),
@@ -56,8 +53,9 @@ list runs only those, e.g. ``small-generic`` for the 4 KiB hit against nginx alo
 BENCH_PROXY_WORKERS (2: artifactapi's ``server.workers``; 1 shows what the second worker
 costs in tail latency on a machine whose cores wrk shares),
 BENCH_PROXY_DEVPI (a directory holding devpi-init and devpi-server; default
-/tmp/devpi-venv/bin, then PATH), BENCH_PROXY_VERDACCIO (the verdaccio script; default
-/tmp/verdaccio/node_modules/.bin/verdaccio, then PATH).
+.venv-bench/bin, then /tmp/devpi-venv/bin, then PATH), BENCH_PROXY_VERDACCIO (the verdaccio
+script; default bench/peers/verdaccio's, then /tmp/verdaccio/node_modules/.bin/verdaccio,
+then PATH).
 """
 
 from __future__ import annotations
@@ -84,19 +82,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import peers
 from bench.harness import (
-    READY_TIMEOUT,
     REPO,
     RESULTS,
     MiB,
     Server,
     Source,
     env_int,
+    fmt,
     free_port,
+    http_get,
+    json_request,
     machine_busy_seconds,
     run_artifactapi,
     service_token,
     spawn,
+    tree_cpu,
+    tree_pids,
+    wait_ready,
 )
 
 SMALL = 4096
@@ -113,8 +117,8 @@ TOKEN_SERVER = "artifactapi+token"
 CASES = ("small-generic", "small-pypi", "small-npm", "big")
 WORKERS = int(os.environ.get("BENCH_PROXY_WORKERS", "2"))
 ALL_CASES = (*CASES, "cold")
-DEVPI_DIRS = ("/tmp/devpi-venv/bin",)
-VERDACCIO_SCRIPTS = ("/tmp/verdaccio/node_modules/.bin/verdaccio",)
+DEVPI_DIRS = (str(peers.VENV / "bin"), "/tmp/devpi-venv/bin")
+VERDACCIO_SCRIPTS = (str(peers.VERDACCIO), "/tmp/verdaccio/node_modules/.bin/verdaccio")
 
 
 # -- the upstream tree -----------------------------------------------------------------
@@ -195,29 +199,6 @@ def build_tree(root: Path, port: int, files: int, cold: int, big: int) -> Tree:
 # -- processes -------------------------------------------------------------------------
 
 
-def _get(url: str, headers: dict[str, str] | None = None, timeout: float = 30) -> Any:
-    request = urllib.request.Request(url, headers=headers or {})
-    return urllib.request.urlopen(request, timeout=timeout)
-
-
-def _answers(url: str) -> bool:
-    try:
-        with _get(url, timeout=2) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def _wait(server: Server, url: str) -> Server:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline and server.process.poll() is None:
-        if _answers(url):
-            return server
-        time.sleep(0.1)
-    server.stop()
-    raise RuntimeError(f"{server.name} did not start:\n{server.log_tail()}")
-
-
 NGINX_CONF = """
 {user}
 worker_processes {workers};
@@ -252,7 +233,7 @@ def start_nginx(directory: Path, root: Path, port: int) -> Server:
     )
     command = ["nginx", "-p", str(directory), "-c", str(conf), "-g", "daemon off;"]
     server = Server("nginx", f"http://127.0.0.1:{port}", spawn(command, directory), directory)
-    return _wait(server, f"{server.base}/generic/small/f000.bin")
+    return wait_ready(server, f"{server.base}/generic/small/f000.bin")
 
 
 def start_artifactapi(directory: Path, upstream: str) -> Server:
@@ -284,7 +265,7 @@ def start_floor(directory: Path, root: Path, first: str) -> Server:
     server = Server(
         "aiohttp", f"http://127.0.0.1:{port}", spawn(command, directory, env), directory
     )
-    return _wait(server, f"{server.base}{first}")
+    return wait_ready(server, f"{server.base}{first}")
 
 
 def _devpi_dir() -> Path | None:
@@ -314,25 +295,13 @@ def start_devpi(directory: Path, upstream: str) -> Server:
     command = [str(bindir / "devpi-server"), "--serverdir", str(serverdir), "--host",
                "127.0.0.1", "--port", str(port), "--logger-cfg", str(logger)]  # fmt: skip
     server = Server("devpi", f"http://127.0.0.1:{port}", spawn(command, directory), directory)
-    _wait(server, f"{server.base}/+api")
+    wait_ready(server, f"{server.base}/+api")
     # A mirror index of the fake upstream, through devpi's REST API (no devpi-client).
-    login = _json_request(f"{server.base}/+login", "POST", {"user": "root", "password": "bench"})
+    login = json_request(f"{server.base}/+login", "POST", {"user": "root", "password": "bench"})
     token = base64.b64encode(f"root:{login['result']['password']}".encode()).decode()
     mirror = {"type": "mirror", "mirror_url": f"{upstream}/pypi/simple/"}
-    _json_request(f"{server.base}/root/fake", "PUT", mirror, {"X-Devpi-Auth": token})
+    json_request(f"{server.base}/root/fake", "PUT", mirror, {"X-Devpi-Auth": token})
     return server
-
-
-def _json_request(
-    url: str, method: str, body: dict[str, Any], headers: dict[str, str] | None = None
-) -> Any:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), method=method,
-        headers={"Content-Type": "application/json", "Accept": "application/json",
-                 **(headers or {})},
-    )  # fmt: skip
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read() or b"{}")
 
 
 def _verdaccio_script() -> str | None:
@@ -360,30 +329,10 @@ def start_verdaccio(directory: Path, upstream: str) -> Server:
     path.write_text(json.dumps(config))
     command = [script, "--config", str(path), "--listen", f"127.0.0.1:{port}"]
     server = Server("verdaccio", f"http://127.0.0.1:{port}", spawn(command, directory), directory)
-    return _wait(server, f"{server.base}/-/ping")
+    return wait_ready(server, f"{server.base}/-/ping")
 
 
 # -- measuring -------------------------------------------------------------------------
-
-
-def _tree_pids(pid: int) -> list[int]:
-    pids, pending = [], [pid]
-    while pending:
-        current = pending.pop()
-        pids.append(current)
-        with contextlib.suppress(OSError):
-            for task in Path(f"/proc/{current}/task").iterdir():
-                pending.extend(int(c) for c in (task / "children").read_text().split())
-    return pids
-
-
-def _tree_cpu(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 WRK_SCRIPT = """
@@ -444,17 +393,17 @@ def run_wrk(
     )
     script.write_text(WRK_SCRIPT % (", ".join(json.dumps(p) for p in paths), lua_headers))
     command = [
-        "wrk", f"-t{WRK_THREADS}", f"-c{connections}", f"-d{seconds}s", "--timeout", "60s",
-        "-s", str(script), server.base,
+        "wrk", f"-t{min(WRK_THREADS, connections)}", f"-c{connections}", f"-d{seconds}s",
+        "--timeout", "60s", "-s", str(script), server.base,
     ]  # fmt: skip
-    pids = _tree_pids(server.process.pid)
-    cpu, machine = _tree_cpu(pids), machine_busy_seconds()
+    pids = tree_pids(server.process.pid)
+    cpu, machine = tree_cpu(pids), machine_busy_seconds()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(command, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    used = _tree_cpu(pids) - cpu
+    used = tree_cpu(pids) - cpu
     busy = machine_busy_seconds() - machine
     wrk_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     line = next((x for x in proc.stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
@@ -473,7 +422,7 @@ def run_wrk(
 
 
 def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], int]:
-    with _get(url, headers) as response:
+    with http_get(url, headers) as response:
         size = len(response.read())
         return response.status, {k.lower(): v for k, v in response.headers.items()}, size
 
@@ -546,7 +495,7 @@ def cold_miss(upstream: Server, artifactapi: Server, tree: Tree) -> Cold:
 def devpi_paths(devpi: Server) -> list[str]:
     """The mirror's file URLs, from its own simple page (devpi names files by hash)."""
     page_url = f"{devpi.base}/root/fake/+simple/{PYPI_PROJECT}/"
-    with _get(page_url, {"Accept": "text/html"}) as response:
+    with http_get(page_url, {"Accept": "text/html"}) as response:
         html = response.read().decode()
     hrefs = re.findall(r'href="([^"]+)"', html)
     paths = []
@@ -818,11 +767,6 @@ def _ratio(a: Result | None, b: Result | None, big: bool) -> float | None:
     return top / bottom if bottom else None
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    width = int(spec.split(".")[0])
-    return f"{'-':>{width}}" if value is None else format(value, spec)
-
-
 def print_table(results: list[Result]) -> None:
     header = (
         f"{'case':<14} {'server':<12} | {'req/s':>8} | {'MB/s':>7} | {'/nginx':>6} | "
@@ -844,7 +788,7 @@ def print_table(results: list[Result]) -> None:
             to_nginx = _ratio(result, nginx, big) if result.server != "nginx" else None
             print(
                 f"{case:<14} {result.server:<12} | {result.rps:8.0f} | {result.mbps:7.1f} | "
-                f"{_fmt(to_nginx, '6.2f')} | {_fmt(to_peer, '6.2f')} | "
+                f"{fmt(to_nginx, '6.2f')} | {fmt(to_peer, '6.2f')} | "
                 f"{result.p50_ms:7.2f} | {result.p99_ms:8.2f} | {result.errors:6d} | "
                 f"{result.server_cores:6.2f} | {result.wrk_cores:4.2f} | {result.others_cores:6.2f}"
             )
@@ -965,6 +909,8 @@ def main() -> None:
         rounds=env_int("BENCH_PROXY_ROUNDS", 2),
         cases=_cases(os.environ.get("BENCH_PROXY_CASES", "")),
     )
+    for failure in peers.install():
+        print(f"peers: {failure}", file=sys.stderr)
     print(
         f"proxy: {settings.seconds} s per case, {settings.connections} connections,"
         f" {settings.files} x 4 KiB files, {settings.big // MiB} MiB big file,"

@@ -1,0 +1,186 @@
+"""The packages the publishing benchmarks send: real wheels and real npm tarballs.
+
+A big one carries one file of random bytes (from :class:`bench.harness.Source`, a new
+nonce each time, so nothing can compress or deduplicate it into a better figure) and
+is written to disk block by block; a small one is built in memory. Both are what the
+clients and servers expect: a wheel is a zip with ``METADATA``, ``WHEEL`` and a
+``RECORD`` that hashes every member; a tarball is gzip over ``package/package.json``
+and the payload, and its ``dist`` fields (sha1 ``shasum``, sha512 ``integrity``) are
+computed the way npm computes them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.harness import MiB, Source
+
+WHEEL_TAGS = ("py3-none-any", "cp311-cp311-manylinux_2_17_x86_64",
+              "cp312-cp312-manylinux_2_17_x86_64", "cp313-cp313-manylinux_2_17_x86_64")  # fmt: skip
+
+
+def _record_hash(digest: bytes) -> str:
+    return "sha256=" + base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def _metadata(project: str, version: str) -> bytes:
+    return (
+        f"Metadata-Version: 2.1\nName: {project}\nVersion: {version}\n"
+        "Summary: a package of the publishing benchmark\nRequires-Python: >=3.9\n\n"
+    ).encode()
+
+
+def wheel_name(project: str, version: str, tag: str = WHEEL_TAGS[0]) -> str:
+    return f"{project.replace('-', '_')}-{version}-{tag}.whl"
+
+
+def _write_wheel(handle: zipfile.ZipFile, project: str, version: str, tag: str,
+                 payload: Iterator[bytes]) -> None:  # fmt: skip
+    module = project.replace("-", "_")
+    info = f"{module}-{version}.dist-info"
+    records = []
+    digest, size = hashlib.sha256(), 0
+    with handle.open(f"{module}/data.bin", "w", force_zip64=True) as member:
+        for block in payload:
+            member.write(block)
+            digest.update(block)
+            size += len(block)
+    records.append(f"{module}/data.bin,{_record_hash(digest.digest())},{size}")
+    wheel = f"Wheel-Version: 1.0\nGenerator: bench\nRoot-Is-Purelib: true\nTag: {tag}\n".encode()
+    for name, body in (("METADATA", _metadata(project, version)), ("WHEEL", wheel)):
+        handle.writestr(f"{info}/{name}", body)
+        records.append(f"{info}/{name},{_record_hash(hashlib.sha256(body).digest())},{len(body)}")
+    records.append(f"{info}/RECORD,,")
+    handle.writestr(f"{info}/RECORD", "\n".join(records) + "\n")
+
+
+def big_wheel(directory: Path, project: str, version: str, size: int) -> Path:
+    """A ``size``-byte payload stored (not deflated) in a wheel, written to ``directory``."""
+    path = directory / wheel_name(project, version)
+    source = Source(size, MiB, os.urandom(16))
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as handle:
+        _write_wheel(handle, project, version, WHEEL_TAGS[0], source.blocks())
+    return path
+
+
+def small_wheel(project: str, version: str, tag: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as handle:
+        _write_wheel(handle, project, version, tag, iter([os.urandom(64)]))
+    return buffer.getvalue()
+
+
+def metadata_fields(project: str, version: str, name: str, body: bytes) -> dict[str, str]:
+    """The form fields twine sends with a wheel (the legacy upload API)."""
+    return {
+        ":action": "file_upload", "protocol_version": "1", "metadata_version": "2.1",
+        "name": project, "version": version, "filetype": "bdist_wheel", "pyversion": "py3",
+        "summary": "a package of the publishing benchmark", "requires_python": ">=3.9",
+        "sha256_digest": hashlib.sha256(body).hexdigest(),
+        "md5_digest": base64.urlsafe_b64encode(hashlib.md5(body).digest()).decode().rstrip("="),
+        "blake2_256_digest": hashlib.blake2b(body, digest_size=32).hexdigest(),
+    }  # fmt: skip
+
+
+# -- npm -----------------------------------------------------------------------------------
+
+
+class _Reader(io.RawIOBase):
+    """The blocks of a :class:`Source` as a file object, for ``tarfile.addfile``."""
+
+    def __init__(self, blocks: Iterator[bytes]) -> None:
+        self._blocks = blocks
+        self._rest = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while not self._rest:
+            block = next(self._blocks, None)
+            if block is None:
+                return 0
+            self._rest = block
+        count = min(len(buffer), len(self._rest))
+        buffer[:count] = self._rest[:count]
+        self._rest = self._rest[count:]
+        return count
+
+
+def _manifest(name: str, version: str) -> bytes:
+    return json.dumps({"name": name, "version": version,
+                       "description": "a package of the publishing benchmark"}).encode()  # fmt: skip
+
+
+def _add(archive: tarfile.TarFile, name: str, size: int, body: io.RawIOBase | io.BytesIO) -> None:
+    info = tarfile.TarInfo(f"package/{name}")
+    info.size, info.mode, info.mtime = size, 0o644, 499162500  # npm's fixed 1985 mtime
+    archive.addfile(info, body)
+
+
+def big_tarball(directory: Path, name: str, version: str, size: int) -> Path:
+    """An npm tarball whose payload is ``size`` random bytes (gzip level 1: random bytes
+    do not shrink, and npm's level 9 would only cost the bench time)."""
+    path = directory / f"{name.replace('/', '-').lstrip('@')}-{version}.tgz"
+    manifest = _manifest(name, version)
+    with tarfile.open(path, "w:gz", compresslevel=1) as archive:
+        _add(archive, "package.json", len(manifest), io.BytesIO(manifest))
+        _add(archive, "data.bin", size, _Reader(Source(size, MiB, os.urandom(16)).blocks()))
+    return path
+
+
+@dataclass(frozen=True)
+class Tarball:
+    name: str
+    version: str
+    body: bytes
+
+    @property
+    def shasum(self) -> str:
+        return hashlib.sha1(self.body).hexdigest()
+
+    @property
+    def integrity(self) -> str:
+        return "sha512-" + base64.b64encode(hashlib.sha512(self.body).digest()).decode()
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name.rsplit('/', 1)[-1]}-{self.version}.tgz"
+
+    def publish_body(self, registry: str) -> bytes:
+        """What ``npm publish`` PUTs: the packument of this one version, the tarball inline."""
+        tarball_url = f"{registry.rstrip('/')}/{self.name}/-/{self.filename}"
+        version = {
+            "name": self.name, "version": self.version,
+            "description": "a package of the publishing benchmark",
+            "_id": f"{self.name}@{self.version}",
+            "dist": {"shasum": self.shasum, "integrity": self.integrity, "tarball": tarball_url},
+        }  # fmt: skip
+        document = {
+            "_id": self.name, "name": self.name, "description": version["description"],
+            "dist-tags": {"latest": self.version}, "versions": {self.version: version},
+            "access": None,
+            "_attachments": {self.filename: {
+                "content_type": "application/octet-stream",
+                "data": base64.b64encode(self.body).decode(), "length": len(self.body),
+            }},
+        }  # fmt: skip
+        return json.dumps(document).encode()
+
+
+def small_tarball(name: str, version: str) -> Tarball:
+    buffer = io.BytesIO()
+    manifest = _manifest(name, version)
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        _add(archive, "package.json", len(manifest), io.BytesIO(manifest))
+        _add(archive, "index.js", 64, io.BytesIO(os.urandom(64)))
+    return Tarball(name, version, buffer.getvalue())
