@@ -49,11 +49,12 @@ def parse_digest(text: str, allowed: tuple[str, ...] = ("sha256", "sha512")) -> 
 
 
 class Digests:
-    """Running hashes of one stream: sha256 always, others (:data:`ALGORITHMS`,
-    :data:`STREAMED`) on request."""
+    """Running hashes of one stream: sha256 (unless told otherwise), others
+    (:data:`ALGORITHMS`, :data:`STREAMED`) on request."""
 
-    def __init__(self, *algorithms: str) -> None:
-        names = dict.fromkeys(("sha256", *algorithms))
+    def __init__(self, *algorithms: str, sha256: bool = True) -> None:
+        # sha256=False: a stage beside the content store's ingest, which hashes it already.
+        names = dict.fromkeys((*(("sha256",) if sha256 else ()), *algorithms))
         unknown = [a for a in names if a not in ALGORITHMS and a not in STREAMED]
         if unknown:
             raise ValueError(f"unsupported digest algorithm(s): {unknown}")

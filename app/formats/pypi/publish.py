@@ -189,7 +189,8 @@ class Publisher:
                 raise _exists(dist.filename)
         elif repo.options.reserve_deleted and await self.records.reserved(repo.id, dist.filename):
             raise _reused(dist.filename)
-        digests = Digests("blake2b_256", *(["md5"] if "md5" in claimed else []))
+        # sha256 is the content store's to compute, once.
+        digests = Digests("blake2b_256", *(["md5"] if "md5" in claimed else []), sha256=False)
         stream = hashed(chunks, digests)
         for algorithm in ("md5", "blake2b_256"):
             if algorithm in claimed:
