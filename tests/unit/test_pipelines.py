@@ -200,3 +200,12 @@ async def test_blake2b_256_is_streamed_and_verified_but_no_digest_anyone_names()
     with pytest.raises(DigestMismatch):
         await collect(verified(hashed(source(data), again), again, wrong))
     assert "blake2b_256" not in ALGORITHMS
+
+
+def test_digests_without_sha256_computes_only_what_it_was_asked() -> None:
+    digests = Digests("md5", "blake2b_256", sha256=False)
+    digests.update(b"abc")
+    assert digests.algorithms == ("md5", "blake2b_256")
+    assert digests.hexdigest("md5") == hashlib.md5(b"abc").hexdigest()
+    with pytest.raises(KeyError):
+        digests.hexdigest("sha256")
