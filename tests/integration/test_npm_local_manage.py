@@ -158,11 +158,10 @@ async def test_a_staged_version_is_invisible_until_approved(client: TestClient) 
     assert listed == {"items": [], "total": 0}
 
 
+@pytest.mark.parametrize("shape", ["scale-out"])  # replicas are the scale-out shape's
 async def test_every_replica_sees_a_change_on_its_next_request(
-    aiohttp_client: Any, make_config: ConfigFactory, shape: str
+    aiohttp_client: Any, make_config: ConfigFactory
 ) -> None:
-    if shape == "embedded":
-        pytest.skip("one process: the replicas are scale-out's")
     config = make_config(repositories=[LOCAL])
     first = await aiohttp_client(create_app(config))
     second = await aiohttp_client(create_app(config))
