@@ -163,3 +163,17 @@ def test_a_json_list_carries_its_api_version() -> None:
     for document in ({"projects": []}, {"detail": "not authenticated"}):
         with pytest.raises(ValueError):
             simple.parse_projects(json.dumps(document).encode(), JSON_TYPE, checked=True)
+
+
+def test_a_page_claims_pep_700_only_with_every_size_and_the_versions() -> None:
+    whole = simple.DistFile("demo-1.0.tar.gz", "https://x.test/demo-1.0.tar.gz", size=3)
+    bare = simple.DistFile("demo-1.1.tar.gz", "https://x.test/demo-1.1.tar.gz")
+    for files, versions, claimed in [
+        ([whole], ("1.0",), "1.1"),
+        ([whole, bare], ("1.0", "1.1"), "1.0"),  # a size missing
+        ([whole], None, "1.0"),  # no versions
+        ([], (), "1.1"),
+    ]:
+        page = simple.Page("demo", files, versions=versions)
+        document = json.loads(simple.render_json(page, "demo"))
+        assert document["meta"] == {"api-version": claimed}, (files, versions)

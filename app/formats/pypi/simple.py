@@ -410,7 +410,11 @@ def render_json(page: Page, project: str) -> bytes:
         if file.upload_time is not None:
             entry["upload-time"] = file.upload_time
         files.append(entry)
-    document: dict[str, Any] = {"meta": {"api-version": API_VERSION}, "name": page.name}
+    # PEP 700's 1.1 promises every file's size and the versions: a page relayed from an
+    # upstream that gave neither is the 1.0 it was.
+    complete = page.versions is not None and all(f.size is not None for f in page.files)
+    api_version = API_VERSION if complete else "1.0"
+    document: dict[str, Any] = {"meta": {"api-version": api_version}, "name": page.name}
     if page.versions is not None:
         document["versions"] = list(page.versions)
     document["files"] = files
