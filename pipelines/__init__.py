@@ -13,7 +13,7 @@ Nothing here imports the application: stages only know bytes, hashes and errors.
 
 from pipelines.digest import ALGORITHMS, STREAMED, Digest, Digests, InvalidDigest, parse_digest
 from pipelines.errors import DigestMismatch, PipelineError, TooLarge
-from pipelines.stages import drain, hashed, limited, teed, verified
+from pipelines.stages import drain, hashed, hashed_aside, limited, teed, verified
 
 __all__ = [
     "ALGORITHMS",
@@ -26,6 +26,7 @@ __all__ = [
     "TooLarge",
     "drain",
     "hashed",
+    "hashed_aside",
     "limited",
     "parse_digest",
     "teed",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 
 from pipelines.digest import Digest, Digests
@@ -28,6 +29,25 @@ async def hashed(source: AsyncIterable[bytes], digests: Digests) -> AsyncIterato
     async for chunk in source:
         digests.update(chunk)
         yield chunk
+
+
+async def hashed_aside(source: AsyncIterable[bytes], digests: Digests) -> AsyncIterator[bytes]:
+    """Like :func:`hashed`, the hashing in a worker thread while the chunk goes on.
+
+    For digests computed beside another stage's (an upload's md5 and blake2b next to
+    the content store's sha256): the event loop hashes one stream, not three, and goes
+    back to reading the socket. One chunk is hashed at a time, in order; the stream
+    ends only once every chunk is in ``digests``.
+    """
+    loop = asyncio.get_running_loop()
+    pending: asyncio.Future[None] | None = None
+    async for chunk in source:
+        if pending is not None:
+            await pending
+        pending = loop.run_in_executor(None, digests.update, chunk)
+        yield chunk
+    if pending is not None:
+        await pending
 
 
 async def verified(

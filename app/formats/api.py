@@ -15,7 +15,8 @@ surface grow, never imported around it.
 - who is asking: :class:`Auth` (authenticate, authorise), :class:`Principal`, the
   actions, the OCI token scopes;
 - errors (:class:`ApiError` and kin), HTTP helpers, client input bounds, digests (and
-  the stages that compute and verify them on a stream: :func:`hashed`, :func:`verified`).
+  the stages that compute and verify them on a stream: :func:`hashed`,
+  :func:`hashed_aside`, :func:`verified`).
 """
 
 from __future__ import annotations
@@ -56,7 +57,16 @@ from app.proxy.renderings import Rendering, Renderings, rendering, sized
 from app.proxy.results import Cached, CacheStatus, Document, Fetch, Missing
 from app.proxy.upstream import Upstream
 from app.repositories import Repositories, Repository
-from pipelines import ALGORITHMS, Digest, Digests, InvalidDigest, hashed, parse_digest, verified
+from pipelines import (
+    ALGORITHMS,
+    Digest,
+    Digests,
+    InvalidDigest,
+    hashed,
+    hashed_aside,
+    parse_digest,
+    verified,
+)
 from pipelines.sources import once
 
 __all__ = [
@@ -117,6 +127,7 @@ __all__ = [
     "edge",
     "etag_matches",
     "hashed",
+    "hashed_aside",
     "once",
     "parse_digest",
     "parse_scopes",

@@ -12,6 +12,7 @@ from pipelines import (
     TooLarge,
     drain,
     hashed,
+    hashed_aside,
     limited,
     parse_digest,
     teed,
@@ -209,3 +210,17 @@ def test_digests_without_sha256_computes_only_what_it_was_asked() -> None:
     assert digests.hexdigest("md5") == hashlib.md5(b"abc").hexdigest()
     with pytest.raises(KeyError):
         digests.hexdigest("sha256")
+
+
+async def test_hashed_aside_hashes_every_chunk_in_order_before_the_stream_ends() -> None:
+    chunks = [bytes([n]) * (64 * 1024 + n) for n in range(40)]
+    data = b"".join(chunks)
+    digests = Digests("md5", "blake2b_256", sha256=False)
+    expected = Digest("md5", hashlib.md5(data).hexdigest())
+    # verified downstream reads the digests once the stage has ended: all must be in.
+    out = await collect(verified(hashed_aside(source(*chunks), digests), digests, expected))
+    assert out == chunks and digests.size == len(data)
+    assert digests.hexdigest("blake2b_256") == hashlib.blake2b(data, digest_size=32).hexdigest()
+    wrong, again = Digest("md5", "0" * 32), Digests("md5")
+    with pytest.raises(DigestMismatch):
+        await collect(verified(hashed_aside(source(*chunks), again), again, wrong))

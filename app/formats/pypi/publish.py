@@ -43,7 +43,7 @@ from app.formats.api import (
     Digests,
     InvalidDigest,
     Repository,
-    hashed,
+    hashed_aside,
     once,
     parse_digest,
     verified,
@@ -191,7 +191,7 @@ class Publisher:
             raise _reused(dist.filename)
         # sha256 is the content store's to compute, once.
         digests = Digests("blake2b_256", *(["md5"] if "md5" in claimed else []), sha256=False)
-        stream = hashed(chunks, digests)
+        stream = hashed_aside(chunks, digests)  # the loop hashes sha256 only
         for algorithm in ("md5", "blake2b_256"):
             if algorithm in claimed:
                 stream = verified(stream, digests, claimed[algorithm])
