@@ -205,6 +205,7 @@ def yarn(npm: Publisher, folder: Path, *args: str) -> subprocess.CompletedProces
         "enableGlobalCache": False, "cacheFolder": str(npm.home / "yarn-cache"),
         "globalFolder": str(npm.home / "yarn-global"), "nodeLinker": "node-modules",
         "npmMinimalAgeGate": 0,  # yarn 4 holds back versions younger than a day by default
+        "enableImmutableInstalls": False,  # on under CI=true: the test's project has no lock yet
     }  # fmt: skip
     (folder / ".yarnrc.yml").write_text(json.dumps(rc))  # JSON is YAML
     (folder / "yarn.lock").touch()  # the folder is a project of its own
