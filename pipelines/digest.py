@@ -70,6 +70,14 @@ class Digests:
             h.update(chunk)
         self.size += len(chunk)
 
+    def updaters(self) -> list[Callable[[bytes], None]]:
+        """Each hash's own update, for a caller that feeds them apart (in threads);
+        it counts the bytes with :meth:`counted`."""
+        return [h.update for h in self._hashes.values()]
+
+    def counted(self, size: int) -> None:
+        self.size += size
+
     def hexdigest(self, algorithm: str = "sha256") -> str:
         return self._hashes[algorithm].hexdigest()
 

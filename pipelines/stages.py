@@ -32,22 +32,26 @@ async def hashed(source: AsyncIterable[bytes], digests: Digests) -> AsyncIterato
 
 
 async def hashed_aside(source: AsyncIterable[bytes], digests: Digests) -> AsyncIterator[bytes]:
-    """Like :func:`hashed`, the hashing in a worker thread while the chunk goes on.
+    """Like :func:`hashed`, each hash in a worker thread of its own while the chunk
+    goes on.
 
     For digests computed beside another stage's (an upload's md5 and blake2b next to
     the content store's sha256): the event loop hashes one stream, not three, and goes
-    back to reading the socket. One chunk is hashed at a time, in order; the stream
-    ends only once every chunk is in ``digests``.
+    back to reading the socket, and the hashes run side by side (hashlib releases the
+    GIL). One chunk is hashed at a time, in order; the stream ends only once every
+    chunk is in ``digests``.
     """
     loop = asyncio.get_running_loop()
-    pending: asyncio.Future[None] | None = None
+    updaters = digests.updaters()
+    pending: list[asyncio.Future[None]] = []
     async for chunk in source:
-        if pending is not None:
-            await pending
-        pending = loop.run_in_executor(None, digests.update, chunk)
+        for future in pending:
+            await future
+        pending = [loop.run_in_executor(None, update, chunk) for update in updaters]
+        digests.counted(len(chunk))
         yield chunk
-    if pending is not None:
-        await pending
+    for future in pending:
+        await future
 
 
 async def verified(

@@ -26,7 +26,7 @@ MAX_FIELD = 64 * 1024  # bytes of one field
 MAX_DESCRIPTION = 512 * 1024  # the long description (a README) may be longer
 MAX_FIELDS_BYTES = 1024 * 1024  # of every field together
 MAX_PARTS = 1000  # classifiers repeat; a thousand of anything is no real upload
-READ = 256 * 1024
+READ = 1024 * 1024
 
 # One line each; the long ones (description, license) may hold line breaks.
 _MULTILINE = frozenset({"description", "license", "license_expression"})
