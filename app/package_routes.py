@@ -17,9 +17,9 @@ from aiohttp import web
 
 from app import admin_inputs as inputs
 from app import keys
-from app.auth.audit import ACTION, TARGET
+from app.auth.audit import TARGET
 from app.auth.permissions import Action
-from app.auth.service import PRINCIPAL, PRIVATE
+from app.authorising import authorised
 from app.errors import BadRequest
 from app.formats.base import Format, PackageChange
 from app.inputs import whole_number
@@ -83,26 +83,15 @@ async def change(operation: Operation, request: web.Request) -> web.Response:
     )
     named = (match["repository"], asked.package, asked.version, asked.file)
     request[TARGET] = f"{operation} " + "/".join(quote(p, safe="@/") for p in named if p)
-    repo, fmt = await _allowed(request, asked.action, audited=True)
+    repo, fmt = await _allowed(request, asked.action)
     result = await fmt.change(repo, asked)
     return web.json_response(result) if result else web.Response(status=204)
 
 
-async def _allowed(
-    request: web.Request, action: Action, audited: bool = False
-) -> tuple[Repository, Format]:
+async def _allowed(request: web.Request, action: Action) -> tuple[Repository, Format]:
     """The repository and its format, once the caller may ``action`` in it."""
     app = request.app
     repo = app[keys.REPOSITORIES].get(request.match_info["repository"])
     fmt = app[FORMATS][repo.format]
-    if audited:
-        request[ACTION] = action  # the audit log's row, refused or not
-    auth = app[keys.AUTH]
-    principal = await auth.requester(request)
-    request[PRINCIPAL] = principal
-    if not repo.anonymous_read:
-        request[PRIVATE] = True
-    await auth.authorise(
-        principal, repo.name, action, partial(fmt.challenge, request, repo), repo.anonymous_read
-    )
+    await authorised(request, repo, action, fmt)
     return repo, fmt

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from functools import partial
 
 import structlog
 from aiohttp import hdrs, web
@@ -15,10 +14,10 @@ from app.access_log import AccessWriter, JsonAccessLog, console_access_log
 from app.auth.audit import ACTION, TARGET, recorded
 from app.auth.manage import first_admin
 from app.auth.oidc import TrustedPublishing
-from app.auth.permissions import Action
 from app.auth.records import AuthRecords
 from app.auth.service import PRINCIPAL, PRIVATE, Auth
 from app.auth.throttle import Throttle
+from app.authorising import authorised
 from app.backends.cache import CacheError, open_cache
 from app.backends.metadata import open_metadata
 from app.backends.storage import open_storage
@@ -26,7 +25,7 @@ from app.cas import ContentStore
 from app.config import Config
 from app.draining import INFLIGHT, Inflight
 from app.errors import ApiError, NotFound, PayloadTooLarge
-from app.formats import Format, available_formats, migrations, validate_repositories
+from app.formats import available_formats, migrations, validate_repositories
 from app.formats.base import Services
 from app.http import ExternalUrl
 from app.metrics import Metrics
@@ -46,7 +45,7 @@ from app.proxy.core import RemoteCore
 from app.proxy.options import RemoteOptions
 from app.proxy.singleflight import CacheLeases, CacheOutage, DatabaseLeases, FallbackLeases
 from app.proxy.upstream import Upstream
-from app.repositories import Repositories, Repository
+from app.repositories import Repositories
 from collector import Collector
 from collector.scheduler import every
 
@@ -242,20 +241,6 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         if remembered is not None:
             return remembered
     return await fmt.handle(request, repo, path)
-
-
-async def authorised(request: web.Request, repo: Repository, action: Action, fmt: Format) -> None:
-    """Who is asking, whether they may, and who it was for the handler (``PRINCIPAL``)."""
-    auth = request.app[keys.AUTH]
-    request[ACTION] = action  # for the audit log, refused or not
-    principal = await auth.requester(request)
-    request[PRINCIPAL] = principal
-    if not repo.anonymous_read:
-        request[PRIVATE] = True
-    if not auth.allowed_lately(principal, repo.name, action, repo.anonymous_read):
-        await auth.authorise(
-            principal, repo.name, action, partial(fmt.challenge, request, repo), repo.anonymous_read
-        )
 
 
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})  # always reads (Format.action)

@@ -1,0 +1,29 @@
+"""Who is asking a repository's endpoint, and whether they may: the one check the
+``/repository/`` dispatcher and the packages API both make before a handler runs."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from aiohttp import web
+
+from app import keys
+from app.auth.audit import ACTION
+from app.auth.permissions import Action
+from app.auth.service import PRINCIPAL, PRIVATE
+from app.formats.base import Format
+from app.repositories import Repository
+
+
+async def authorised(request: web.Request, repo: Repository, action: Action, fmt: Format) -> None:
+    """Who is asking, whether they may, and who it was for the handler (``PRINCIPAL``)."""
+    auth = request.app[keys.AUTH]
+    request[ACTION] = action  # for the audit log, refused or not
+    principal = await auth.requester(request)
+    request[PRINCIPAL] = principal
+    if not repo.anonymous_read:
+        request[PRIVATE] = True
+    if not auth.allowed_lately(principal, repo.name, action, repo.anonymous_read):
+        await auth.authorise(
+            principal, repo.name, action, partial(fmt.challenge, request, repo), repo.anonymous_read
+        )
