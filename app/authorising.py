@@ -1,5 +1,6 @@
 """Who is asking a repository's endpoint, and whether they may: the one check the
-``/repository/`` dispatcher and the packages API both make before a handler runs."""
+``/repository/`` dispatcher and the packages API both make before a handler runs; and
+where a write through a virtual repository goes."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from app import keys
 from app.auth.audit import ACTION
 from app.auth.permissions import Action
 from app.auth.service import PRINCIPAL, PRIVATE
+from app.errors import MethodNotAllowed
 from app.formats.base import Format
 from app.repositories import Repository
+from app.virtual import VirtualOptions
 
 
 async def authorised(request: web.Request, repo: Repository, action: Action, fmt: Format) -> None:
@@ -27,3 +30,17 @@ async def authorised(request: web.Request, repo: Repository, action: Action, fmt
         await auth.authorise(
             principal, repo.name, action, partial(fmt.challenge, request, repo), repo.anonymous_read
         )
+
+
+def written_to(request: web.Request, repo: Repository, action: Action | None) -> Repository:
+    """Where a request goes: a write or delete through a virtual repository goes to its
+    ``deploy_to`` (and is authorised there); without one it is refused (405)."""
+    if repo.kind != "virtual" or action is None or action == "read":
+        return repo
+    options = repo.options
+    target = options.deploy_to if isinstance(options, VirtualOptions) else None
+    if target is None:
+        raise MethodNotAllowed(
+            f"repository {repo.name} is virtual with no deploy_to: publish to a local repository"
+        )
+    return request.app[keys.REPOSITORIES].get(target)

@@ -1,6 +1,7 @@
 """``/api/v1/repositories/<name>/packages``: a local repository's packages, versions and
 files as its format keeps them (:meth:`Format.packages`, :meth:`Format.package`), and
-yank, unyank and delete (:meth:`Format.change`).
+yank, unyank and delete (:meth:`Format.change`); ``/api/v1/repositories/<name>/explain``:
+which member of a virtual repository serves a name (:meth:`Format.explain`).
 
 Not administrators only: reading takes ``read`` on the repository, yanking ``write``
 and deleting ``delete``, as the format's own endpoints would. npm's scoped names hold a
@@ -29,6 +30,8 @@ from app.repositories import Repository
 PAGE = 1000
 MAX_PAGE = 10000
 MAX_REASON = 1000
+MAX_NAME = 1024  # longer than any format's names or paths: refused before a query
+MAX_VERSION = 256
 
 _BASE = "/api/v1/repositories/{repository}/packages"
 _PACKAGE = _BASE + "/{package:(?:@[^/]+/)?[^/@][^/]*}"
@@ -39,6 +42,7 @@ Operation = Literal["yank", "unyank", "delete"]
 
 
 def setup(app: web.Application) -> None:
+    app.router.add_get("/api/v1/repositories/{repository}/explain", explain)
     app.router.add_get(_BASE, list_packages)
     app.router.add_get(_PACKAGE, get_package)
     app.router.add_delete(_PACKAGE, partial(change, "delete"))
@@ -68,6 +72,20 @@ async def list_packages(request: web.Request) -> web.Response:
 async def get_package(request: web.Request) -> web.Response:
     repo, fmt = await _allowed(request, "read")
     return web.json_response(await fmt.package(repo, request.match_info["package"]))
+
+
+async def explain(request: web.Request) -> web.Response:
+    repo, fmt = await _allowed(request, "read")
+    query = dict(request.query)
+    name = inputs.text(query, "name", None)
+    if not name:
+        raise BadRequest("name: the package, project, image or path to explain is required")
+    if len(name) > MAX_NAME:
+        raise BadRequest(f"name: at most {MAX_NAME} characters")
+    version = inputs.text(query, "version", None)
+    if version is not None and len(version) > MAX_VERSION:
+        raise BadRequest(f"version: at most {MAX_VERSION} characters")
+    return web.json_response(await fmt.explain(repo, name, version or None))
 
 
 async def change(operation: Operation, request: web.Request) -> web.Response:

@@ -9,7 +9,14 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import hdrs, web
 
-from app import admin_routes, gc_routes, health, keys, oidc_routes, package_routes
+from app import (
+    admin_routes,
+    gc_routes,
+    health,
+    keys,
+    oidc_routes,
+    package_routes,
+)
 from app.access_log import AccessWriter, JsonAccessLog, console_access_log
 from app.auth.audit import ACTION, TARGET, recorded
 from app.auth.manage import first_admin
@@ -17,7 +24,7 @@ from app.auth.oidc import TrustedPublishing
 from app.auth.records import AuthRecords
 from app.auth.service import PRINCIPAL, PRIVATE, Auth
 from app.auth.throttle import Throttle
-from app.authorising import authorised
+from app.authorising import authorised, written_to
 from app.backends.cache import CacheError, open_cache
 from app.backends.metadata import open_metadata
 from app.backends.storage import open_storage
@@ -46,6 +53,7 @@ from app.proxy.options import RemoteOptions
 from app.proxy.singleflight import CacheLeases, CacheOutage, DatabaseLeases, FallbackLeases
 from app.proxy.upstream import Upstream
 from app.repositories import Repositories
+from app.virtual import Virtuals
 from collector import Collector
 from collector.scheduler import every
 
@@ -138,6 +146,7 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
                 external_url=external_url,
                 max_body_size=config.server.max_body_size,
                 auth=auth,
+                virtuals=Virtuals(app[keys.REPOSITORIES]),
             )
             for fmt in formats.values():
                 fmt.bind(services)
@@ -201,6 +210,7 @@ async def expect_continue(request: web.Request) -> web.StreamResponse | None:
             repo = request.app[keys.REPOSITORIES].get(request.match_info["repository"])
             fmt = request.app[FORMATS][repo.format]
             action = fmt.action(request, repo, request.match_info["path"])
+            repo = written_to(request, repo, action)
             if action is not None:
                 await authorised(request, repo, action, fmt)
         except ApiError as refused:
@@ -231,6 +241,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         raise NotFound(f"repository {repo.name} is not served")
     path = match.get("path", "")
     action = fmt.action(request, repo, path)
+    repo = written_to(request, repo, action)
     # The anonymous read of a public repository, every cache hit's path, asks nothing.
     if action is None:
         pass  # a sign-in: the handler checks the credentials it is given

@@ -177,6 +177,32 @@ class Tarball:
         return json.dumps(document).encode()
 
 
+def publish_body_file(tarball: Path, name: str, version: str, registry: str, out: Path) -> Path:
+    """The body ``npm publish`` would PUT for ``tarball``, written to ``out`` as it is made
+    (base64 a few MiB at a time), so a client that streams a file can replay it."""
+    sha1, sha512 = hashlib.sha1(), hashlib.sha512()
+    with tarball.open("rb") as source:
+        while block := source.read(MiB):
+            sha1.update(block)
+            sha512.update(block)
+    filename = f"{name.rsplit('/', 1)[-1]}-{version}.tgz"
+    integrity = "sha512-" + base64.b64encode(sha512.digest()).decode()
+    dist = {"shasum": sha1.hexdigest(), "integrity": integrity,
+            "tarball": f"{registry.rstrip('/')}/{name}/-/{filename}"}  # fmt: skip
+    manifest = {"name": name, "version": version, "_id": f"{name}@{version}", "dist": dist}
+    head = json.dumps({
+        "_id": name, "name": name, "dist-tags": {"latest": version},
+        "versions": {version: manifest}, "access": None,
+    })[:-1]  # fmt: skip
+    with out.open("wb") as sink, tarball.open("rb") as source:
+        sink.write(f'{head}, "_attachments": {{{json.dumps(filename)}: {{'.encode())
+        sink.write(b'"content_type": "application/octet-stream", "data": "')
+        while block := source.read(3 * MiB):  # a multiple of 3: no padding mid-stream
+            sink.write(base64.b64encode(block))
+        sink.write(f'", "length": {tarball.stat().st_size}}}}}}}'.encode())
+    return out
+
+
 def small_tarball(name: str, version: str) -> Tarball:
     buffer = io.BytesIO()
     manifest = _manifest(name, version)

@@ -14,6 +14,7 @@ from app.formats.generic import GenericFormat
 from app.formats.npm import NpmFormat
 from app.formats.oci import OciFormat
 from app.formats.pypi import PypiFormat
+from app.virtual import check_members
 
 
 def available_formats() -> dict[str, Format]:
@@ -51,6 +52,7 @@ def validate_repositories(config: Config, formats: dict[str, Format]) -> dict[st
             first = exc.errors()[0]
             key = ".".join(str(p) for p in first["loc"])
             raise ConfigError(f"{where}.options.{key}: {first['msg']}") from None
+    check_members(config.repositories, options)
     return options
 
 

@@ -12,6 +12,9 @@ surface grow, never imported around it.
 - records: :class:`Records`, the base of a format's own queries, and the driver's types;
 - the remote core: :class:`RemoteCore` and its plain results, :mod:`edge` (results as
   responses), upstreams, renderings, relays;
+- virtual repositories: :class:`Virtuals` → :class:`Virtual` (members asked at once,
+  the guard, the cooldown), :class:`Answer`, :func:`answer_headers`, :func:`explained`;
+  :class:`Cooldown` and :class:`Patterns` for a remote's own cooldown;
 - who is asking: :class:`Auth` (authenticate, authorise), :class:`Principal`, the
   actions, the OCI token scopes;
 - errors (:class:`ApiError` and kin), HTTP helpers, client input bounds, digests (and
@@ -48,6 +51,7 @@ from app.formats.base import Format, NoOptions, PackageChange, Services, Sweep
 from app.http import BlobBody, ExternalUrl, etag_matches, request_body, send_blob
 from app.inputs import whole_number
 from app.proxy import edge
+from app.proxy.cooldown import Cooldown, Patterns
 from app.proxy.core import Opened, RemoteCore, whole
 from app.proxy.edge import cache_headers, read_only
 from app.proxy.entries import Link
@@ -57,6 +61,15 @@ from app.proxy.renderings import Rendering, Renderings, rendering, sized
 from app.proxy.results import Cached, CacheStatus, Document, Fetch, Missing
 from app.proxy.upstream import Upstream
 from app.repositories import Repositories, Repository
+from app.virtual import (
+    Answer,
+    Member,
+    Virtual,
+    VirtualOptions,
+    Virtuals,
+    answer_headers,
+    explained,
+)
 from pipelines import (
     ALGORITHMS,
     Digest,
@@ -75,6 +88,7 @@ __all__ = [
     "PRINCIPAL",
     "PRIVATE",
     "Action",
+    "Answer",
     "ApiError",
     "Auth",
     "BadGateway",
@@ -87,6 +101,7 @@ __all__ = [
     "Cached",
     "Conflict",
     "ContentStore",
+    "Cooldown",
     "Digest",
     "Digests",
     "Document",
@@ -97,6 +112,7 @@ __all__ = [
     "InvalidDigest",
     "LengthRequired",
     "Link",
+    "Member",
     "MethodNotAllowed",
     "Missing",
     "NoOptions",
@@ -104,6 +120,7 @@ __all__ = [
     "Opened",
     "PackageChange",
     "Part",
+    "Patterns",
     "PayloadTooLarge",
     "Principal",
     "Records",
@@ -121,11 +138,16 @@ __all__ = [
     "TokenRow",
     "Unauthorized",
     "Upstream",
+    "Virtual",
+    "VirtualOptions",
+    "Virtuals",
+    "answer_headers",
     "basic_credentials",
     "cache_headers",
     "create_token",
     "edge",
     "etag_matches",
+    "explained",
     "hashed",
     "hashed_aside",
     "once",

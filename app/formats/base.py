@@ -13,6 +13,7 @@ plugs into the service through this one class:
   once :meth:`Format.action` has said what the request does and the caller may;
 - :meth:`Format.challenge` is the ``WWW-Authenticate`` of its 401s;
 - :meth:`Format.render_error` shapes errors the way the format's clients expect;
+- :meth:`Format.explain` says which member of a virtual repository serves a name;
 - :meth:`Format.packages`, :meth:`Format.package` and :meth:`Format.change` are the
   management API's view of a local repository's packages (``/api/v1/repositories/
   <name>/packages``): listing, one package's versions and files, yank and delete;
@@ -42,6 +43,7 @@ from app.http import ExternalUrl
 from app.proxy.core import RemoteCore
 from app.proxy.upstream import Upstream
 from app.repositories import Repositories, Repository
+from app.virtual import VirtualOptions, Virtuals
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,7 @@ class Services:
     external_url: ExternalUrl  # this service's URL as the client sees it
     max_body_size: int  # server.max_body_size: what one request body may hold
     auth: Auth  # who is asking, and whether they may
+    virtuals: Virtuals  # every virtual repository's members, flattened
 
 
 class Sweep(Protocol):
@@ -119,8 +122,9 @@ class Format:
     migrations: ClassVar[Traversable | None] = None
 
     def options(self, kind: str) -> type[BaseModel]:
-        """The pydantic model for a repository's ``options`` of this kind."""
-        return NoOptions
+        """The pydantic model for a repository's ``options`` of this kind (a virtual
+        one's is :class:`VirtualOptions` or a model extending it)."""
+        return VirtualOptions if kind == "virtual" else NoOptions
 
     def setup(self, app: web.Application) -> None:
         """Add routes of the format's own; most formats need none."""
@@ -165,6 +169,11 @@ class Format:
         package as :meth:`package` shows it afterwards, or ``{}`` once it is gone. Every
         replica's renderings follow at once."""
         raise NotFound(f"repository {repo.name} keeps no packages")
+
+    async def explain(self, repo: Repository, name: str, version: str | None) -> dict[str, Any]:
+        """Which member of virtual ``repo`` serves ``name`` (and ``version``), and why
+        each other does not (``app.virtual.explained`` shapes it)."""
+        raise NotFound(f"repository {repo.name} is not a virtual repository")
 
     async def collect(self, sweep: Sweep) -> None:
         """Delete the format's own garbage (sessions, unreachable metadata) before the

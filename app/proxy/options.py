@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator
 
 from app.config import Seconds
+from app.proxy.cooldown import CooldownOptions
 
 
 class CacheLimits(BaseModel):
@@ -16,7 +17,9 @@ class CacheLimits(BaseModel):
     max_bytes: ByteSize | None = None  # beyond this, drop the least recently used first
 
 
-class RemoteOptions(BaseModel):
+class RemoteOptions(CooldownOptions):
+    """``min_release_age`` and ``cooldown_allow``: app/proxy/cooldown.py."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     upstream: str  # from configuration only (``${ENV}`` works); never a default

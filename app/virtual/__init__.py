@@ -1,0 +1,35 @@
+"""Virtual repositories: one URL over an ordered list of members of one format.
+
+The format-free part lives here (options, members checked and flattened, members
+asked at once with the dependency-confusion guard and the cooldown, the explain
+answer); each format's merge rules live in its own folder (``virtual.py``)."""
+
+from app.virtual.asking import (
+    LEFT_OUT,
+    SKIPPED_HEADER,
+    STALE_HEADER,
+    Answer,
+    Status,
+    Virtual,
+    Virtuals,
+    answer_headers,
+)
+from app.virtual.explain import explained
+from app.virtual.members import Member, Members, check_members
+from app.virtual.options import VirtualOptions
+
+__all__ = [
+    "LEFT_OUT",
+    "SKIPPED_HEADER",
+    "STALE_HEADER",
+    "Answer",
+    "Member",
+    "Members",
+    "Status",
+    "Virtual",
+    "VirtualOptions",
+    "Virtuals",
+    "answer_headers",
+    "check_members",
+    "explained",
+]
