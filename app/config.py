@@ -186,6 +186,9 @@ class RepositoryConfig(_Section):
     kind: Literal["local", "remote", "virtual"] = "local"
     # Reads (pull, install, download) without credentials; writes always need them.
     anonymous_read: bool = False
+    # false (or empty: ``enabled: ${PYPI_UPSTREAM:+true}``) leaves the repository out, and
+    # out of every virtual repository's members: a remote declared for when its URL is given.
+    enabled: Annotated[bool, BeforeValidator(lambda v: False if v in ("", None) else v)] = True
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("name")
@@ -299,17 +302,32 @@ class Config(_Section):
             if repo.name in seen:
                 raise ValueError(f"repositories[{index}].name: duplicate name {repo.name!r}")
             seen.add(repo.name)
-        return self
+        disabled = {repo.name for repo in self.repositories if not repo.enabled}
+        if not disabled:
+            return self
+        kept = tuple(
+            _without_members(repo, disabled) for repo in self.repositories if repo.enabled
+        )
+        return self.model_copy(update={"repositories": kept})
 
     def repository(self, name: str) -> RepositoryConfig | None:
         return next((r for r in self.repositories if r.name == name), None)
 
 
-_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+def _without_members(repo: RepositoryConfig, disabled: set[str]) -> RepositoryConfig:
+    members = repo.options.get("members") if repo.kind == "virtual" else None
+    if not isinstance(members, list):
+        return repo
+    options = {**repo.options, "members": [m for m in members if m not in disabled]}
+    return repo.model_copy(update={"options": options})
+
+
+_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([-+])([^}]*))?\}")
 
 
 def interpolate(value: Any, env: Mapping[str, str], where: str = "") -> Any:
-    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string; ``$$`` is a literal ``$``."""
+    """Replace ``${VAR}``, ``${VAR:-default}`` and ``${VAR:+word}`` (``word`` when VAR is
+    set and not empty, else nothing) in every string; ``$$`` is a literal ``$``."""
     if isinstance(value, dict):
         return {k: interpolate(v, env, _join(where, k)) for k, v in value.items()}
     if isinstance(value, list):
@@ -320,11 +338,13 @@ def interpolate(value: Any, env: Mapping[str, str], where: str = "") -> Any:
     def substitute(match: re.Match[str]) -> str:
         if match.group(0) == "$$":
             return "$"
-        name, default = match.group(1), match.group(2)
+        name, operator, word = match.groups()
+        if operator == "+":
+            return word if env.get(name) else ""
         if name in env:
             return env[name]
-        if default is not None:
-            return default
+        if operator == "-":
+            return str(word)
         raise ConfigError(f"{where or 'config'}: environment variable {name} is not set")
 
     return _ENV_REF.sub(substitute, value)
