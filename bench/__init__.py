@@ -8,6 +8,7 @@ MODULES = (
     "bench.proxy",
     "bench.publish",
     "bench.pages",
+    "bench.virtual",
     "bench.auth",
     "bench.slowloris",
 )

@@ -79,16 +79,40 @@ def small_wheel(project: str, version: str, tag: str) -> bytes:
     return buffer.getvalue()
 
 
-def metadata_fields(project: str, version: str, name: str, body: bytes) -> dict[str, str]:
-    """The form fields twine sends with a wheel (the legacy upload API)."""
+def metadata_fields(project: str, version: str, name: str, body: bytes | Path) -> dict[str, str]:
+    """The form fields twine sends with a wheel (the legacy upload API); a file on disk is
+    hashed a MiB at a time."""
+    sha256, md5, blake2b = hashlib.sha256(), hashlib.md5(), hashlib.blake2b(digest_size=32)
+    with body.open("rb") if isinstance(body, Path) else io.BytesIO(body) as source:
+        while block := source.read(MiB):
+            for digest in (sha256, md5, blake2b):
+                digest.update(block)
     return {
         ":action": "file_upload", "protocol_version": "1", "metadata_version": "2.1",
         "name": project, "version": version, "filetype": "bdist_wheel", "pyversion": "py3",
         "summary": "a package of the publishing benchmark", "requires_python": ">=3.9",
-        "sha256_digest": hashlib.sha256(body).hexdigest(),
-        "md5_digest": base64.urlsafe_b64encode(hashlib.md5(body).digest()).decode().rstrip("="),
-        "blake2_256_digest": hashlib.blake2b(body, digest_size=32).hexdigest(),
+        "sha256_digest": sha256.hexdigest(),
+        "md5_digest": base64.urlsafe_b64encode(md5.digest()).decode().rstrip("="),
+        "blake2_256_digest": blake2b.hexdigest(),
     }  # fmt: skip
+
+
+def upload_body_file(wheel: Path, project: str, version: str, out: Path) -> str:
+    """The multipart body twine would POST for ``wheel``, written to ``out`` (the wheel
+    copied a MiB at a time), so a client that streams a file can replay it; returns its
+    Content-Type."""
+    boundary = "bench" + os.urandom(12).hex()
+    with out.open("wb") as sink, wheel.open("rb") as source:
+        for key, value in metadata_fields(project, version, wheel.name, wheel).items():
+            sink.write(f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n'
+                       f"{value}\r\n".encode())  # fmt: skip
+        sink.write(f'--{boundary}\r\nContent-Disposition: form-data; name="content";'
+                   f' filename="{wheel.name}"\r\nContent-Type: application/octet-stream'
+                   "\r\n\r\n".encode())  # fmt: skip
+        while block := source.read(MiB):
+            sink.write(block)
+        sink.write(f"\r\n--{boundary}--\r\n".encode())
+    return f"multipart/form-data; boundary={boundary}"
 
 
 # -- npm -----------------------------------------------------------------------------------

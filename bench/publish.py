@@ -9,9 +9,9 @@ as in every benchmark here):
   index and to pypiserver;
 * ``npm publish`` of a tarball of the same size to artifactapi's local npm repository and
   to Verdaccio 6.8 (``max_body_size`` raised for it: its default 10 MB refuses the upload);
-* the request ``npm publish`` makes, replayed by ``curl -T`` from a file (the body written
-  beforehand, so the server's part is not hidden behind npm's own 5 s of packing and
-  base64 for 100 MiB);
+* the requests ``twine upload`` and ``npm publish`` make, replayed by curl from a
+  file (the body written beforehand), so the server's part is not hidden behind the
+  client's own work (npm takes 5 s to pack and base64 100 MiB);
 * the same commands against ``sink`` (bench/sink.py: bare aiohttp reading the body
   and keeping nothing), the most any server can show with that client on this machine.
 
@@ -65,7 +65,7 @@ from bench.harness import (
     wait_ready,
     warm_page_pool,
 )
-from bench.packages import big_tarball, big_wheel, publish_body_file
+from bench.packages import big_tarball, big_wheel, publish_body_file, upload_body_file
 from bench.peers import NpmRegistry, PyPIIndex
 from bench.rss import RssWatch
 
@@ -77,7 +77,10 @@ PYPI_SERVERS = ("artifactapi", "devpi", "pypiserver", "sink")
 NPM_SERVERS = ("artifactapi", "verdaccio", "sink")
 PYPI_PEERS = ("devpi", "pypiserver")
 NPM_PEERS = ("verdaccio",)
-CLIENTS = (("twine", PYPI_SERVERS), ("npm", NPM_SERVERS), ("curl", NPM_SERVERS))
+CLIENTS = (("twine", PYPI_SERVERS), ("post", PYPI_SERVERS), ("npm", NPM_SERVERS),
+           ("put", NPM_SERVERS))  # fmt: skip
+REPLAYED = {"post": "twine's upload request replayed by curl",
+            "put": "npm's publish request replayed by curl"}  # fmt: skip
 ALL = ("artifactapi", "devpi", "pypiserver", "verdaccio", "sink")
 PYPI_REPO, NPM_REPO = "pypi-local", "npm-local"
 FAILURES = (RuntimeError, OSError, KeyError, ValueError, subprocess.SubprocessError)
@@ -154,7 +157,7 @@ class Run:
 
 @dataclass
 class Row:
-    client: str  # "twine", "npm" or "curl" (npm's publish request, replayed)
+    client: str  # "twine", "npm", or "post"/"put": their requests replayed by curl
     server: str
     size: int
     runs: list[Run] = field(default_factory=list)
@@ -213,6 +216,18 @@ def npm_publish(registry: NpmRegistry | Server, tarball: Path, scratch: Path) ->
                "--userconfig", str(registry.npmrc(scratch)), "--cache", str(scratch / "npm-cache"),
                "--loglevel", "warn", "--access", "public"]  # fmt: skip
     return _timed(registry.server, command, scratch)
+
+
+def twine_post(index: PyPIIndex | Server, body: Path, content_type: str, scratch: Path) -> Run:
+    """twine's upload request, the body streamed from ``body`` by curl."""
+    if isinstance(index, Server):
+        url, basic, server = f"{index.base}/", "Basic YmVuY2g6YmVuY2g=", index
+    else:
+        url, basic, server = index.upload_url, index.basic, index.server
+    # --data-binary, not -T: -T appends the file name to a URL ending in "/"
+    command = ["curl", "-sS", "--fail-with-body", "-o", "/dev/null", "--data-binary", f"@{body}",
+               "-H", f"Content-Type: {content_type}", "-H", f"Authorization: {basic}", url]  # fmt: skip
+    return _timed(server, command, scratch)
 
 
 def npm_put(registry: NpmRegistry | Server, body: Path, scratch: Path) -> Run:
@@ -341,6 +356,17 @@ def run_all(settings: Settings, scratch: Path) -> tuple[list[Row], dict[str, str
                 check = None if isinstance(index, Server) else _bind(listed_wheel, index, wheel)
                 _measure(row, _bind(twine_upload, index, wheel, scratch), check)
             wheel.unlink()
+            replayed = f"0.1.{number}"
+            wheel = big_wheel(packages, PROJECT, replayed, settings.size)
+            for name, index in targets.pypi.items():
+                row = rows.setdefault(("post", name), Row("post", name, wheel.stat().st_size))
+                body = packages / "body.bin"
+                content_type = upload_body_file(wheel, PROJECT, replayed, body)
+                warm_page_pool(2 * settings.size, scratch)
+                check = None if isinstance(index, Server) else _bind(listed_wheel, index, wheel)
+                _measure(row, _bind(twine_post, index, body, content_type, scratch), check)
+                body.unlink()
+            wheel.unlink()
             tarball = big_tarball(packages, PACKAGE, version, settings.size)
             for name, registry in targets.npm.items():
                 row = rows.setdefault(("npm", name), Row("npm", name, tarball.stat().st_size))
@@ -354,7 +380,7 @@ def run_all(settings: Settings, scratch: Path) -> tuple[list[Row], dict[str, str
             replayed = f"0.1.{number}"  # below the npm runs: npm 11 refuses a version under latest
             tarball = big_tarball(packages, PACKAGE, replayed, settings.size)
             for name, registry in targets.npm.items():
-                row = rows.setdefault(("curl", name), Row("curl", name, tarball.stat().st_size))
+                row = rows.setdefault(("put", name), Row("put", name, tarball.stat().st_size))
                 base = registry.base if isinstance(registry, Server) else registry.registry
                 body = publish_body_file(tarball, PACKAGE, replayed, base, packages / "body.json")
                 warm_page_pool(2 * settings.size, scratch)
@@ -421,11 +447,12 @@ def print_table(rows: list[Row]) -> None:
 
 def goal_lines(rows: list[Row]) -> list[str]:
     lines = []
-    for client, peers_ in (("twine", PYPI_PEERS), ("npm", NPM_PEERS), ("curl", NPM_PEERS)):
+    for client, peers_ in (("twine", PYPI_PEERS), ("post", PYPI_PEERS), ("npm", NPM_PEERS),
+                           ("put", NPM_PEERS)):  # fmt: skip
         ours = _find(rows, client, "artifactapi")
         sink = _find(rows, client, "sink")
         measured_peers = [p for p in (_find(rows, client, name) for name in peers_) if p]
-        label = "npm's publish request replayed by curl" if client == "curl" else client
+        label = REPLAYED.get(client, client)
         what = f"{label} upload of {rows[0].size / MiB:.0f} MiB" if rows else client
         if ours is None or not measured_peers or ours.mbps is None:
             lines.append(f"{what} vs the faster peer: not measured")
