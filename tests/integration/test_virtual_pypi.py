@@ -9,6 +9,7 @@ The upstream is a fake index speaking PEP 691 JSON with PEP 700 upload times."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
 import hashlib
 import io
@@ -24,6 +25,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from app import keys
 from app.server import create_app
 from tests.integration.conftest import ConfigFactory
 from tests.pypi_dists import JSON_TYPE, sha256, upload, wheel, wheel_name
@@ -212,6 +214,9 @@ def repositories(upstream: TestServer) -> list[dict[str, Any]]:
             cooldown_allow=["allowed-*"],
         ),
         virtual("pypi-ro", ["pypi-local"]),
+        # pypi's members in its order, its guard still over pypi-remote; pypi-cool is
+        # under this one's guard alone, which reserves nothing.
+        virtual("pypi-all", ["pypi", "pypi-cool"]),
     ]
 
 
@@ -506,3 +511,76 @@ async def test_a_slow_member_is_left_out_within_member_timeout(
     assert document["headers"]["X-Artifactapi-Members-Skipped"].startswith("up-slow=timeout")
     explained = await (await client.get("/api/v1/repositories/pypi/explain?name=public-dep")).json()
     assert explained["served_by"] == "up-fast"
+
+
+async def test_an_inner_virtual_keeps_its_order_and_its_guard(
+    client: TestClient, index: Upstream
+) -> None:
+    first = await publish(client, "pypi-local", "demo-pkg", "1.0")
+    await publish(client, "pypi-other", "demo-pkg", "1.0", module=b"VALUE = 2\n")
+    document = await page(client, "pypi-all", "demo-pkg")
+    assert [f["hashes"]["sha256"] for f in document["files"]] == [sha256(first)]
+    reserved = await page(client, "pypi-all", "acme-tools")
+    assert [f["filename"] for f in reserved["files"]] == [wheel_name("acme_tools", "5.0")]
+    explained = await (
+        await client.get("/api/v1/repositories/pypi-all/explain?name=acme-tools")
+    ).json()
+    members = {m["name"]: m for m in explained["members"]}
+    assert (
+        members["pypi-remote"]["status"] == "guarded" and "pypi" in members["pypi-remote"]["reason"]
+    )
+    assert members["pypi-cool"]["status"] == "served" and explained["served_by"] == "pypi-cool"
+    assert await downloads_everything(client, "pypi-all", "acme-tools")
+    # pypi-cool's own cooldown holds through the virtual too.
+    fresh = await page(client, "pypi-all", "fresh-pkg")
+    assert {f["filename"] for f in fresh["files"]} == {
+        wheel_name("fresh_pkg", v) for v in ("1.0", "2.0", "3.0")
+    }  # pypi-remote (no cooldown) serves them first
+
+
+async def test_a_merged_page_answers_conditional_requests_and_heads(client: TestClient) -> None:
+    body = await publish(client, "pypi-local", "demo-pkg", "1.0")
+    url = "/repository/pypi/simple/demo-pkg/"
+    first = await client.get(url)
+    etag = first.headers["ETag"]
+    assert (await client.get(url, headers={"If-None-Match": etag})).status == 304
+    await publish(client, "pypi-other", "demo-pkg", "1.1")
+    changed = await client.get(url, headers={"If-None-Match": etag})
+    assert changed.status == 200 and changed.headers["ETag"] != etag
+    head = await client.head(f"/repository/pypi/files/demo-pkg/{wheel_name('demo_pkg', '1.0')}")
+    assert head.status == 200 and head.headers["Content-Length"] == str(len(body))
+    ranged = await client.get(f"/repository/pypi/files/demo-pkg/{wheel_name('demo_pkg', '1.0')}",
+                              headers={"Range": "bytes=0-9"})  # fmt: skip
+    assert ranged.status == 206 and await ranged.read() == body[:10]
+    refused = await client.delete(url)
+    assert refused.status in (403, 405)
+
+
+async def test_a_warm_merged_page_costs_a_serial_query_per_local_member(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await publish(client, "pypi-local", "demo-pkg", "1.0")
+    await publish(client, "pypi-other", "demo-pkg", "1.1")
+    await page(client, "pypi", "demo-pkg")  # rendered and kept
+    app: web.Application = client.app  # type: ignore[assignment]
+    db = app[keys.METADATA].db
+    asked: list[str] = []
+    # A driver's fetchval may go by its own fetchrow: one statement. Per task: the local
+    # members are asked at once.
+    depth: contextvars.ContextVar[int] = contextvars.ContextVar("depth", default=0)
+    for method in ("fetch", "fetchrow", "fetchval", "execute"):
+        original = getattr(db, method)
+
+        async def counted(sql: str, *args: Any, _original: Any = original) -> Any:
+            if "pypi_" in sql and depth.get() == 0:
+                asked.append(sql)
+            token = depth.set(depth.get() + 1)
+            try:
+                return await _original(sql, *args)
+            finally:
+                depth.reset(token)
+
+        monkeypatch.setattr(db, method, counted)
+    for _ in range(3):
+        assert len((await page(client, "pypi", "demo-pkg"))["files"]) == 2
+    assert len(asked) == 6 and all("SELECT serial FROM pypi_projects" in q for q in asked), asked

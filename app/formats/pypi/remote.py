@@ -49,6 +49,7 @@ class PypiRemote:
         # Pages parsed, by the cached page's digest: a virtual repository merging a
         # warm page, or a cooldown reading upload times, parses each copy once.
         self.pages: Memo[simple.Page] = Memo()
+        self._cooldowns: dict[str, Cooldown] = {}  # the configuration never changes
 
     async def document(self, repo: Repository, project: str) -> pages.ProjectPage | Missing:
         """The files the upstream's page lists for ``project`` (any spelling)."""
@@ -68,7 +69,11 @@ class PypiRemote:
 
     def cooldown(self, repo: Repository) -> Cooldown:
         """The remote's own cooldown (``min_release_age``), names as pip spells them."""
-        return Cooldown.of(repo.narrowed(RemotePypiOptions).options, simple.normalize)
+        cooldown = self._cooldowns.get(repo.name)
+        if cooldown is None:
+            options = repo.narrowed(RemotePypiOptions).options
+            cooldown = self._cooldowns[repo.name] = Cooldown.of(options, simple.normalize)
+        return cooldown
 
     async def cooling(self, repo: Repository, project: str, filename: str, now: float) -> bool:
         """Whether the remote's own cooldown hides ``filename`` (or the wheel whose

@@ -141,17 +141,18 @@ class PypiVirtual:
         made from (for the response's headers)."""
         virtual = self.of(repo)
         answers = await self.asked(virtual, key)
-        served = await self.served(answers, key)
+        served = [a for a in answers if a.status == "served" and a.value is not None]
         if not served:
             return None, answers
         now = time.time()
-        cools = any(virtual.cooldown_ages(a.member, key) for a, _ in served if not a.member.local)
-        made_of = tuple((a.name, _made_of(a.value)) for a, _ in served if a.value is not None)
+        cools = any(virtual.cooldown_ages(a.member, key) for a in served if not a.member.local)
+        made_of = tuple((a.name, _made_of(a.value)) for a in served if a.value is not None)
         minute = int(now // 60) if cools else None  # a file listed then is only older later
         render_key = ("pypi-virtual-page", repo.id, key, made_of, as_json, minute)
         kept = self.renderings.get(render_key)
         if kept is None:
-            won = merge.winners([(a.member, f) for a, f in served], self.cooling(virtual, key, now))
+            files = [(a.member, f) for a, f in await self.served(answers, key)]
+            won = merge.winners(files, self.cooling(virtual, key, now))
             page = merge.page(key, won)
             body = simple.render_json(page, key) if as_json else simple.render_html(page, key)
             kept = self.renderings.put(render_key, rendering(body))
