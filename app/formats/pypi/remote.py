@@ -5,7 +5,10 @@
     files/<project>/<filename>   → the file the page linked to, verified against its hash
 
 A file is only ever fetched from the URL an upstream page gave for it (a row in
-``remote_links``): a client cannot make us fetch a URL of its choosing.
+``remote_links``): a client cannot make us fetch a URL of its choosing. With a
+``min_release_age`` of its own, a file whose PEP 700 ``upload-time`` is younger (or
+not given) is left off the page and refused (404), here and through every virtual
+repository the remote is a member of.
 :class:`PypiRemote` answers as data (what virtual repositories call); :func:`serve`
 is the HTTP route.
 """
