@@ -489,6 +489,11 @@ async def test_a_failing_member_is_served_stale_or_left_out_and_named(
     left = await page(client, "pypi", "fresh-pkg")
     assert len(left["files"]) == 3
     assert left["headers"]["X-Artifactapi-Members-Skipped"] == "up-bad=failed"
+    listing = await client.get("/repository/pypi/simple/", headers={"Accept": JSON_TYPE})
+    assert listing.status == 200
+    assert listing.headers["X-Artifactapi-Members-Skipped"] == "up-bad=failed"
+    names = {p["name"] for p in (await listing.json(content_type=None))["projects"]}
+    assert names == set(good.projects)
 
 
 async def test_a_slow_member_is_left_out_within_member_timeout(
