@@ -142,3 +142,8 @@ def test_an_upstream_json_page_keeps_pep_700_size_upload_time_and_versions() -> 
 def test_virtual_options_take_what_the_guard_and_cooldown_need() -> None:
     options = VirtualOptions(members=("a", "b"), reserved=("acme-*",), min_release_age="3d")
     assert options.guard and options.min_release_age == 3 * 86400
+
+
+def test_versions_compare_as_filenames_name_them() -> None:
+    assert merge.normalised_version("1.0-RC1") == merge.file_version("a-1.0rc1.tar.gz") == "1.0rc1"
+    assert merge.normalised_version("not a version") == "not a version"

@@ -72,6 +72,14 @@ def file_version(filename: str) -> str | None:
         return None
 
 
+def normalised_version(text: str) -> str:
+    """A version as filenames name it (``1.0-RC1`` is ``1.0rc1``); else as given."""
+    try:
+        return str(Version(text))
+    except InvalidVersion:
+        return text
+
+
 @dataclass(frozen=True, slots=True)
 class Files:
     """One member's files of one project, by filename, each with its version."""

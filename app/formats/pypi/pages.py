@@ -112,7 +112,7 @@ async def project_page(
             versions = page.versions
             if versions is not None:  # a version whose every file is hidden is hidden too
                 named = {merge.file_version(file.filename) for file in files}
-                versions = tuple(v for v in versions if v in named)
+                versions = tuple(v for v in versions if merge.normalised_version(v) in named)
             page = replace(page, files=files, versions=versions)
         return simple.render_json(page, project) if as_json else simple.render_html(page, project)
 

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from packaging.version import InvalidVersion, Version
 
 from app.formats.api import (
     Answer,
@@ -248,7 +247,7 @@ class PypiVirtual:
         now = time.time()
         cooling = self.cooling(virtual, key, now)
         won = merge.winners([(a.member, f) for a, f in served], cooling)
-        wanted = _normalised_version(version)
+        wanted = None if version is None else merge.normalised_version(version)
         details: dict[str, dict[str, Any]] = {}
         for answer, files in served:
             details[answer.name] = _detail(answer, files, won, wanted, cooling)
@@ -259,15 +258,6 @@ class PypiVirtual:
         return explained(
             virtual, name, version, answers, served_by, lambda a: details.get(a.name, {})
         )
-
-
-def _normalised_version(version: str | None) -> str | None:
-    if version is None:
-        return None
-    try:
-        return str(Version(version))
-    except InvalidVersion:
-        return version
 
 
 def _detail(
