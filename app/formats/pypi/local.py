@@ -65,7 +65,7 @@ async def serve(
         if page is None:
             raise NotFound(f"no project {where.project} in {repo.name}")
         return _page(request, page, as_json)
-    return await _file(local, request, repo, where.project, where.filename)
+    return await serve_file(local, request, repo, where.project, where.filename)
 
 
 def _page(request: web.Request, page: Rendering, as_json: bool) -> web.Response:
@@ -80,9 +80,11 @@ def _page(request: web.Request, page: Rendering, as_json: bool) -> web.Response:
     return web.Response(body=page.body, headers=headers)
 
 
-async def _file(
+async def serve_file(
     local: PypiLocal, request: web.Request, repo: Repository, project: str, filename: str
 ) -> web.StreamResponse:
+    """``files/<project>/<filename>`` (``project`` normalised), or its ``.metadata``:
+    for this repository's route and for a virtual one whose page lists it."""
     metadata = filename.endswith(".metadata")
     name = filename.removesuffix(".metadata")
     file = await local.records.file(repo.id, name) if simple.safe_filename(name) else None

@@ -15,7 +15,7 @@ are recorded (``remote_links``) then, once per fetch.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from app.formats.api import (
     BadGateway,
@@ -30,7 +30,7 @@ from app.formats.api import (
     Upstream,
     sized,
 )
-from app.formats.pypi import simple
+from app.formats.pypi import merge, simple
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,15 +70,10 @@ async def page_document(
     return await core.document(repo, upstream, fetch, accept)
 
 
-async def parsed_page(
-    core: RemoteCore, repo: Repository, upstream: Upstream, project: str
-) -> ProjectPage | Missing:
-    doc = await page_document(core, repo, upstream, project)
-    if isinstance(doc, Missing):
-        return doc
+async def parsed(doc: Document, upstream: Upstream, project: str) -> simple.Page:
+    """A cached page (:func:`page_document`) read and parsed."""
     base = _page_base(upstream, project)
-    page = await sized(lambda raw: _parse(raw, doc.content_type, base, project), await doc.read())
-    return ProjectPage(page, doc.how, doc.digest)
+    return await sized(lambda raw: _parse(raw, doc.content_type, base, project), await doc.read())
 
 
 async def list_document(
@@ -96,18 +91,32 @@ async def list_document(
 
 
 async def project_page(
-    core: RemoteCore, repo: Repository, upstream: Upstream, project: str, as_json: bool
+    core: RemoteCore,
+    repo: Repository,
+    upstream: Upstream,
+    project: str,
+    as_json: bool,
+    keep: Callable[[simple.DistFile], bool] | None = None,
+    tag: Hashable = None,
 ) -> Rendered:
     """The upstream's page for ``project``, rendered for our clients in the form they
-    asked for."""
+    asked for; only the files ``keep`` keeps (a cooldown), remembered under ``tag``
+    too (what ``keep`` depends on)."""
     doc = _found(await page_document(core, repo, upstream, project))
     base = _page_base(upstream, project)
 
     def render(body: bytes) -> bytes:
         page = _parse(body, doc.content_type, base, project)
+        if keep is not None:
+            files = [file for file in page.files if keep(file)]
+            versions = page.versions
+            if versions is not None:  # a version whose every file is hidden is hidden too
+                named = {merge.file_version(file.filename) for file in files}
+                versions = tuple(v for v in versions if merge.normalised_version(v) in named)
+            page = replace(page, files=files, versions=versions)
         return simple.render_json(page, project) if as_json else simple.render_html(page, project)
 
-    remembered = ("pypi-page", doc.digest, project, as_json)
+    remembered = ("pypi-page", doc.digest, project, as_json, tag)
     return await _rendered(core, remembered, doc, render, as_json)
 
 
@@ -123,6 +132,11 @@ async def project_list(
         return simple.render_projects_json(names) if as_json else simple.render_projects_html(names)
 
     return await _rendered(core, ("pypi-list", doc.digest, as_json), doc, render, as_json)
+
+
+async def list_names(doc: Document) -> list[str]:
+    """The project names a cached list (:func:`list_document`) has."""
+    return await sized(lambda raw: _projects(raw, doc.content_type), await doc.read())
 
 
 def _found(doc: Document | Missing) -> Document:

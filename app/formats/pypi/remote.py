@@ -5,19 +5,24 @@
     files/<project>/<filename>   → the file the page linked to, verified against its hash
 
 A file is only ever fetched from the URL an upstream page gave for it (a row in
-``remote_links``): a client cannot make us fetch a URL of its choosing.
+``remote_links``): a client cannot make us fetch a URL of its choosing. With a
+``min_release_age`` of its own, a file whose PEP 700 ``upload-time`` is younger (or
+not given) is left off the page and refused (404), here and through every virtual
+repository the remote is a member of.
 :class:`PypiRemote` answers as data (what virtual repositories call); :func:`serve`
 is the HTTP route.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 
 from aiohttp import web
 
 from app.formats.api import (
     ALGORITHMS,
+    Cooldown,
     Fetch,
     InvalidDigest,
     Missing,
@@ -33,6 +38,7 @@ from app.formats.api import (
     read_only,
 )
 from app.formats.pypi import pages, paths, simple
+from app.formats.pypi.merge import Memo
 
 
 class RemotePypiOptions(RemoteOptions):
@@ -43,13 +49,48 @@ class RemotePypiOptions(RemoteOptions):
 class PypiRemote:
     def __init__(self, core: RemoteCore, upstreams: Mapping[str, Upstream]) -> None:
         self.core, self.upstreams = core, upstreams
+        # Pages parsed, by the cached page's digest: a virtual repository merging a
+        # warm page, or a cooldown reading upload times, parses each copy once.
+        self.pages: Memo[simple.Page] = Memo()
+        self._cooldowns: dict[str, Cooldown] = {}  # the configuration never changes
 
     async def document(self, repo: Repository, project: str) -> pages.ProjectPage | Missing:
         """The files the upstream's page lists for ``project`` (any spelling)."""
         if not simple.valid_project(project):
             raise NotFound(f"no project {project[:200]!r}")
         name = simple.normalize(project)
-        return await pages.parsed_page(self.core, repo, self.upstreams[repo.name], name)
+        upstream = self.upstreams[repo.name]
+        doc = await pages.page_document(self.core, repo, upstream, name)
+        if isinstance(doc, Missing):
+            return doc
+        key = (repo.id, name, doc.digest)
+        page = self.pages.get(key)
+        if page is None:
+            page = await pages.parsed(doc, upstream, name)
+            self.pages.put(key, page, len(page.files) + 1)
+        return pages.ProjectPage(page, doc.how, doc.digest)
+
+    def cooldown(self, repo: Repository) -> Cooldown:
+        """The remote's own cooldown (``min_release_age``), names as pip spells them."""
+        cooldown = self._cooldowns.get(repo.name)
+        if cooldown is None:
+            options = repo.narrowed(RemotePypiOptions).options
+            cooldown = self._cooldowns[repo.name] = Cooldown.of(options, simple.normalize)
+        return cooldown
+
+    async def cooling(self, repo: Repository, project: str, filename: str, now: float) -> bool:
+        """Whether the remote's own cooldown hides ``filename`` (or the wheel whose
+        ``.metadata`` it is) of ``project`` (normalised): too young, of unknown age, or on
+        no page at all."""
+        cooldown = self.cooldown(repo)
+        if not cooldown.applies(project):
+            return False
+        found = await self.document(repo, project)
+        if isinstance(found, Missing):
+            return True
+        name = filename.removesuffix(".metadata")
+        file = next((f for f in found.page.files if f.filename == name), None)
+        return file is None or cooldown.hides(project, simple.published(file.upload_time), now)
 
     async def file_fetch(self, repo: Repository, path: str) -> Fetch:
         """``files/<project>/<filename>``, from the URL its project page gave."""
@@ -86,7 +127,20 @@ async def serve(
     if isinstance(where, paths.ProjectList):
         return _page(await pages.project_list(remote.core, repo, upstream, as_json))
     if isinstance(where, paths.ProjectPage):
-        rendered = await pages.project_page(remote.core, repo, upstream, where.project, as_json)
+        project = where.project
+        cooldown = remote.cooldown(repo)
+        if not cooldown.applies(project):
+            rendered = await pages.project_page(remote.core, repo, upstream, project, as_json)
+            return _page(rendered)
+        now = time.time()
+
+        def keep(file: simple.DistFile) -> bool:
+            return not cooldown.hides(project, simple.published(file.upload_time), now)
+
+        # Kept for the minute: a file listed then is only older later.
+        rendered = await pages.project_page(
+            remote.core, repo, upstream, project, as_json, keep, ("cooldown", int(now // 60))
+        )
         return _page(rendered)
     return await _file(remote, request, repo, where.project, where.filename)
 
@@ -106,6 +160,8 @@ async def _file(
 ) -> web.StreamResponse:
     if not simple.valid_project(project) or not simple.safe_filename(filename):
         raise NotFound(f"no file {filename[:200]!r}")
+    if await remote.cooling(repo, simple.normalize(project), filename, time.time()):
+        raise NotFound(f"{filename[:200]} is younger than {repo.name}'s min_release_age")
     path = f"files/{project}/{filename}"
     remembered = await edge.answer_by_cache_path(request, remote.core, repo, path)
     if remembered is not None:

@@ -15,6 +15,7 @@ and :func:`check_projects`.
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import json
 import re
@@ -57,7 +58,23 @@ def normalize(name: str) -> str:
 
 
 def valid_project(name: str) -> bool:
-    return bool(_VALID_NAME.match(name)) and len(name) <= 200
+    # ASCII first: under IGNORECASE, [A-Z] also matches look-alikes (the dotless i U+0131,
+    # the long s U+017F, the Kelvin sign), names no index has, which would slip past a guard
+    # keyed by the ASCII spelling.
+    return name.isascii() and bool(_VALID_NAME.match(name)) and len(name) <= 200
+
+
+def published(upload_time: str | None) -> float | None:
+    """A PEP 700 ``upload-time`` as epoch seconds; None when absent or unreadable."""
+    if not upload_time:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(upload_time)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)  # PEP 700: always UTC
+    return when.timestamp()
 
 
 def safe_filename(name: str) -> bool:
@@ -139,13 +156,21 @@ def _file(
     requires_python: object,
     yanked: object,
     core: bool | dict[str, str],
+    size: object = None,
+    upload_time: object = None,
 ) -> DistFile | None:
     if not isinstance(filename, str) or not safe_filename(filename) or url is None:
         return None
     if not isinstance(yanked, (bool, str)):
         yanked = False
     python = requires_python if isinstance(requires_python, str) and requires_python else None
-    return DistFile(filename, url, hashes, python, yanked, core)
+    # PEP 700's size and upload-time: kept only when well-formed (the cooldown reads the
+    # time; an unreadable one is an unknown one).
+    length = size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None
+    uploaded = (
+        upload_time if isinstance(upload_time, str) and published(upload_time) is not None else None
+    )
+    return DistFile(filename, url, hashes, python, yanked, core, length, uploaded)
 
 
 def parse_json(body: bytes, base: str, name: str) -> Page:
@@ -165,17 +190,24 @@ def parse_json(body: bytes, base: str, name: str) -> Page:
             raw.get("requires-python"),
             raw.get("yanked", False),
             _core_metadata(core),
+            raw.get("size"),
+            raw.get("upload-time"),
         )
         if entry is not None:
             files.append(entry)
     meta = document.get("meta")
     version = meta.get("api-version") if isinstance(meta, dict) else None
     declared = document.get("name")
+    versions = document.get("versions")
+    listed = None
+    if isinstance(versions, list) and all(isinstance(v, str) for v in versions):
+        listed = tuple(versions)
     return Page(
         name,
         files,
         version if isinstance(version, str) else None,
         declared if isinstance(declared, str) else "",
+        versions=listed,
     )
 
 
