@@ -154,3 +154,22 @@ def newest(versions: set[str]) -> str | None:
     releases = [v for v in versions if (m := SEMVER.match(v)) and m.group(4) is None]
     pool = releases or list(versions)
     return max(pool, key=_precedence) if pool else None
+
+
+def highest_at_most(versions: set[str], ceiling: str) -> str | None:
+    """The highest of ``versions`` at or below ``ceiling`` in semver's order, as npm's
+    ``<=ceiling`` range picks it: releases, and pre-releases of the ceiling's own
+    major.minor.patch only; None if there is none."""
+    top = SEMVER.match(ceiling)
+    if top is None:
+        return None
+    limit = _precedence(ceiling)
+
+    def allowed(version: str) -> bool:
+        match = SEMVER.match(version)
+        if match is None or _precedence(version) > limit:
+            return False
+        return match.group(4) is None or match.groups()[:3] == top.groups()[:3]
+
+    pool = [v for v in versions if allowed(v)]
+    return max(pool, key=_precedence) if pool else None
