@@ -149,3 +149,122 @@ async def test_precedence_and_the_merge_rules(make: Make) -> None:
     assert unlisted.status == 404 and "error" in await unlisted.json()
     missing = await stack.get("no-such-package")
     assert missing.status == 404 and "error" in await missing.json()
+
+
+# -- the dependency-confusion guard --------------------------------------------------
+
+
+async def test_a_name_the_local_member_holds_never_comes_from_upstream(
+    make: Make, tmp_path: Path
+) -> None:
+    stack = await make()
+    stack.upstream.add("internal-lib", "1.0.0")
+    stack.upstream.add("internal-lib", "99.0.0")
+    await stack.publish("internal-lib", "1.0.0")
+    document = await stack.packument("internal-lib", NPM_ACCEPT)
+    assert list(document["versions"]) == ["1.0.0"]
+    assert document["dist-tags"] == {"latest": "1.0.0"}
+    npm = Publisher(tmp_path / "npm", stack.url())
+    npm.use(stack.token)
+    ok(await asyncio.to_thread(npm.run, "install", "--no-audit", "internal-lib"))
+    installed = npm.home / "project" / "node_modules" / "internal-lib" / "package.json"
+    assert json.loads(installed.read_text())["version"] == "1.0.0"
+    # Other spellings are the same name to the guard: never asked of the upstream.
+    for spelling in ("Internal-Lib", "INTERNAL-LIB"):
+        response = await stack.get(spelling)
+        assert response.status == 404, spelling
+    for version in ("99.0.0", "latest"):
+        assert (await stack.get(f"internal-lib/{version}")).status in (200, 404)
+    big = await stack.get("internal-lib/-/internal-lib-99.0.0.tgz")
+    assert big.status == 404
+    assert sum(n for p, n in stack.upstream.requests.items() if "nternal" in p.lower()) == 0
+
+
+async def test_a_reserved_scope_is_guarded_before_the_first_publish(make: Make) -> None:
+    stack = await make(reserved=["@acme/*", "acme-*"], allow=["acme-public"])
+    up = stack.upstream
+    for name in ("@acme/secret", "acme-tool", "acme-public", "@ACME/secret"):
+        up.add(name, "99.0.0")
+    for path in ("@acme%2fsecret", "@acme/secret", "@ACME%2fsecret", "@Acme/secret", "acme-tool",
+                 "ACME-tool", "@acme%2fsecret/99.0.0", "@acme/secret/-/secret-99.0.0.tgz",
+                 "-/package/@acme%2fsecret/dist-tags"):  # fmt: skip
+        response = await stack.get(path)
+        assert response.status == 404, (path, response.status)
+        assert "reserved" in (await response.json())["error"], path
+    assert sum(up.requests.values()) == 0
+    # The allow list lets a reserved name through; a name outside it is upstream's.
+    assert list((await stack.packument("acme-public"))["versions"]) == ["99.0.0"]
+    assert up.requests["acme-public"] == 1
+    # A publish into the reserved scope is served from the local member.
+    await stack.publish("@acme/secret", "1.0.0")
+    assert list((await stack.packument("@acme/secret"))["versions"]) == ["1.0.0"]
+    assert up.requests["@acme/secret"] == 0 and up.requests["@ACME/secret"] == 0
+
+
+async def test_names_npm_would_never_send_are_refused(make: Make) -> None:
+    stack = await make(reserved=["@acme/*"])
+    for bad in ("%E2%80%8Bacme", "@acme%2f%C3%A9", "caf%C3%A9", "@acme/..", "..", "a%20b"):
+        response = await stack.get(bad)
+        assert 400 <= response.status < 500, (bad, response.status)
+    assert sum(stack.upstream.requests.values()) == 0
+    huge = await stack.client.get(
+        f"/api/v1/repositories/{VIRTUAL}/explain", params={"name": "x" * 5000}
+    )
+    assert huge.status == 400
+    odd = await stack.client.get(f"/api/v1/repositories/{VIRTUAL}/explain", params={"name": "a b"})
+    assert odd.status == 400
+
+
+# -- cooldown ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["virtual", "remote"])
+async def test_cooldown_hides_young_releases(make: Make, tmp_path: Path, where: str) -> None:
+    cooldown = {"min_release_age": "3d"}
+    stack = await make(**cooldown) if where == "virtual" else await make(remote=cooldown)
+    up = stack.upstream
+    up.add("fresh", "1.0.0", age=30 * DAY)
+    up.add("fresh", "1.1.0-rc.1", age=20 * DAY, tag="next")
+    up.add("fresh", "1.1.0", age=60)  # published a minute ago: latest upstream
+    up.add("fresh", "1.2.0", age=None, tag="next")  # no time: waits too
+    up.add("hasty", "1.0.0", age=60)
+    for repo in (VIRTUAL, REMOTE) if where == "remote" else (VIRTUAL,):
+        for accept in ("application/json", NPM_ACCEPT):
+            response = await stack.get("fresh", repo=repo, Accept=accept)
+            document = json.loads(await response.read())
+            assert sorted(document["versions"]) == ["1.0.0", "1.1.0-rc.1"], repo
+            # A hidden tag moves down to the highest version left at or below it, as
+            # npm's --before picks it (<=1.2.0 takes no pre-release).
+            assert document["dist-tags"] == {"latest": "1.0.0", "next": "1.0.0"}
+            if accept != NPM_ACCEPT:
+                assert "1.1.0" not in document["time"] and "1.0.0" in document["time"]
+            else:
+                assert response.headers["Content-Type"].startswith(ABBREVIATED)
+        for path in ("fresh/-/fresh-1.1.0.tgz", "fresh/-/fresh-1.2.0.tgz"):
+            refused = await stack.get(path, repo=repo)
+            assert refused.status == 403, (repo, path, refused.status)
+            assert "min_release_age" in (await refused.json())["error"]
+        assert (await stack.get("fresh/1.1.0", repo=repo)).status == 404
+        assert (await (await stack.get("fresh/latest", repo=repo)).json())["version"] == "1.0.0"
+        hasty = await stack.get("hasty", repo=repo)
+        if repo == VIRTUAL:  # nothing left to list
+            assert hasty.status == 404
+        else:  # the remote relays the upstream's document, emptied
+            assert (await hasty.json())["versions"] == {} and hasty.status == 200
+    # Refused before the upstream was asked for the bytes.
+    assert up.requests[up.tarball_path("fresh", "1.1.0")] == 0
+    npm = Publisher(tmp_path / "npm", stack.url())
+    npm.use(stack.token)
+    ok(await asyncio.to_thread(npm.run, "install", "--no-audit", "fresh"))
+    installed = npm.home / "project" / "node_modules" / "fresh" / "package.json"
+    assert json.loads(installed.read_text())["version"] == "1.0.0"
+    pinned = await asyncio.to_thread(npm.run, "install", "--no-audit", "fresh@1.1.0")
+    assert pinned.returncode != 0
+
+
+async def test_cooldown_allow_lets_a_package_through(make: Make) -> None:
+    stack = await make(min_release_age="3d", cooldown_allow=["urgent-*"])
+    stack.upstream.add("urgent-fix", "1.0.0", age=60)
+    document = await stack.packument("urgent-fix", NPM_ACCEPT)
+    assert list(document["versions"]) == ["1.0.0"]
+    assert await every_tarball_downloads(stack, document) == 1

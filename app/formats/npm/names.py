@@ -158,8 +158,8 @@ def newest(versions: set[str]) -> str | None:
 
 def highest_at_most(versions: set[str], ceiling: str) -> str | None:
     """The highest of ``versions`` at or below ``ceiling`` in semver's order, as npm's
-    ``<=ceiling`` range picks it: releases, and pre-releases of the ceiling's own
-    major.minor.patch only; None if there is none."""
+    ``<=ceiling`` range picks it: releases, and pre-releases only when the ceiling is a
+    pre-release of the same major.minor.patch; None if there is none."""
     top = SEMVER.match(ceiling)
     if top is None:
         return None
@@ -169,7 +169,9 @@ def highest_at_most(versions: set[str], ceiling: str) -> str | None:
         match = SEMVER.match(version)
         if match is None or _precedence(version) > limit:
             return False
-        return match.group(4) is None or match.groups()[:3] == top.groups()[:3]
+        if match.group(4) is None:
+            return True
+        return top.group(4) is not None and match.groups()[:3] == top.groups()[:3]
 
     pool = [v for v in versions if allowed(v)]
     return max(pool, key=_precedence) if pool else None
