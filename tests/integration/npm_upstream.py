@@ -41,7 +41,7 @@ class Release:
 
 @dataclass
 class NpmUpstream:
-    """``fault``: "500" fails every request; ``delay`` holds every packument back."""
+    """``fault``: "500" fails every request; ``delay`` holds every packument (or 404) back."""
 
     base: str = ""
     releases: dict[str, list[Release]] = field(default_factory=dict)
@@ -114,9 +114,9 @@ class NpmUpstream:
             for release in releases:
                 if path == self.tarball_path(name, release.version):
                     return web.Response(body=release.data, content_type="application/octet-stream")
+        if self.delay:  # every packument, found or not
+            await asyncio.sleep(self.delay)
         if path in self.releases:
-            if self.delay:
-                await asyncio.sleep(self.delay)
             abbreviated = ABBREVIATED in request.headers.get("Accept", "")
             body = json.dumps(self.packument(path, abbreviated)).encode()
             return web.Response(

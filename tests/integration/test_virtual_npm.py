@@ -268,3 +268,150 @@ async def test_cooldown_allow_lets_a_package_through(make: Make) -> None:
     document = await stack.packument("urgent-fix", NPM_ACCEPT)
     assert list(document["versions"]) == ["1.0.0"]
     assert await every_tarball_downloads(stack, document) == 1
+
+
+# -- members failing or slow ---------------------------------------------------------
+
+
+async def test_a_failing_remote_member_is_served_stale_or_left_out(make: Make) -> None:
+    stack = await make(remote={"metadata_ttl": 0.1}, allow=["ours"])  # the remote is asked
+    up = stack.upstream
+    up.add("left-pad", "1.0.0")
+    await stack.publish("ours", "1.0.0")
+    first = await stack.get("left-pad", Accept=NPM_ACCEPT)
+    assert first.status == 200 and "X-Artifactapi-Members-Stale" not in first.headers
+    await asyncio.sleep(0.2)
+    up.fault = "500"
+    stale = await stack.get("left-pad", Accept=NPM_ACCEPT)
+    assert stale.status == 200, await stale.text()
+    assert stale.headers["X-Artifactapi-Members-Stale"] == REMOTE
+    assert stale.headers["Warning"].startswith("110")
+    assert list(json.loads(await stale.read())["versions"]) == ["1.0.0"]
+    # Never fetched: left out, and the header says so; the local member still answers.
+    never = await stack.get("never-seen")
+    assert never.status == 502 and "error" in await never.json()
+    assert never.headers["X-Artifactapi-Members-Skipped"] == f"{REMOTE}=failed"
+    served = await stack.get("ours")
+    assert served.status == 200
+    assert served.headers["X-Artifactapi-Members-Skipped"] == f"{REMOTE}=failed"
+    assert list((await served.json())["versions"]) == ["1.0.0"]
+
+
+async def test_a_slow_member_is_left_out_within_its_timeout(make: Make) -> None:
+    stack = await make(member_timeout=0.5, allow=["ours"])
+    stack.upstream.add("slow-lib", "1.0.0")
+    await stack.publish("ours", "1.0.0")
+    stack.upstream.delay = 3.0
+    started = time.monotonic()
+    answer = await stack.get("ours")
+    assert time.monotonic() - started < 2.0
+    assert answer.status == 200
+    assert answer.headers["X-Artifactapi-Members-Skipped"] == f"{REMOTE}=timeout"
+    slow = await stack.get("slow-lib")
+    assert slow.status == 502 and slow.headers["X-Artifactapi-Members-Skipped"] == f"{REMOTE}=timeout"
+    # The slow fetch went on and filled the cache: the next request has it at once.
+    await asyncio.sleep(3.0)
+    started = time.monotonic()
+    filled = await stack.get("slow-lib")
+    assert filled.status == 200 and time.monotonic() - started < 1.0
+    assert "X-Artifactapi-Members-Skipped" not in filled.headers
+
+
+# -- explain -------------------------------------------------------------------------
+
+
+async def test_explain_says_which_member_serves_and_why_the_others_do_not(make: Make) -> None:
+    stack = await make(reserved=["@acme/*"], min_release_age="3d")
+    up = stack.upstream
+    up.add("internal-lib", "99.0.0")
+    up.add("public-lib", "1.0.0", age=30 * DAY)
+    up.add("public-lib", "2.0.0", age=60)
+    await stack.publish("internal-lib", "1.0.0")
+
+    async def explain(name: str, version: str | None = None) -> dict[str, Any]:
+        params = {"name": name} | ({"version": version} if version else {})
+        response = await stack.client.get(f"/api/v1/repositories/{VIRTUAL}/explain", params=params)
+        assert response.status == 200, await response.text()
+        answer: dict[str, Any] = await response.json()
+        return answer
+
+    held = await explain("internal-lib")
+    assert held["served_by"] == LOCAL
+    local, remote = held["members"]
+    assert (local["name"], local["status"], local["versions"]) == (LOCAL, "served", ["1.0.0"])
+    assert remote["status"] == "guarded" and LOCAL in remote["reason"]
+    reserved = await explain("@ACME/thing")
+    assert reserved["served_by"] is None and reserved["normalized"] == "@acme/thing"
+    assert reserved["guard"]["reserved_by"] == "@acme/*"
+    assert [m["status"] for m in reserved["members"]] == ["absent", "guarded"]
+    public = await explain("public-lib")
+    assert public["served_by"] == REMOTE
+    assert public["members"][1]["versions"] == ["1.0.0"]
+    assert public["members"][1]["held_back"] == ["2.0.0"]
+    young = await explain("public-lib", "2.0.0")
+    assert young["served_by"] is None and young["members"][1]["status"] == "cooldown"
+    assert sum(up.requests[p] for p in ("internal-lib", "@acme/thing", "@ACME/thing")) == 0
+    local_repo = await stack.client.get(
+        f"/api/v1/repositories/{LOCAL}/explain", params={"name": "x"}
+    )
+    assert local_repo.status == 404
+
+
+# -- writes through the virtual ------------------------------------------------------
+
+
+async def test_writes_without_deploy_to_are_refused_in_npms_shape(make: Make) -> None:
+    stack = await make(deploy_to=None)
+    put = await stack.client.put(f"/repository/{VIRTUAL}/thing", data=publish_body("thing", "1.0.0"))
+    assert put.status == 405
+    assert "deploy_to" in (await put.json())["error"]
+    tag = await stack.client.put(f"/repository/{VIRTUAL}/-/package/thing/dist-tags/next", json="1.0.0")
+    assert tag.status == 405
+    assert (await stack.get("thing", repo=LOCAL)).status == 404
+
+
+async def test_npm_writes_and_account_endpoints_through_the_virtual(
+    make: Make, tmp_path: Path
+) -> None:
+    stack = await make()
+    npm = Publisher(tmp_path / "npm", stack.url())
+    npm.use(stack.token)
+    assert ok(await asyncio.to_thread(npm.run, "whoami")).strip() == "admin"
+    ok(await asyncio.to_thread(npm.run, "ping"))
+    for version in ("1.0.0", "1.1.0"):
+        ok(await asyncio.to_thread(npm.publish, npm.package("team-thing", version)))
+    local = json.loads(await (await stack.get("team-thing", repo=LOCAL)).read())
+    assert sorted(local["versions"]) == ["1.0.0", "1.1.0"]  # landed in deploy_to
+    ok(await asyncio.to_thread(npm.run, "dist-tag", "add", "team-thing@1.0.0", "stable"))
+    tags = ok(await asyncio.to_thread(npm.run, "dist-tag", "ls", "team-thing"))
+    assert tags.split() == ["latest:", "1.1.0", "stable:", "1.0.0"]
+    ok(await asyncio.to_thread(npm.run, "deprecate", "team-thing@1.0.0", "use 1.1"))
+    seen = json.loads(ok(await asyncio.to_thread(npm.run, "view", "team-thing@1.0.0", "--json")))
+    assert seen["deprecated"] == "use 1.1"
+    ok(await asyncio.to_thread(npm.run, "unpublish", "team-thing@1.1.0"))
+    after = json.loads(ok(await asyncio.to_thread(npm.run, "view", "team-thing", "--json")))
+    assert after["versions"] == ["1.0.0"] and after["dist-tags"]["latest"] == "1.0.0"
+    found = json.loads(ok(await asyncio.to_thread(npm.run, "search", "team", "--json")))
+    assert [p["name"] for p in found] == ["team-thing"]
+
+
+# -- fresh at once -------------------------------------------------------------------
+
+
+async def test_a_publish_is_seen_through_the_virtual_on_another_replica(
+    make: Make, aiohttp_client: Any
+) -> None:
+    stack = await make()
+    stack.upstream.add("left-pad", "1.0.0")
+    other: TestClient = await aiohttp_client(create_app(stack.config))
+    other.session.headers["Authorization"] = f"Bearer {stack.token}"
+    await stack.publish("team-lib", "1.0.0")
+    seen = await other.get(f"/repository/{VIRTUAL}/team-lib", headers={"Accept": NPM_ACCEPT})
+    assert list(json.loads(await seen.read())["versions"]) == ["1.0.0"]
+    await stack.publish("team-lib", "1.1.0")  # on the first replica
+    again = await other.get(f"/repository/{VIRTUAL}/team-lib", headers={"Accept": NPM_ACCEPT})
+    document = json.loads(await again.read())
+    assert sorted(document["versions"]) == ["1.0.0", "1.1.0"]
+    assert document["dist-tags"]["latest"] == "1.1.0"
+    tarball = await other.get(f"/repository/{VIRTUAL}/team-lib/-/team-lib-1.1.0.tgz")
+    assert tarball.status == 200 and sri(await tarball.read()) == document["versions"]["1.1.0"]["dist"]["integrity"]
