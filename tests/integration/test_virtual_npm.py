@@ -415,3 +415,42 @@ async def test_a_publish_is_seen_through_the_virtual_on_another_replica(
     assert document["dist-tags"]["latest"] == "1.1.0"
     tarball = await other.get(f"/repository/{VIRTUAL}/team-lib/-/team-lib-1.1.0.tgz")
     assert tarball.status == 200 and sri(await tarball.read()) == document["versions"]["1.1.0"]["dist"]["integrity"]
+
+
+# -- real clients end to end ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("client", ["npm", "pnpm"])
+async def test_publish_into_the_virtual_then_install_with_an_upstream_dependency(
+    make: Make, tmp_path: Path, client: str
+) -> None:
+    # npm reads the packument before its first publish: the reserved scope keeps even
+    # that read from the upstream.
+    stack = await make(reserved=["@team/*"])
+    stack.upstream.add("left-pad", "1.3.0")
+    npm = Publisher(tmp_path / "npm", stack.url())
+    npm.use(stack.token)
+    name = f"@team/{client}-app"
+    folder = npm.package(name, "1.0.0", dependencies={"left-pad": "^1.0.0"})
+    if client == "npm":
+        ok(await asyncio.to_thread(npm.publish, folder))
+    else:
+        assert PNPM.exists(), f"{PNPM} is missing: run make clients"
+        ok(await asyncio.to_thread(pnpm, npm, folder, "publish", "--no-git-checks"))
+    landed = await stack.get(name.replace("/", "%2f"), repo=LOCAL)
+    assert landed.status == 200 and list((await landed.json())["versions"]) == ["1.0.0"]
+    consumer = npm.home / f"{client}-consumer"
+    consumer.mkdir()
+    (consumer / "package.json").write_text(json.dumps({"name": "c", "version": "0.0.0"}))
+    if client == "npm":
+        ok(await asyncio.to_thread(npm.run_in, consumer, "install", "--no-audit", name))
+    else:
+        ok(await asyncio.to_thread(pnpm, npm, consumer, "add", name))
+    app = json.loads((consumer / "node_modules" / name / "package.json").read_text())
+    assert app["version"] == "1.0.0"
+    # npm hoists the dependency; pnpm links it beside the package in its store.
+    beside = (consumer / "node_modules" / name).resolve().parent.parent / "left-pad"
+    pad = consumer / "node_modules" / "left-pad" if client == "npm" else beside
+    assert json.loads((pad / "package.json").read_text())["version"] == "1.3.0"
+    assert stack.upstream.requests[stack.upstream.tarball_path("left-pad", "1.3.0")] == 1
+    assert stack.upstream.requests[name] == 0  # the team's scope never left here
