@@ -101,7 +101,9 @@ async def every_tarball_downloads(stack: Stack, document: dict[str, Any]) -> int
     for version, manifest in document["versions"].items():
         dist = manifest["dist"]
         assert dist["tarball"].startswith(base + "/"), (version, dist["tarball"])
-        response = await stack.client.get(dist["tarball"].removeprefix(str(stack.client.make_url(""))))
+        response = await stack.client.get(
+            dist["tarball"].removeprefix(str(stack.client.make_url("")))
+        )
         assert response.status == 200, (version, await response.text())
         assert sri(await response.read()) == dist["integrity"], version
     return len(document["versions"])
@@ -140,7 +142,10 @@ async def test_precedence_and_the_merge_rules(make: Make) -> None:
             assert document["description"] == "ours"  # the first member's fields
             assert "_rev" not in document
     version = await stack.get("shared/2.0.0")
-    assert version.status == 200 and (await version.json())["dist"]["integrity"] == two["dist"]["integrity"]
+    assert (
+        version.status == 200
+        and (await version.json())["dist"]["integrity"] == two["dist"]["integrity"]
+    )
     tagged = await stack.get("shared/next")
     assert (await tagged.json())["version"] == "2.0.0"
     tags = await stack.get("-/package/shared/dist-tags")
@@ -308,7 +313,9 @@ async def test_a_slow_member_is_left_out_within_its_timeout(make: Make) -> None:
     assert answer.status == 200
     assert answer.headers["X-Artifactapi-Members-Skipped"] == f"{REMOTE}=timeout"
     slow = await stack.get("slow-lib")
-    assert slow.status == 502 and slow.headers["X-Artifactapi-Members-Skipped"] == f"{REMOTE}=timeout"
+    assert (
+        slow.status == 502 and slow.headers["X-Artifactapi-Members-Skipped"] == f"{REMOTE}=timeout"
+    )
     # The slow fetch went on and filled the cache: the next request has it at once.
     await asyncio.sleep(3.0)
     started = time.monotonic()
@@ -362,10 +369,14 @@ async def test_explain_says_which_member_serves_and_why_the_others_do_not(make: 
 
 async def test_writes_without_deploy_to_are_refused_in_npms_shape(make: Make) -> None:
     stack = await make(deploy_to=None)
-    put = await stack.client.put(f"/repository/{VIRTUAL}/thing", data=publish_body("thing", "1.0.0"))
+    put = await stack.client.put(
+        f"/repository/{VIRTUAL}/thing", data=publish_body("thing", "1.0.0")
+    )
     assert put.status == 405
     assert "deploy_to" in (await put.json())["error"]
-    tag = await stack.client.put(f"/repository/{VIRTUAL}/-/package/thing/dist-tags/next", json="1.0.0")
+    tag = await stack.client.put(
+        f"/repository/{VIRTUAL}/-/package/thing/dist-tags/next", json="1.0.0"
+    )
     assert tag.status == 405
     assert (await stack.get("thing", repo=LOCAL)).status == 404
 
@@ -414,7 +425,10 @@ async def test_a_publish_is_seen_through_the_virtual_on_another_replica(
     assert sorted(document["versions"]) == ["1.0.0", "1.1.0"]
     assert document["dist-tags"]["latest"] == "1.1.0"
     tarball = await other.get(f"/repository/{VIRTUAL}/team-lib/-/team-lib-1.1.0.tgz")
-    assert tarball.status == 200 and sri(await tarball.read()) == document["versions"]["1.1.0"]["dist"]["integrity"]
+    assert (
+        tarball.status == 200
+        and sri(await tarball.read()) == document["versions"]["1.1.0"]["dist"]["integrity"]
+    )
 
 
 # -- real clients end to end ---------------------------------------------------------
