@@ -49,7 +49,7 @@ from app.formats.npm.remote import NpmRemote
 
 BIG_MERGE = 500  # versions: merged off the event loop beyond this
 _LEFT_OUT = frozenset({"failed", "timeout"})  # remotes that could not answer in time
-KEPT_MERGES = 1024  # merged indexes remembered per process (their bodies: the renderings)
+KEPT_MERGES = 512  # indexes remembered per process (the bodies: in the renderings)
 
 
 def normalise(name: str) -> str:
@@ -68,15 +68,43 @@ class Part:
 
 
 @dataclass(frozen=True, slots=True)
-class Merged:
-    """A merged packument as served, and which member serves each version and file."""
+class Index:
+    """Which member serves each version and file of a merged packument (small: kept
+    apart from the body, which the renderings' byte budget holds)."""
 
-    rendering: Rendering
     versions: dict[str, str]  # version -> member
     files: dict[str, str]  # tarball file name -> version
     hidden: dict[str, dict[str, str]]  # member -> version held back by a cooldown -> file
     offered: dict[str, list[str]]  # member -> the versions it lists (after its cooldown)
     tags: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Merged:
+    """A merged packument as served, and its index."""
+
+    rendering: Rendering
+    index: Index
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return self.index.versions
+
+    @property
+    def files(self) -> dict[str, str]:
+        return self.index.files
+
+    @property
+    def hidden(self) -> dict[str, dict[str, str]]:
+        return self.index.hidden
+
+    @property
+    def offered(self) -> dict[str, list[str]]:
+        return self.index.offered
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return self.index.tags
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +131,7 @@ class NpmVirtual:
         self.virtuals, self.local, self.remote, self.renderings = (
             virtuals, local, remote, renderings,
         )  # fmt: skip
-        self._merges: OrderedDict[Hashable, Merged] = OrderedDict()
+        self._indexes: OrderedDict[Hashable, Index] = OrderedDict()
 
     def of(self, repo: Repository) -> Virtual:
         return self.virtuals.of(repo, normalise)
@@ -132,10 +160,11 @@ class NpmVirtual:
             "npm-virtual", repo.name, package, form, base, made_from,
             int(now // 60) if cooling else None,
         )  # fmt: skip
-        kept = self._merges.get(cache_key)
-        if kept is not None and self.renderings.get(cache_key) is not None:
-            self._merges.move_to_end(cache_key)
-            return Asked(answers, kept)
+        index = self._indexes.get(cache_key)
+        body = self.renderings.get(cache_key) if index is not None else None
+        if index is not None and body is not None:
+            self._indexes.move_to_end(cache_key)
+            return Asked(answers, Merged(body, index))
         members = {a.name: a.member for a in served}
         sources = [
             Source(a.name, not a.member.local, await a.value.load())
@@ -153,9 +182,9 @@ class NpmVirtual:
         listed = sum(len(s.document.get("versions") or ()) for s in sources if s.document)
         merged = await asyncio.to_thread(made) if listed > BIG_MERGE else made()
         self.renderings.put(cache_key, merged.rendering)
-        self._merges[cache_key] = merged
-        while len(self._merges) > KEPT_MERGES:
-            self._merges.popitem(last=False)
+        self._indexes[cache_key] = merged.index
+        while len(self._indexes) > KEPT_MERGES:
+            self._indexes.popitem(last=False)
         return Asked(answers, merged)
 
     async def _local_part(
@@ -232,10 +261,8 @@ async def _nothing() -> None:
 
 def _merged(done: Merge) -> Merged:
     tags = done.document.get("dist-tags") or {}
-    return Merged(
-        rendering(documents.dumps(done.document)),
-        done.served, done.files, done.hidden, done.offered, dict(tags),
-    )  # fmt: skip
+    index = Index(done.served, done.files, done.hidden, done.offered, dict(tags))
+    return Merged(rendering(documents.dumps(done.document)), index)
 
 
 def left_out(answers: Sequence[Answer[Any]]) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,7 +134,7 @@ async def _search(routes: VirtualRoutes, request: web.Request, repo: Repository)
             objects.setdefault(hit["package"]["name"], hit)  # the first member wins
     page = sorted(objects.values(), key=lambda o: str(o["package"]["name"]))
     page = page[int(start) : int(start) + int(size)]
-    body = {"objects": page, "total": max(total, len(objects)), "time": documents.iso(0)}
+    body = {"objects": page, "total": max(total, len(objects)), "time": documents.iso(time.time())}
     return web.Response(body=documents.dumps(body), content_type="application/json")
 
 
