@@ -468,3 +468,40 @@ async def test_publish_into_the_virtual_then_install_with_an_upstream_dependency
     assert json.loads((pad / "package.json").read_text())["version"] == "1.3.0"
     assert stack.upstream.requests[stack.upstream.tarball_path("left-pad", "1.3.0")] == 1
     assert stack.upstream.requests[name] == 0  # the team's scope never left here
+
+
+async def test_conditional_and_head_requests_and_an_inner_virtual(
+    aiohttp_client: Any, aiohttp_server: Any, make_config: ConfigFactory
+) -> None:
+    """A virtual over another virtual: the inner one's reserved scope still guards."""
+    upstream = NpmUpstream()
+    server: TestServer = await aiohttp_server(upstream.app())
+    upstream.base = str(server.make_url("")).rstrip("/")
+    upstream.add("@inner/x", "9.0.0")
+    upstream.add("@acme/util", "1.0.0")
+    repos = repositories(upstream.base, {}, {"reserved": ["@inner/*"]})
+    outer = {
+        "name": "outer", "format": "npm", "kind": "virtual", "anonymous_read": True,
+        "options": {"members": [VIRTUAL]},
+    }  # fmt: skip
+    client: TestClient = await aiohttp_client(create_app(make_config(repositories=[*repos, outer])))
+    guarded = await client.get("/repository/outer/@inner%2fx")
+    assert guarded.status == 404 and upstream.requests["@inner/x"] == 0
+    first = await client.get("/repository/outer/@acme%2futil", headers={"Accept": NPM_ACCEPT})
+    assert first.status == 200
+    document = json.loads(await first.read())
+    tarball = document["versions"]["1.0.0"]["dist"]["tarball"]
+    assert tarball == str(client.make_url("/repository/outer/@acme/util/-/util-1.0.0.tgz"))
+    etag = first.headers["ETag"]
+    again = await client.get(
+        "/repository/outer/@acme%2futil", headers={"Accept": NPM_ACCEPT, "If-None-Match": etag}
+    )
+    assert again.status == 304
+    head = await client.head("/repository/outer/@acme/util/-/util-1.0.0.tgz")
+    assert head.status == 200 and head.headers["Content-Length"] == str(
+        len(upstream.releases["@acme/util"][0].data)
+    )
+    got = await client.get("/repository/outer/@acme/util/-/util-1.0.0.tgz")
+    assert await got.read() == upstream.releases["@acme/util"][0].data
+    refused = await client.put("/repository/outer/@acme%2futil", data=b"{}")
+    assert refused.status == 405 and "deploy_to" in (await refused.json())["error"]
