@@ -49,6 +49,7 @@ class NpmUpstream:
     requests: Counter[str] = field(default_factory=Counter)
     fault: str | None = None
     delay: float = 0.0
+    audited: list[dict[str, list[str]]] = field(default_factory=list)  # bulk audits' bodies
 
     def add(
         self,
@@ -102,8 +103,22 @@ class NpmUpstream:
 
     def app(self) -> web.Application:
         app = web.Application()
+        app.router.add_post("/-/npm/v1/security/advisories/bulk", self.advisories)
         app.router.add_get("/{path:.*}", self.handle)
         return app
+
+    async def advisories(self, request: web.Request) -> web.Response:
+        """Every package it has is vulnerable below 2.0.0."""
+        asked: dict[str, list[str]] = await request.json()
+        self.audited.append(asked)
+        return web.json_response({
+            name: [{
+                "id": 1000 + i, "url": f"https://example.invalid/advisories/{i}",
+                "title": f"{name} is vulnerable", "severity": "high",
+                "vulnerable_versions": "<2.0.0", "cwe": [], "cvss": {"score": 7.5},
+            }]
+            for i, name in enumerate(sorted(asked)) if name in self.releases
+        })  # fmt: skip
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         path = unquote(request.raw_path.lstrip("/").split("?")[0])

@@ -505,3 +505,35 @@ async def test_conditional_and_head_requests_and_an_inner_virtual(
     assert await got.read() == upstream.releases["@acme/util"][0].data
     refused = await client.put("/repository/outer/@acme%2futil", data=b"{}")
     assert refused.status == 405 and "deploy_to" in (await refused.json())["error"]
+
+
+async def test_npm_audit_through_the_virtual_never_sends_the_teams_names(
+    make: Make, tmp_path: Path
+) -> None:
+    stack = await make(reserved=["@acme/*"])
+    up = stack.upstream
+    up.add("left-pad", "1.3.0")
+    up.add("internal-lib", "1.0.0")  # the same name upstream: vulnerable there
+    await stack.publish("internal-lib", "1.0.0")
+    await stack.publish("@acme/tool", "1.0.0")
+    npm = Publisher(tmp_path / "npm", stack.url())
+    npm.use(stack.token)
+    ok(
+        await asyncio.to_thread(
+            npm.run, "install", "--no-audit", "left-pad", "internal-lib", "@acme/tool"
+        )
+    )
+    audit = await asyncio.to_thread(npm.run, "audit", "--json")
+    assert audit.returncode == 1, audit.stdout + audit.stderr  # left-pad is vulnerable
+    assert sorted(json.loads(audit.stdout)["vulnerabilities"]) == ["left-pad"]
+    assert [sorted(body) for body in up.audited] == [["left-pad"]]
+    only_ours = await stack.client.post(
+        f"/repository/{VIRTUAL}/-/npm/v1/security/advisories/bulk",
+        json={"internal-lib": ["1.0.0"], "Internal-Lib": ["1.0.0"], "@ACME/tool": ["1.0.0"]},
+    )
+    assert only_ours.status == 200 and await only_ours.json() == {}
+    assert len(up.audited) == 1
+    bad = await stack.client.post(
+        f"/repository/{VIRTUAL}/-/npm/v1/security/advisories/bulk", data=b"[1"
+    )
+    assert bad.status == 400

@@ -220,6 +220,31 @@ class NpmVirtual:
 
         return Part(f"{'full' if full else 'abbreviated'}:{doc.digest}", doc.how, load)
 
+    async def audit_question(
+        self, repo: Repository, asked: dict[str, Any]
+    ) -> tuple[Member, dict[str, Any]] | None:
+        """The bulk audit's question ({name: [versions]}) as the first remote member may
+        see it: only the names the guard lets it answer for, so the team's own package
+        names never leave; None if no remote member or no name is left."""
+        virtual = self.of(repo)
+        remote = next((m for m in virtual.members if not m.local), None)
+        if remote is None:
+            return None
+        keys = {name: normalise(name) for name in asked}
+        lookup = sorted(set(keys) | set(keys.values()))
+        holders: dict[str, list[str]] = {}
+        for member in virtual.locals:
+            held = await self.local.records.held(member.repo.id, lookup)
+            for name, key in keys.items():
+                if name in held or key in held:
+                    holders.setdefault(key, []).append(member.repo.name)
+        kept = {
+            name: versions
+            for name, versions in asked.items()
+            if virtual.guarded(remote, keys[name], holders.get(keys[name], [])) is None
+        }
+        return (remote, kept) if kept else None
+
     async def explain(self, repo: Repository, name: str, version: str | None) -> dict[str, Any]:
         package = check_package(name)
         asked = await self.asked(repo, package, "full", f"/repository/{repo.name}")

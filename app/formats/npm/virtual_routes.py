@@ -9,7 +9,9 @@
     -/package/<pkg>/dist-tags     the merged dist-tags
     -/npm/v1/attestations/<pkg>@<version>   from the local member serving it
     -/v1/search                   the local members' packages (remotes are not searched)
-    -/ping, the audit endpoints   answered here
+    -/npm/v1/security/advisories/bulk   relayed to the first remote member, without
+                                  the names the guard keeps from it
+    -/ping, the quick audit       answered here
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from app.formats.api import (
     Repository,
     edge,
     etag_matches,
+    read_body,
+    relay,
     rendering,
     send_blob,
 )
@@ -40,9 +44,10 @@ from app.formats.npm import documents, packuments
 from app.formats.npm.local_routes import AUDITS
 from app.formats.npm.merging import Form
 from app.formats.npm.names import Target, check_package, check_version, parse_path, unescape_scope
-from app.formats.npm.remote import MAX_QUERY, SEARCH
+from app.formats.npm.remote import MAX_AUDIT_BODY, MAX_QUERY, SEARCH
 from app.formats.npm.virtual import Asked, NpmVirtual, nobody
 
+BULK_AUDIT = "-/npm/v1/security/advisories/bulk"
 _TAGS = re.compile(r"^-/package/(?P<package>.+?)/dist-tags$")
 _ATTESTATIONS = re.compile(r"^-/npm/v1/attestations/(?P<package>.+)@(?P<version>[^@/]+)$")
 
@@ -93,8 +98,7 @@ async def _endpoint(
     if path in AUDITS:
         if request.method != "POST":
             raise MethodNotAllowed(f"{path}: POST only", headers={"Allow": "POST"})
-        # Not relayed: the tree names the team's own packages, which must not leave.
-        return web.json_response({})
+        return await _audit(routes, request, repo, path)
     if match := _TAGS.match(path):
         package = check_package(unescape_scope(match["package"]))
         asked = await _asked(routes, request, repo, package, "abbreviated")
@@ -114,6 +118,30 @@ async def _endpoint(
     if path == SEARCH:
         return await _search(routes, request, repo)
     raise NotFound(f"{path} not found")
+
+
+async def _audit(
+    routes: VirtualRoutes, request: web.Request, repo: Repository, path: str
+) -> web.StreamResponse:
+    """npm's bulk audit, relayed to the first remote member with the names the guard
+    keeps from it taken out; the older "quick" audit (a whole tree, npm's fallback)
+    is answered here with no advisories rather than sent out with the team's names."""
+    body = await read_body(request, MAX_AUDIT_BODY)
+    if path != BULK_AUDIT:
+        return web.json_response({})
+    try:
+        asked = json.loads(body)
+    except (ValueError, RecursionError):
+        raise BadRequest("the audit's body is not JSON") from None
+    if not isinstance(asked, dict):
+        raise BadRequest("the bulk audit's body is an object of names to versions")
+    question = await routes.virtual.audit_question(repo, asked)
+    if question is None:
+        return web.json_response({})
+    member, kept = question
+    upstream = routes.virtual.remote.upstreams[member.repo.name]
+    headers = {"Content-Type": "application/json"}
+    return await relay(request, upstream, path, body=documents.dumps(kept), headers=headers)
 
 
 async def _search(routes: VirtualRoutes, request: web.Request, repo: Repository) -> web.Response:
