@@ -118,3 +118,11 @@ def test_a_full_remote_document_is_cooled_then_abbreviated() -> None:
     assert list(document["versions"]) == ["1.0.0"] and document["dist-tags"] == {"latest": "1.0.0"}
     assert "readme" not in document["versions"]["1.0.0"] and "time" not in document
     assert done.hidden == {"up": {"2.0.0": "p-2.0.0.tgz"}}
+
+
+def test_a_remote_version_without_a_servable_tarball_is_not_listed() -> None:
+    remote = packument("p", UP, {"latest": "1.0.0"}, **{"1.0.0": "2019-01-01T00:00:00Z"})
+    remote["versions"]["0.1.0"] = {"name": "p", "version": "0.1.0", "dist": {"shasum": "0" * 40}}
+    remote["versions"]["0.2.0"] = version("p", "0.2.0", "ftp://elsewhere")
+    done = merge([Source("up", True, remote)], Target("p"), "full", BASE, None)
+    assert list(done.document["versions"]) == ["1.0.0"]

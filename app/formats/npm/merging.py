@@ -9,7 +9,8 @@ member order (plain data: :mod:`.virtual` asks the members, this only merges).
 - ``time``: ``created`` the earliest, ``modified`` the latest, each version's time
   from the member that serves it (full form only, as npm's registry has it).
 - Tarball URLs point at the virtual repository (``base``); ``integrity`` and
-  ``shasum`` go out as the serving member published them.
+  ``shasum`` go out as the serving member published them. A remote's version with no
+  tarball we would serve is left out (listed means downloadable).
 - The other fields of a full packument (description, readme, maintainers…) come from
   the first member that has the package.
 """
@@ -68,6 +69,7 @@ def merge(
         own_times = own_times if isinstance(own_times, dict) else {}
         if source.remote:
             packuments.rewrite(document, target, base)
+            _unservable_out(document)
             if hides is not None:
                 hidden = cooling.cooled(document, partial(hides, source.member))
                 if hidden:
@@ -119,6 +121,15 @@ def merge(
         document["time"] = merged_times | {v: times[v] for v in versions if v in times}
     out.document = document
     return out
+
+
+def _unservable_out(document: dict[str, Any]) -> None:
+    """Versions whose tarball the remote would not serve (no URL, or a file name we
+    refuse) are not listed: whatever the merge lists, a download serves."""
+    versions = document.get("versions")
+    if isinstance(versions, dict):
+        for version in [v for v, m in versions.items() if not _file(m)]:
+            del versions[version]
 
 
 def _file(manifest: object) -> str:
