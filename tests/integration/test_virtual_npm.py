@@ -23,7 +23,13 @@ from tests.integration.conftest import ConfigFactory
 from tests.integration.npm_upstream import DAY, NpmUpstream
 from tests.integration.test_npm_local_clients import PNPM, Publisher, ok, pnpm
 from tests.integration.test_remote_npm import ABBREVIATED, NPM_ACCEPT
-from tests.npm_bodies import publish_body
+from tests.npm_bodies import (
+    provenance_bundle,
+    publish_body,
+    publish_document,
+    tarball,
+    with_provenance,
+)
 from tests.signin import admin_token
 
 VIRTUAL, LOCAL, REMOTE = "npm", "npm-local", "npm-remote"
@@ -537,3 +543,21 @@ async def test_npm_audit_through_the_virtual_never_sends_the_teams_names(
         f"/repository/{VIRTUAL}/-/npm/v1/security/advisories/bulk", data=b"[1"
     )
     assert bad.status == 400
+
+
+async def test_provenance_published_through_the_virtual_is_served_there(make: Make) -> None:
+    stack = await make()
+    name, version = "@team/proven", "1.0.0"
+    data = tarball(name, version)
+    body = with_provenance(publish_document(name, version, data), name, version, data)
+    put = await stack.client.put(f"/repository/{VIRTUAL}/@team%2fproven", data=body)
+    assert put.status == 201, await put.text()
+    document = await stack.packument(name)
+    url = document["versions"][version]["dist"]["attestations"]["url"]
+    assert url == stack.url() + f"-/npm/v1/attestations/{name}@{version}"
+    response = await stack.client.get(url.removeprefix(str(stack.client.make_url(""))))
+    assert response.status == 200, await response.text()
+    (found,) = (await response.json())["attestations"]
+    assert found["bundle"] == provenance_bundle(name, version, data)
+    missing = await stack.get(f"-/npm/v1/attestations/{name}@9.9.9")
+    assert missing.status == 404
