@@ -154,3 +154,24 @@ def newest(versions: set[str]) -> str | None:
     releases = [v for v in versions if (m := SEMVER.match(v)) and m.group(4) is None]
     pool = releases or list(versions)
     return max(pool, key=_precedence) if pool else None
+
+
+def highest_at_most(versions: set[str], ceiling: str) -> str | None:
+    """The highest of ``versions`` at or below ``ceiling`` in semver's order, as npm's
+    ``<=ceiling`` range picks it: releases, and pre-releases only when the ceiling is a
+    pre-release of the same major.minor.patch; None if there is none."""
+    top = SEMVER.match(ceiling)
+    if top is None:
+        return None
+    limit = _precedence(ceiling)
+
+    def allowed(version: str) -> bool:
+        match = SEMVER.match(version)
+        if match is None or _precedence(version) > limit:
+            return False
+        if match.group(4) is None:
+            return True
+        return top.group(4) is not None and match.groups()[:3] == top.groups()[:3]
+
+    pool = [v for v in versions if allowed(v)]
+    return max(pool, key=_precedence) if pool else None

@@ -1,6 +1,6 @@
 """The npm format's plugin: local repositories (publish, unpublish, dist-tags, staged
-publishing), remote repositories, and npm's account endpoints (login, whoami, logout,
-tokens) on every npm repository's URL."""
+publishing), remote repositories, virtual repositories over both, and npm's account
+endpoints (login, whoami, logout, tokens) on every npm repository's URL."""
 
 from __future__ import annotations
 
@@ -19,28 +19,31 @@ from app.formats.api import (
     PackageChange,
     Repository,
     Services,
+    VirtualOptions,
 )
-from app.formats.npm import account_routes, local_routes, remote
+from app.formats.npm import account_routes, local_routes, remote, virtual_routes
 from app.formats.npm.credentials import Accounts
 from app.formats.npm.local import NpmLocal
 from app.formats.npm.records import BLOB_REFERENCES, NpmRecords
 from app.formats.npm.sessions import LoginSessions
+from app.formats.npm.virtual import NpmVirtual
 
 
 class NpmFormat(Format):
     name = "npm"
-    kinds = frozenset({"local", "remote"})
+    kinds = frozenset({"local", "remote", "virtual"})
     blob_references = BLOB_REFERENCES
     migrations = resources.files(__package__) / "migrations"
 
     def options(self, kind: str) -> type[BaseModel]:
+        if kind == "virtual":
+            return VirtualOptions
         return remote.RemoteNpmOptions if kind == "remote" else NoOptions
 
     def bind(self, services: Services) -> None:
         super().bind(services)
-        self.routes = remote.NpmRoutes(
-            remote.NpmRemote(services.remote, services.upstreams), services.external_url
-        )
+        npm_remote = remote.NpmRemote(services.remote, services.upstreams)
+        self.routes = remote.NpmRoutes(npm_remote, services.external_url)
         self.local = NpmLocal(
             NpmRecords(services.metadata.db),
             services.cas,
@@ -50,6 +53,10 @@ class NpmFormat(Format):
         self.local_routes = local_routes.LocalRoutes(
             self.local, services.auth, services.external_url, self.challenge
         )
+        self.virtual = NpmVirtual(
+            services.virtuals, self.local, npm_remote, services.remote.renderings
+        )
+        self.virtual_routes = virtual_routes.VirtualRoutes(self.virtual, services.external_url)
         self.accounts = Accounts(
             services.auth, LoginSessions(services.metadata.db), services.external_url
         )
@@ -58,7 +65,9 @@ class NpmFormat(Format):
         # Signing in, and a user's own account: the handlers check who is asking.
         if account_routes.is_account_path(path):
             return None
-        if repo.kind == "local":
+        # A virtual's writes are deploy_to's (the dispatcher sends them there), so they
+        # take what the same write to a local repository takes.
+        if repo.kind in ("local", "virtual"):
             local_action = local_routes.action(request, path)
             if local_action is not None:
                 return local_action
@@ -72,6 +81,8 @@ class NpmFormat(Format):
             return await account_routes.serve(self.accounts, request, repo, path)
         if repo.kind == "local":
             return await local_routes.serve(self.local_routes, request, repo, path)
+        if repo.kind == "virtual":
+            return await virtual_routes.serve(self.virtual_routes, request, repo, path)
         return await remote.serve(self.routes, request, repo, path)
 
     async def packages(self, repo: Repository, after: str, limit: int) -> list[dict[str, Any]]:
@@ -82,6 +93,11 @@ class NpmFormat(Format):
 
     async def change(self, repo: Repository, change: PackageChange) -> dict[str, Any]:
         return await self.local.change(self._local(repo), change)
+
+    async def explain(self, repo: Repository, name: str, version: str | None) -> dict[str, Any]:
+        if repo.kind != "virtual":
+            raise NotFound(f"repository {repo.name} is not a virtual repository")
+        return await self.virtual.explain(repo, name, version)
 
     def _local(self, repo: Repository) -> Repository:
         if repo.kind != "local":

@@ -43,6 +43,7 @@ class StaleRevision(Exception):
     """A write named a revision of the package older than its current one."""
 
 
+HELD_BATCH = 500  # names per query: well under every database's limit of parameters
 _FIELDS = tuple(VersionRow.__dataclass_fields__)
 _VERSION_COLUMNS = (
     "version, manifest, corgi, dist, tarball_digest, size, integrity, shasum, published_at, deprecated,"
@@ -158,6 +159,20 @@ class NpmRecords(Records):
             offset,
         )
         return rows, total
+
+    async def held(self, repository_id: int, names: list[str]) -> set[str]:
+        """Which of ``names`` are packages here (published, staged or unpublished)."""
+        found: set[str] = set()
+        for start in range(0, len(names), HELD_BATCH):
+            batch = names[start : start + HELD_BATCH]
+            marks = ", ".join(f"${i + 2}" for i in range(len(batch)))
+            rows = await self.db.fetch(
+                f"SELECT name FROM npm_packages WHERE repository_id = $1 AND name IN ({marks})",
+                repository_id,
+                *batch,
+            )
+            found.update(r["name"] for r in rows)
+        return found
 
     # -- writes: each takes the package row first -----------------------------------
 

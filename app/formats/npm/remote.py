@@ -7,6 +7,11 @@ them. Tarballs are artifacts, served through the engine: only those a packument
 listed (a client never makes us fetch a URL of its choosing), verified against the
 checksum the packument published.
 
+A cooldown (``min_release_age`` on the remote) holds back versions the upstream
+published too recently: they leave the packuments (:mod:`.cooling`, which needs each
+version's ``time``, so the full packument is read even for an abbreviated answer),
+and their version documents and tarballs are refused.
+
 The registry's own endpoints: ``-/ping`` answers here; searches and audits (``npm
 search``, the audit ``npm install`` runs) are relayed to the upstream, never cached.
 :class:`NpmRemote` answers as data (what virtual repositories call); :func:`serve` is
@@ -16,6 +21,7 @@ the HTTP route.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,9 +31,11 @@ from aiohttp import web
 from app.formats.api import (
     BadRequest,
     CacheStatus,
+    Cooldown,
     Document,
     ExternalUrl,
     Fetch,
+    Forbidden,
     MethodNotAllowed,
     Missing,
     NotFound,
@@ -47,7 +55,7 @@ from app.formats.api import (
     rendering,
     sized,
 )
-from app.formats.npm import packuments
+from app.formats.npm import cooling, packuments
 from app.formats.npm.cache import cached_packument, packument
 from app.formats.npm.names import Target, check_package, parse_path, unescape_scope
 
@@ -160,8 +168,9 @@ async def _endpoint(
     package, sep, tail = path.removeprefix("-/package/").rpartition("/")
     if path.startswith("-/package/") and sep and tail == "dist-tags":
         target = Target(check_package(unescape_scope(package)))
-        cached = await _packument_of(routes, request, repo, target, abbreviated=True)
-        rendered = await _rendered(routes, request, repo, target, cached)
+        cooldown = _cooldown(repo, target)
+        cached = await _packument_of(routes, request, repo, target, cooldown is None)
+        rendered = await _rendered(routes, request, repo, target, cached, cooldown)
         tags = packuments.dist_tags(json.loads(rendered.body))
         return _json(request, tags, cached.how, "application/json")
     raise NotFound(f"{path} not found")
@@ -171,9 +180,15 @@ async def _packument(
     routes: NpmRoutes, request: web.Request, repo: Repository, target: Target
 ) -> web.Response:
     abbreviated = packuments.wants_abbreviated(request.headers.get("Accept"))
-    cached = await _packument_of(routes, request, repo, target, abbreviated)
-    rendered = await _rendered(routes, request, repo, target, cached)
-    return _answer(request, rendered, cached.how, cached.content_type)
+    cooldown = _cooldown(repo, target)
+    if cooldown is None:
+        cached = await _packument_of(routes, request, repo, target, abbreviated)
+        rendered = await _rendered(routes, request, repo, target, cached)
+        return _answer(request, rendered, cached.how, cached.content_type)
+    cached = await _packument_of(routes, request, repo, target, abbreviated=False)
+    rendered = await _rendered(routes, request, repo, target, cached, cooldown, abbreviated)
+    content_type = packuments.ABBREVIATED if abbreviated else "application/json"
+    return _answer(request, rendered, cached.how, content_type)
 
 
 async def _version(
@@ -181,7 +196,9 @@ async def _version(
 ) -> web.Response:
     assert target.version is not None
     cached = await _packument_of(routes, request, repo, target, abbreviated=False)
-    rewritten = json.loads((await _rendered(routes, request, repo, target, cached)).body)
+    cooldown = _cooldown(repo, target)
+    rendered = await _rendered(routes, request, repo, target, cached, cooldown)
+    rewritten = json.loads(rendered.body)
     manifest = packuments.version_document(rewritten, target.version)
     if manifest is None:
         raise NotFound(f"version not found: {target.version}", headers={"X-Cache": cached.how})
@@ -196,17 +213,42 @@ async def _packument_of(
 
 
 async def _rendered(
-    routes: NpmRoutes, request: web.Request, repo: Repository, target: Target, cached: Document
+    routes: NpmRoutes,
+    request: web.Request,
+    repo: Repository,
+    target: Target,
+    cached: Document,
+    cooldown: Cooldown | None = None,
+    abbreviated: bool = False,
 ) -> Rendering:
     """The packument rewritten for this repository's URL: made once per cached copy
-    and URL, then remembered (a large packument takes tens of ms to parse and dump)."""
+    and URL, then remembered (a large packument takes tens of ms to parse and dump).
+    Under a cooldown (``cached`` is then the full form), made again each minute."""
     base = f"{routes.external_url(request)}/repository/{repo.name}"
+    now = time.time()
+    key: tuple[object, ...] = ("npm", cached.digest, base, target.package)
 
     def render(raw: bytes) -> bytes:
-        return _dumps(packuments.rewrite(packuments.parse(raw, target.package), target, base))
+        document = packuments.rewrite(packuments.parse(raw, target.package), target, base)
+        if cooldown is not None:
+            name = target.package.lower()
+            cooling.cooled(document, lambda _version, at: cooldown.hides(name, at, now))
+            if abbreviated:
+                document = cooling.abbreviated(document)
+        return _dumps(document)
 
-    key = ("npm", cached.digest, base, target.package)
+    if cooldown is not None:
+        key += ("cooldown", int(now // 60), abbreviated)
     return await routes.remote.core.renderings.rendered(key, cached.read, render)
+
+
+def _cooldown(repo: Repository, target: Target) -> Cooldown | None:
+    """The remote's own cooldown, if it holds for ``target``'s package."""
+    options = repo.options
+    if not isinstance(options, RemoteOptions) or not options.min_release_age:
+        return None
+    cooldown = Cooldown.of(options, str.lower)  # npm compares names lower case
+    return cooldown if cooldown.applies(target.package.lower()) else None
 
 
 def _dumps(document: object) -> bytes:
@@ -239,8 +281,26 @@ async def _tarball(
 ) -> web.StreamResponse:
     path = f"{target.package}/-/{target.tarball}"
     remote = routes.remote
+    cooldown = _cooldown(repo, target)
+    if cooldown is not None:
+        cached = await _packument_of(routes, request, repo, target, abbreviated=False)
+        rendered = await _rendered(routes, request, repo, target, cached, cooldown)
+        if not _lists(json.loads(rendered.body), path):
+            raise Forbidden(f"{path} is refused: not listed, or published within min_release_age")
     remembered = await edge.answer_by_cache_path(request, remote.core, repo, path)
     if remembered is not None:
         return remembered
     fetch = await remote.tarball_fetch(repo, target)
     return await edge.serve(request, remote.core, repo, remote.upstreams[repo.name], fetch)
+
+
+def _lists(document: dict[str, Any], path: str) -> bool:
+    """Whether a (rewritten) packument lists the tarball at ``path``."""
+    versions = document.get("versions")
+    suffix = f"/{path}"
+    return isinstance(versions, dict) and any(
+        isinstance(m, dict)
+        and isinstance(m.get("dist"), dict)
+        and str(m["dist"].get("tarball", "")).endswith(suffix)
+        for m in versions.values()
+    )
