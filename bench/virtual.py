@@ -152,6 +152,7 @@ def measure(kind: str, front: Server, token: str, settings: Settings, scratch: P
 def run_all(settings: Settings, scratch: Path) -> list[Page]:
     pages: list[Page] = []
     with ExitStack() as stack:
+        (scratch / "upstream").mkdir()
         started = start_artifactapi(scratch / "upstream", settings.workers)
         stack.callback(started.server.stop)
         assert started.pypi is not None and started.npm is not None
