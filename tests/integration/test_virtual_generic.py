@@ -236,7 +236,9 @@ async def test_a_failing_member_is_left_out_and_a_stale_copy_is_used(
 ) -> None:
     client = await start(first_options={"metadata_ttl": 0.1})
     assert await body(client, "meta.json") == (200, b'{"v": 1}')
+    assert (await client.get("/repository/all/docs/")).status == 200
     await expired(client, "meta.json", "up1")
+    await expired(client, "docs/", "up1")
     first.fault = "500"
     stale = await client.get("/repository/all/meta.json")
     assert stale.status == 200 and await stale.read() == b'{"v": 1}'
@@ -247,8 +249,10 @@ async def test_a_failing_member_is_left_out_and_a_stale_copy_is_used(
     assert got.status == 200 and await got.read() == b"tool from the second upstream\n"
     assert got.headers["X-Artifactapi-Members-Skipped"] == "up1=failed"
     docs = await client.get("/repository/all/docs/")
-    assert docs.headers["X-Artifactapi-Members-Skipped"] == "up1=failed"
-    assert [c["name"] for c in (await docs.json())["children"]] == ["a.txt", "b.txt"]
+    assert docs.headers["X-Artifactapi-Members-Stale"] == "up1"
+    assert [c["name"] for c in (await docs.json())["children"]] == ["a.txt", "b.txt", "sub"]
+    sub = await client.get("/repository/all/docs/sub/")  # never listed: left out
+    assert sub.status == 404 and sub.headers["X-Artifactapi-Members-Skipped"] == "up1=failed"
 
 
 async def test_a_slow_member_is_left_out_within_the_timeout(start: Any, first: FileTree) -> None:

@@ -6,6 +6,7 @@ globs; tags and referrers merged; failing and slow members; explain."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import re
@@ -20,6 +21,8 @@ import pytest
 from aiohttp import hdrs, web
 from aiohttp.test_utils import TestClient, TestServer
 
+from app import keys
+from app.auth.manage import create_principal
 from app.config import ConfigError
 from app.formats import available_formats, validate_repositories
 from app.server import create_app
@@ -192,6 +195,10 @@ async def push(client: TestClient, name: str, tag: str, img: Image) -> Any:
     )
 
 
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
 async def error_code(response: Any) -> str:
     return str((await response.json())["errors"][0]["code"])
 
@@ -342,11 +349,16 @@ async def test_a_failing_member_is_left_out_and_a_stale_tag_is_used(
     client = await start(hub_options={"metadata_ttl": 0.1})
     got = await client.get("/v2/containers/lib/app/manifests/1.0")
     assert await got.read() == theirs.manifest
+    assert (await client.get("/v2/containers/lib/app/tags/list")).status == 200
     await expired(client, "lib/app/manifests/1.0", "hub")
+    await expired(client, "lib/app/tags/list", "hub")
     hub.fault = "500"
     stale = await client.get("/v2/containers/lib/app/manifests/1.0")
     assert stale.status == 200 and await stale.read() == theirs.manifest
     assert stale.headers["X-Artifactapi-Members-Stale"] == "hub"
+    tags = await client.get("/v2/containers/lib/app/tags/list")
+    assert (await tags.json())["tags"] == ["1.0"]
+    assert tags.headers["X-Artifactapi-Members-Stale"] == "hub"
     tool = await client.get("/v2/containers/lib/tool/manifests/1.0")
     assert tool.status == 200 and await tool.read() == other.manifest
     assert tool.headers["X-Artifactapi-Members-Skipped"] == "hub=failed"
@@ -420,3 +432,36 @@ def test_a_cooldown_on_an_oci_virtual_is_a_configuration_error(make_config: Conf
     ]
     with pytest.raises(ConfigError, match="min_release_age"):
         validate_repositories(make_config(repositories=repos), available_formats())
+
+
+async def test_a_push_through_the_virtual_is_authorised_on_deploy_to(
+    start: Any, aiohttp_client: Any
+) -> None:
+    client = await start()
+    app = client.app
+    assert app is not None
+    records = app[keys.AUTH].records
+    for user, repository in (("pusher", "docker"), ("stranger", "containers")):
+        await create_principal(records, user, password=f"{user}-password")
+        await records.grant(f"user:{user}", repository, ["write"])
+    client.session.headers.pop(hdrs.AUTHORIZATION)
+    img = image("pushed")
+    refused = await client.post(
+        f"/v2/containers/team/app/blobs/uploads/?digest={digest_of(img.blobs[0])}",
+        data=img.blobs[0],
+        headers={"Authorization": basic("stranger", "stranger-password")},
+    )
+    assert refused.status == 403 and await error_code(refused) == "DENIED"
+    client.session.headers[hdrs.AUTHORIZATION] = basic("pusher", "pusher-password")
+    assert (await push(client, "containers/team/app", "1.0", img)).status == 201
+    landed = await client.get("/v2/docker/team/app/manifests/1.0")
+    assert landed.status == 200 and await landed.read() == img.manifest
+    for user, actions in (("pusher", ["pull", "push"]), ("stranger", ["pull"])):
+        token = await client.get(
+            "/v2/token",
+            params={"scope": "repository:containers/team/app:pull,push"},
+            headers={"Authorization": basic(user, f"{user}-password")},
+        )
+        bearer = (await token.json())["token"]
+        claims = json.loads(base64.urlsafe_b64decode(bearer.split(".")[1] + "=="))
+        assert claims["access"][0]["actions"] == actions, user

@@ -184,17 +184,18 @@ class GenericVirtual:
 
         async def question(member: Member) -> list[Entry] | None:
             if member.local:
-                entries = await self.files.records.list_folder(member.repo.id, folder, limit, after)
-                if not entries and (not folder or await self.holds(member.repo, folder) is None):
+                rows = await self.files.records.list_folder(member.repo.id, folder, limit, after)
+                if not rows and (not folder or await self.holds(member.repo, folder) is None):
                     return None
-                return [_local_entry(repo, member.repo, folder, e) for e in entries]
+                return [_local_entry(repo, member.repo, folder, e) for e in rows]
             document = await self.remote.document(member.repo, folder)
             if isinstance(document, Missing):
                 return None
-            return _remote_entries(repo, member.repo, folder, await document.read(), after)
+            page = await document.read()
+            return _Listed(_remote_entries(repo, member.repo, folder, page, after), document.how)
 
         if folder:
-            answers = await virtual.ask(key, question)
+            answers = await virtual.ask(key, question, _stale)
         else:
             answers = await self._root(virtual, question)
         merged: dict[str, Entry] = {}
@@ -218,7 +219,7 @@ class GenericVirtual:
         listed, held_sets, answers = await asyncio.gather(
             asyncio.gather(*(question(m) for m in locals_)),
             asyncio.gather(*(self.segments(m.repo) for m in locals_)),
-            virtual.ask("", remotes_only),
+            virtual.ask("", remotes_only, _stale),
         )
         held = {m.repo.name: names for m, names in zip(locals_, held_sets, strict=True)}
         entries = {m.repo.name: value for m, value in zip(locals_, listed, strict=True)}
@@ -230,7 +231,7 @@ class GenericVirtual:
                 continue
             if answer.status != "served":
                 continue
-            kept = []
+            kept = _Listed([], "STALE" if answer.stale else "HIT")
             for entry in answer.value or []:
                 name = folded(entry.key)
                 by = [local for local, names in held.items() if name in names]
@@ -289,7 +290,15 @@ class GenericVirtual:
 
 
 def _stale(value: object) -> bool:
-    return isinstance(value, Cached) and value.how == "STALE"
+    return getattr(value, "how", None) == "STALE"
+
+
+class _Listed(list[Entry]):
+    """A remote member's folder listing, and how the core answered for it."""
+
+    def __init__(self, entries: list[Entry], how: str) -> None:
+        super().__init__(entries)
+        self.how = how
 
 
 def _first_served(answers: list[Answer[Any]]) -> Answer[Any] | None:

@@ -28,7 +28,6 @@ from pydantic import model_validator
 from app.formats.api import (
     Answer,
     BlobBody,
-    Cached,
     Digest,
     Member,
     Missing,
@@ -232,9 +231,9 @@ class OciVirtual:
             found = await pull.document(there)
             if isinstance(found, Missing):
                 return None
-            return sorted(tag for tag in found.tags if tag > last)[:limit]
+            return _Listed(sorted(tag for tag in found.tags if tag > last)[:limit], found.how)
 
-        _virtual, answers = await self._ask(t, "any tag", local, remote)
+        _virtual, answers = await self._ask(t, "any tag", local, remote, _stale)
         return answers
 
     async def tags(self, request: web.Request, t: Target, limit: int, last: str) -> list[str]:
@@ -267,9 +266,9 @@ class OciVirtual:
             listed = found.descriptors
             if artifact_type is not None:
                 listed = [d for d in listed if d.get("artifactType") == artifact_type]
-            return listed or None
+            return _Listed(listed, found.how) if listed else None
 
-        _virtual, answers = await self._ask(t, f"referrers of {subject}", local, remote)
+        _virtual, answers = await self._ask(t, f"referrers of {subject}", local, remote, _stale)
         request[MEMBER_HEADERS] = answer_headers(answers)
         merged: dict[str, dict[str, object]] = {}
         for answer in answers:
@@ -299,9 +298,15 @@ def of(oci: Oci) -> OciVirtual:
 
 
 def _stale(value: object) -> bool:
-    if isinstance(value, Cached | remotes.Manifest):
-        return value.how == "STALE"
-    return False
+    return getattr(value, "how", None) == "STALE"
+
+
+class _Listed(list[Any]):
+    """A remote member's tags or referrers, and how the core answered for them."""
+
+    def __init__(self, items: list[Any], how: str) -> None:
+        super().__init__(items)
+        self.how = how
 
 
 def _first_served(answers: list[Answer[Any]]) -> Answer[Any] | None:
