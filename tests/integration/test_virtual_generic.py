@@ -89,8 +89,10 @@ def start(
     second: FileTree,
 ) -> Any:
     async def started(
-        virtual: dict[str, Any] | None = None, first_options: dict[str, Any] | None = None
-    ) -> TestClient:
+        virtual: dict[str, Any] | None = None,
+        first_options: dict[str, Any] | None = None,
+        replicas: int = 1,
+    ) -> Any:
         up1 = await aiohttp_server(first.app())
         up2 = await aiohttp_server(second.app())
         options = {"members": ["files", "up1", "up2"], "deploy_to": "files", **(virtual or {})}
@@ -100,10 +102,11 @@ def start(
             remote("up2", up2),
             {"name": "all", "format": "generic", "kind": "virtual", "options": options},
         ]
-        client: TestClient = await aiohttp_client(create_app(make_config(repositories=repos)))
-        put = await client.put("/repository/files/internal/x.txt", data=LOCAL_X)
+        config = make_config(repositories=repos)
+        clients = [await aiohttp_client(create_app(config)) for _ in range(replicas)]
+        put = await clients[0].put("/repository/files/internal/x.txt", data=LOCAL_X)
         assert put.status in (200, 201), await put.text()
-        return client
+        return clients[0] if replicas == 1 else clients
 
     return started
 
@@ -302,3 +305,16 @@ def test_a_cooldown_on_a_generic_virtual_is_a_configuration_error(
     ]
     with pytest.raises(ConfigError, match="min_release_age"):
         validate_repositories(make_config(repositories=repos), available_formats())
+
+
+async def test_an_upload_on_one_replica_is_what_the_other_serves_at_once(
+    start: Any, first: FileTree
+) -> None:
+    a, b = await start(replicas=2)
+    assert await body(b, "pub/tool.txt") == (200, b"tool from the first upstream\n")
+    put = await a.put("/repository/all/pub/tool.txt", data=b"our own tool\n")
+    assert put.status == 201, await put.text()
+    assert await body(b, "pub/tool.txt") == (200, b"our own tool\n")
+    assert (await b.get("/repository/all/pub/only-second.txt")).status == 404  # guarded now
+    listing = await b.get("/repository/all/pub/")
+    assert [c["name"] for c in (await listing.json())["children"]] == ["tool.txt"]

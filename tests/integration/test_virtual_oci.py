@@ -163,8 +163,10 @@ def start(
     mirror: FakeRegistry,
 ) -> Any:
     async def started(
-        virtual: dict[str, Any] | None = None, hub_options: dict[str, Any] | None = None
-    ) -> TestClient:
+        virtual: dict[str, Any] | None = None,
+        hub_options: dict[str, Any] | None = None,
+        replicas: int = 1,
+    ) -> Any:
         up1 = await aiohttp_server(hub.app())
         up2 = await aiohttp_server(mirror.app())
         options = {"members": ["docker", "hub", "mirror"], "deploy_to": "docker", **(virtual or {})}
@@ -180,8 +182,9 @@ def start(
                 "options": options,
             },
         ]
-        client: TestClient = await aiohttp_client(create_app(make_config(repositories=repos)))
-        return client
+        config = make_config(repositories=repos)
+        clients = [await aiohttp_client(create_app(config)) for _ in range(replicas)]
+        return clients[0] if replicas == 1 else clients
 
     return started
 
@@ -465,3 +468,20 @@ async def test_a_push_through_the_virtual_is_authorised_on_deploy_to(
         bearer = (await token.json())["token"]
         claims = json.loads(base64.urlsafe_b64decode(bearer.split(".")[1] + "=="))
         assert claims["access"][0]["actions"] == actions, user
+
+
+async def test_a_push_on_one_replica_is_what_the_other_serves_at_once(
+    start: Any, hub: FakeRegistry
+) -> None:
+    theirs, ours = image("theirs"), image("ours")
+    hub.add("lib/app", "1.0", theirs)
+    a, b = await start(replicas=2)
+    before = await b.get("/v2/containers/lib/app/tags/list")
+    assert (await before.json())["tags"] == ["1.0"]
+    assert await (await b.get("/v2/containers/lib/app/manifests/1.0")).read() == theirs.manifest
+    assert (await push(a, "containers/lib/app", "2.0", ours)).status == 201
+    after = await b.get("/v2/containers/lib/app/tags/list")
+    assert (await after.json())["tags"] == ["2.0"]  # the local holds the name now
+    assert (await b.get("/v2/containers/lib/app/manifests/1.0")).status == 404
+    got = await b.get("/v2/containers/lib/app/manifests/2.0")
+    assert got.status == 200 and await got.read() == ours.manifest
