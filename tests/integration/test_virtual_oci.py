@@ -373,12 +373,12 @@ async def test_a_failing_member_is_left_out_and_a_stale_tag_is_used(
 async def test_a_slow_member_is_left_out_within_the_timeout(
     start: Any, hub: FakeRegistry, mirror: FakeRegistry
 ) -> None:
-    hub.add("lib/app", "1.0", image("slow"))
-    mirror.add("lib/app", "1.0", image("quick"))
+    hub.add("slow/app", "1.0", image("slow"))
+    mirror.add("slow/app", "1.0", image("quick"))
     client = await start({"member_timeout": 1.5})
     hub.delay = 6.0
     began = time.monotonic()
-    got = await client.get("/v2/containers/lib/app/manifests/1.0")
+    got = await client.get("/v2/containers/slow/app/manifests/1.0")
     assert time.monotonic() - began < 4.5
     assert got.status == 200 and await got.read() == image("quick").manifest
     assert got.headers["X-Artifactapi-Members-Skipped"] == "hub=timeout"
@@ -423,14 +423,20 @@ async def test_explain_says_who_serves_an_image_and_why_the_others_do_not(
     assert huge.status == 400
 
 
-def test_a_cooldown_on_an_oci_virtual_is_a_configuration_error(make_config: ConfigFactory) -> None:
+@pytest.mark.parametrize("kind", ["virtual", "remote"])
+def test_a_cooldown_on_oci_is_a_configuration_error(make_config: ConfigFactory, kind: str) -> None:
+    """Nothing in the protocol says when a release was published, so a cooldown could
+    only refuse everything: it is refused in the configuration instead."""
+    options: dict[str, Any] = {"members": ["docker"]}
+    if kind == "remote":
+        options = {"upstream": "http://upstream.invalid"}
     repos = [
         {"name": "docker", "format": "oci", "kind": "local"},
         {
-            "name": "containers",
+            "name": "cooled",
             "format": "oci",
-            "kind": "virtual",
-            "options": {"members": ["docker"], "min_release_age": "3d"},
+            "kind": kind,
+            "options": {**options, "min_release_age": "3d"},
         },
     ]
     with pytest.raises(ConfigError, match="min_release_age"):
@@ -474,14 +480,16 @@ async def test_a_push_on_one_replica_is_what_the_other_serves_at_once(
     start: Any, hub: FakeRegistry
 ) -> None:
     theirs, ours = image("theirs"), image("ours")
-    hub.add("lib/app", "1.0", theirs)
+    hub.add("replicated/app", "1.0", theirs)
     a, b = await start(replicas=2)
-    before = await b.get("/v2/containers/lib/app/tags/list")
+    before = await b.get("/v2/containers/replicated/app/tags/list")
     assert (await before.json())["tags"] == ["1.0"]
-    assert await (await b.get("/v2/containers/lib/app/manifests/1.0")).read() == theirs.manifest
-    assert (await push(a, "containers/lib/app", "2.0", ours)).status == 201
-    after = await b.get("/v2/containers/lib/app/tags/list")
+    assert (
+        await (await b.get("/v2/containers/replicated/app/manifests/1.0")).read() == theirs.manifest
+    )
+    assert (await push(a, "containers/replicated/app", "2.0", ours)).status == 201
+    after = await b.get("/v2/containers/replicated/app/tags/list")
     assert (await after.json())["tags"] == ["2.0"]  # the local holds the name now
-    assert (await b.get("/v2/containers/lib/app/manifests/1.0")).status == 404
-    got = await b.get("/v2/containers/lib/app/manifests/2.0")
+    assert (await b.get("/v2/containers/replicated/app/manifests/1.0")).status == 404
+    got = await b.get("/v2/containers/replicated/app/manifests/2.0")
     assert got.status == 200 and await got.read() == ours.manifest

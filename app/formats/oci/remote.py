@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
+from pydantic import model_validator
 
 from app.formats.api import (
     BadGateway,
@@ -51,6 +52,14 @@ _HEADERS = tuple(API_VERSION.items())
 class RemoteOciOptions(RemoteOptions):
     # Docker Hub keeps official images under library/: "nginx" is "library/nginx".
     library_prefix: bool = False
+
+    @model_validator(mode="after")
+    def _no_cooldown(self) -> RemoteOciOptions:
+        # The distribution API says nothing of when an image was pushed: a cooldown
+        # (which fails closed on an unknown age) would refuse every image.
+        if self.min_release_age is not None:
+            raise ValueError("min_release_age: OCI registries publish no push time to wait on")
+        return self
 
 
 def _upstream_image(t: Target) -> str:
