@@ -234,6 +234,8 @@ async def test_folder_listings_are_merged_and_everything_listed_downloads(
     assert [c["name"] for c in page["children"]] == ["other.txt", "pub"]
     assert page["next"] == "pub/" and 'rel="next"' in paged.headers["Link"]
     assert (await client.get("/repository/all/nowhere/")).status == 404
+    unslashed = await client.get("/repository/all/internal")  # a local folder, listed
+    assert [c["name"] for c in (await unslashed.json())["children"]] == ["x.txt"]
 
 
 async def test_a_failing_member_is_left_out_and_a_stale_copy_is_used(

@@ -334,6 +334,7 @@ async def test_tags_and_referrers_are_merged_and_the_first_member_wins(
         assert got.status == 200 and await got.read() == img.manifest, tag
     head = await client.head("/v2/containers/shared/app/manifests/2.0")
     assert head.status == 200 and head.headers["Docker-Content-Digest"] == newer.digest
+    assert head.headers["Content-Length"] == str(len(newer.manifest)) and not await head.read()
     listed = await client.get(f"/v2/containers/shared/app/referrers/{ours.digest}")
     found = (await listed.json())["manifests"]
     assert sorted(d["digest"] for d in found) == sorted([sbom_ours.digest, sbom_theirs.digest])

@@ -158,6 +158,10 @@ class GenericVirtual:
         _leave_the_others(answers, served)
         headers = answer_headers(answers)
         if served is None:
+            # A folder asked for without its trailing slash is listed, as a local does.
+            for member in self.of(repo).locals:
+                if await self.files.records.has_folder(member.repo.id, path + "/"):
+                    return await self.serve_listing(request, repo, path + "/")
             raise NotFound(f"{path} not found in {repo.name}", headers=headers)
         value = served.value
         request[MEMBER_HEADERS] = {**headers, "X-Artifactapi-Served-By": served.name}
