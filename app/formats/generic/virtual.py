@@ -18,14 +18,11 @@ Merge rules:
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from html import unescape
 from typing import Any
-from urllib.parse import quote, unquote, urlencode
+from urllib.parse import urlencode
 
 from aiohttp import web
 from pydantic import model_validator
@@ -48,11 +45,12 @@ from app.formats.api import (
     explained,
     send_blob,
 )
+from app.formats.generic.listings import Entry, Listed, local_entry, remote_entries, uri
 from app.formats.generic.local import LocalFiles
 from app.formats.generic.paths import file_path, folder_path
 from app.formats.generic.records import FileRow
 from app.formats.generic.remote import GenericRemote
-from app.formats.generic.shapes import http_date, iso, listing_limit
+from app.formats.generic.shapes import http_date, listing_limit
 
 # Top-level entries of a local member read to fold its spellings for the guard: a
 # tree with more is guarded by exact spelling beyond them.
@@ -91,12 +89,6 @@ class _Held:
 
     prefix: str
     row: FileRow | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    key: str  # as a local listing sorts it: "name" or "name/"
-    body: dict[str, Any]
 
 
 _Lister = Callable[[Member], Awaitable[list[Entry] | None]]
@@ -191,12 +183,12 @@ class GenericVirtual:
                 rows = await self.files.records.list_folder(member.repo.id, folder, limit, after)
                 if not rows and (not folder or await self.holds(member.repo, folder) is None):
                     return None
-                return [_local_entry(repo, member.repo, folder, e) for e in rows]
+                return [local_entry(repo, member.repo, folder, e) for e in rows]
             document = await self.remote.document(member.repo, folder)
             if isinstance(document, Missing):
                 return None
             page = await document.read()
-            return _Listed(_remote_entries(repo, member.repo, folder, page, after), document.how)
+            return Listed(remote_entries(repo, member.repo, folder, page, after), document.how)
 
         if folder:
             answers = await virtual.ask(key, question, _stale)
@@ -235,7 +227,7 @@ class GenericVirtual:
                 continue
             if answer.status != "served":
                 continue
-            kept = _Listed([], "STALE" if answer.stale else "HIT")
+            kept = Listed([], "STALE" if answer.stale else "HIT")
             for entry in answer.value or []:
                 name = folded(entry.key)
                 by = [local for local, names in held.items() if name in names]
@@ -262,7 +254,7 @@ class GenericVirtual:
         if len(page) == limit:
             body["next"] = token = page[-1].key
             query = urlencode({"limit": limit, "after": token})
-            headers["Link"] = f'<{_uri(repo, folder)}?{query}>; rel="next"'
+            headers["Link"] = f'<{uri(repo, folder)}?{query}>; rel="next"'
         return web.json_response(body, headers=headers)
 
     # -- explain ----------------------------------------------------------------------
@@ -297,14 +289,6 @@ def _stale(value: object) -> bool:
     return getattr(value, "how", None) == "STALE"
 
 
-class _Listed(list[Entry]):
-    """A remote member's folder listing, and how the core answered for it."""
-
-    def __init__(self, entries: list[Entry], how: str) -> None:
-        super().__init__(entries)
-        self.how = how
-
-
 def _first_served(answers: list[Answer[Any]]) -> Answer[Any] | None:
     return next((a for a in answers if a.status == "served"), None)
 
@@ -324,69 +308,3 @@ def _details(answer: Answer[Any]) -> dict[str, Any]:
     if isinstance(value, Cached):
         return {"sha256": value.blob.digest.removeprefix("sha256:"), "size": value.blob.size}
     return {}
-
-
-def _uri(repo: Repository, path: str) -> str:
-    return f"/repository/{repo.name}/{quote(path)}"
-
-
-def _local_entry(virtual: Repository, member: Repository, folder: str, e: Any) -> Entry:
-    if e.folder:
-        body: dict[str, Any] = {"name": e.name, "type": "folder"}
-        body["uri"] = _uri(virtual, folder + e.name + "/")
-    else:
-        f = e.file
-        body = {
-            "name": e.name,
-            "type": "file",
-            "repository": member.name,
-            "path": f.path,
-            "size": f.size,
-            "sha256": f.blob_digest.removeprefix("sha256:"),
-            "uri": _uri(virtual, f.path),
-            "content_type": f.content_type,
-            "modified": iso(f.updated_at),
-        }
-    body["member"] = member.name
-    return Entry(e.key, body)
-
-
-# An autoindex's links (nginx, Apache, python -m http.server): relative, one segment.
-_HREF = re.compile(r"""<a\s[^>]*?href\s*=\s*["']([^"'?#]+)["']""", re.IGNORECASE)
-
-
-def _remote_entries(
-    virtual: Repository, member: Repository, folder: str, page: bytes, after: str
-) -> list[Entry]:
-    """A remote member's folder page as entries: artifactapi's own JSON listing, or the
-    links of an HTML autoindex. Names a path could not hold are dropped."""
-    names: list[tuple[str, bool, dict[str, Any]]] = []
-    try:
-        document = json.loads(page)
-        children = document.get("children") if isinstance(document, dict) else None
-    except ValueError:
-        children = None
-    if isinstance(children, list):
-        for child in children:
-            if isinstance(child, dict) and isinstance(child.get("name"), str):
-                extra = {k: child[k] for k in ("size", "sha256", "content_type") if k in child}
-                names.append((child["name"], child.get("type") == "folder", extra))
-    else:
-        for href in _HREF.findall(page.decode("utf-8", "replace")):
-            name = unquote(unescape(href))
-            is_folder = name.endswith("/")
-            names.append((name.rstrip("/"), is_folder, {}))
-    entries = []
-    for name, is_folder, extra in names:
-        if not name or "/" in name or name in (".", "..") or not name.isprintable():
-            continue
-        key = name + "/" if is_folder else name
-        if key <= after:
-            continue
-        path = folder + key
-        body = {"name": name, "type": "folder" if is_folder else "file", **extra}
-        if not is_folder:
-            body["path"] = path
-        body |= {"uri": _uri(virtual, path), "member": member.name}
-        entries.append(Entry(key, body))
-    return entries
