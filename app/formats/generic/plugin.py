@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from importlib import resources
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -25,34 +24,39 @@ from app.formats.api import (
     parse_digest,
     request_body,
     send_blob,
-    whole_number,
 )
-from app.formats.generic import remote
+from app.formats.generic import remote, virtual
 from app.formats.generic.local import LocalFiles, LocalOptions
 from app.formats.generic.paths import file_path, folder_path
 from app.formats.generic.records import BLOB_REFERENCES, FileRecords
-
-LIST_LIMIT_DEFAULT = 1000
-LIST_LIMIT_MAX = 10000
+from app.formats.generic.shapes import http_date, iso, listing_limit
 
 
 class GenericFormat(Format):
     name = "generic"
-    kinds = frozenset({"local", "remote"})
+    kinds = frozenset({"local", "remote", "virtual"})
     blob_references = BLOB_REFERENCES
     migrations = resources.files(__package__) / "migrations"
 
     def options(self, kind: str) -> type[BaseModel]:
+        if kind == "virtual":
+            return virtual.VirtualGenericOptions
         return remote.RemoteGenericOptions if kind == "remote" else LocalOptions
+
+    def setup(self, app: web.Application) -> None:
+        app.on_response_prepare.append(virtual.member_headers)
 
     def bind(self, services: Services) -> None:
         super().bind(services)
         self.files = LocalFiles(services.cas, FileRecords(services.metadata.db))
         self.remote = remote.GenericRemote(services.remote, services.upstreams)
+        self.virtual = virtual.GenericVirtual(self.files, self.remote, services.virtuals)
 
     async def handle(self, request: web.Request, repo: Repository, path: str) -> web.StreamResponse:
         if repo.kind == "remote":
             return await remote.serve(self.remote, request, repo, path)
+        if repo.kind == "virtual":
+            return await self.virtual.handle(request, repo, path)
         files = self.files
         local = repo.narrowed(LocalOptions)
         if request.method in ("GET", "HEAD"):
@@ -69,6 +73,11 @@ class GenericFormat(Format):
             f"{request.method} is not supported here",
             headers={"Allow": "GET, HEAD, PUT, DELETE"},
         )
+
+    async def explain(self, repo: Repository, name: str, version: str | None) -> dict[str, Any]:
+        if repo.kind != "virtual":
+            return await super().explain(repo, name, version)
+        return await self.virtual.explain(repo, name)
 
 
 def _expected_digest(request: web.Request) -> Digest | None:
@@ -131,7 +140,7 @@ async def _download(
         BlobBody.stored(cas, digest, row.size, row.content_type),
         headers={
             "X-Checksum-Sha256": digest.removeprefix("sha256:"),
-            "Last-Modified": _http_date(row.updated_at),
+            "Last-Modified": http_date(row.updated_at),
         },
     )
 
@@ -139,9 +148,7 @@ async def _download(
 async def _listing(
     request: web.Request, files: LocalFiles, repo: Repository, folder: str
 ) -> web.StreamResponse:
-    limit = whole_number(request.query.get("limit", str(LIST_LIMIT_DEFAULT)))
-    if limit is None or not 1 <= limit <= LIST_LIMIT_MAX:
-        raise BadRequest(f"limit must be a whole number between 1 and {LIST_LIMIT_MAX}")
+    limit = listing_limit(request)
     after = request.query.get("after", "")
     entries = await files.list(repo, folder, limit, after)
     children: list[dict[str, object]] = []
@@ -160,7 +167,7 @@ async def _listing(
             children.append(
                 {"name": entry.name, "type": "file"}
                 | _describe(request, repo, f.path, f.size, f.blob_digest)
-                | {"content_type": f.content_type, "modified": _iso(f.updated_at)}
+                | {"content_type": f.content_type, "modified": iso(f.updated_at)}
             )
     headers = {}
     body: dict[str, object] = {"repository": repo.name, "path": folder, "children": children}
@@ -187,11 +194,3 @@ def _describe(
         "sha256": digest.removeprefix("sha256:"),
         "uri": _uri(request, repo, path),
     }
-
-
-def _iso(timestamp: float) -> str:
-    return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat().replace("+00:00", "Z")
-
-
-def _http_date(timestamp: float) -> str:
-    return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")

@@ -10,6 +10,7 @@ as distribution does: ``docker login`` believes whatever that answer says.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +26,7 @@ from app.formats.api import (
     Principal,
     Services,
     Unauthorized,
+    VirtualOptions,
     basic_credentials,
     parse_scopes,
 )
@@ -59,7 +61,7 @@ async def principal(services: Services, request: web.Request) -> Principal:
 
 async def authorise(services: Services, request: web.Request, t: Target, action: Action) -> None:
     """Raise unless the caller may do ``action`` on the image ``t`` names."""
-    name = f"{t.repo.name}/{t.image}"
+    name = t.name  # as the client spells it: what its bearer token's access names
     request[ACTION] = action  # for the audit log, refused or not
     who = await principal(services, request)
     if not t.repo.anonymous_read:
@@ -118,6 +120,10 @@ async def token(services: Services, request: web.Request) -> web.Response:
     access: list[dict[str, Any]] = []
     for scope in parse_scopes(scopes):
         given = await auth.granted(who, scope, public)
+        written = _deploy_to(services, scope.name)
+        if written is not None:  # pushes through a virtual land there, checked there
+            there = await auth.granted(who, dataclasses.replace(scope, name=written), public)
+            given = [a for a in scope.actions if a in (given if a == "pull" else there)]
         access.append({"type": "repository", "name": scope.name, "actions": given})
     signed, ttl = await auth.bearer.issue(who.name, access, who.token_id)
     body: dict[str, Any] = {
@@ -129,6 +135,20 @@ async def token(services: Services, request: web.Request) -> web.Response:
     if request.method == "POST" and fields.get("grant_type") == "refresh_token":
         body["refresh_token"] = fields.get("refresh_token", "")
     return web.json_response(body)
+
+
+def _deploy_to(services: Services, name: str) -> str | None:
+    """``<deploy_to>/<image>`` when ``name`` is an image of a virtual repository that
+    has one."""
+    repository, _, image = name.partition("/")
+    try:
+        repo = services.repositories.get(repository, format="oci")
+    except NotFound:
+        return None
+    options = repo.options
+    if repo.kind != "virtual" or not isinstance(options, VirtualOptions):
+        return None
+    return f"{options.deploy_to}/{image}" if options.deploy_to else None
 
 
 def _oauth_credentials(fields: dict[str, str]) -> str | None:

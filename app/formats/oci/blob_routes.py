@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from aiohttp import web
 
 from app.formats.api import BlobBody, request_body, send_blob
-from app.formats.oci import access, context, remote
+from app.formats.oci import access, context, remote, virtual
 from app.formats.oci.context import API_VERSION, Target
 from app.formats.oci.errors import (
     BlobUnknown,
@@ -179,6 +179,9 @@ async def get_blob(oci: Oci, request: web.Request) -> web.StreamResponse:
         return await remote.get_blob(
             oci.pull, request, t, blob_digest(request.match_info["digest"])
         )
+    if t.repo.kind == "virtual":
+        asked = blob_digest(request.match_info["digest"])
+        return await virtual.of(oci).serve_blob(request, t, asked)
     digest = str(blob_digest(request.match_info["digest"]))
     cas, records = oci.cas, oci.records
     stored = await records.linked_blob(t.repo.id, t.image, digest)

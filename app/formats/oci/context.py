@@ -32,11 +32,14 @@ class LocalOptions(BaseModel):
 class Target:
     repo: Repository
     image: str
+    # A write through a virtual repository lands in its deploy_to (``repo``), but the
+    # client goes on naming the virtual: Locations, scopes and messages say what it said.
+    spelled: str | None = None
 
     @property
     def name(self) -> str:
         """The full name as clients spell it: ``<repository>/<image>``."""
-        return f"{self.repo.name}/{self.image}"
+        return self.spelled or f"{self.repo.name}/{self.image}"
 
 
 def deletes_allowed(t: Target) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from urllib.parse import quote
 
 from aiohttp import web
@@ -19,7 +18,7 @@ from app.formats.api import (
     send_blob,
     whole_number,
 )
-from app.formats.oci import context, manifests, remote
+from app.formats.oci import context, manifests, remote, virtual
 from app.formats.oci.context import API_VERSION, LocalOptions, Target
 from app.formats.oci.errors import (
     DigestInvalid,
@@ -31,6 +30,7 @@ from app.formats.oci.errors import (
 from app.formats.oci.manifests import ManifestTooLarge, PaginationNumberInvalid
 from app.formats.oci.names import blob_digest, lookup_reference, parse_reference, parse_tag
 from app.formats.oci.records import Manifest
+from app.formats.oci.referrers import local_referrers, referrers_answer
 from app.formats.oci.services import Oci, Routes
 
 # A page when the client names no ``n`` (or a larger one): Link says how to go on.
@@ -244,6 +244,9 @@ async def get_manifest(oci: Oci, request: web.Request) -> web.StreamResponse:
         return await remote.get_manifest(
             oci.pull, request, t, lookup_reference(request.match_info["reference"])
         )
+    if t.repo.kind == "virtual":
+        reference = lookup_reference(request.match_info["reference"])
+        return await virtual.of(oci).serve_manifest(request, t, reference)
     found = await _resolve(oci, request, t)
     if not manifests.acceptable(request.headers.get("Accept")):
         raise ManifestUnknown(
@@ -302,6 +305,9 @@ def _paged(
 async def list_tags(oci: Oci, request: web.Request) -> web.StreamResponse:
     t = oci.lookup(request)
     limit, last = _page(request)
+    if t.repo.kind == "virtual":
+        tags = await virtual.of(oci).tags(request, t, limit + 1, last) if limit else []
+        return _paged({"name": t.name}, "tags", tags, limit, f"/v2/{t.name}/tags/list")
     if t.repo.kind == "remote":
         asked = request.query.get("n")
         return await remote.list_tags(
@@ -327,31 +333,13 @@ async def catalog(oci: Oci, request: web.Request) -> web.StreamResponse:
 
 
 async def referrers(oci: Oci, request: web.Request) -> web.StreamResponse:
-    t = oci.target(request)
-    subject = str(blob_digest(request.match_info["digest"]))
     artifact_type = request.query.get("artifactType")
-    records = oci.records
-    found: list[Manifest] = []
-    # A filter that is no media type matches nothing (and never reaches the database).
-    if artifact_type is None or manifests.MEDIA_TYPE.match(artifact_type):
-        found = await records.referrers(t.repo.id, t.image, subject, artifact_type)
-    cas = oci.cas
-    descriptors = []
-    for m in found:
-        descriptor: dict[str, object] = {
-            "mediaType": m.media_type,
-            "digest": m.digest,
-            "size": m.size,
-        }
-        if m.artifact_type:
-            descriptor["artifactType"] = m.artifact_type
-        # Annotations live only in the manifest's bytes; referrer lists are short.
-        raw = b"".join([chunk async for chunk in cas.open(m.blob_digest)])
-        if notes := manifests.annotations_of(raw):
-            descriptor["annotations"] = notes
-        descriptors.append(descriptor)
-    headers = {**API_VERSION, "Content-Type": manifests.OCI_INDEX}
-    if artifact_type is not None:
-        headers["OCI-Filters-Applied"] = "artifactType"
-    body = {"schemaVersion": 2, "mediaType": manifests.OCI_INDEX, "manifests": descriptors}
-    return web.Response(body=json.dumps(body).encode(), headers=headers)
+    t = oci.lookup(request)
+    if t.repo.kind == "virtual":
+        subject = blob_digest(request.match_info["digest"])
+        listed = await virtual.of(oci).referrers(request, t, subject, artifact_type)
+        return referrers_answer(listed, artifact_type)
+    t = oci.target(request)
+    subject_text = str(blob_digest(request.match_info["digest"]))
+    listed = await local_referrers(oci, t, subject_text, artifact_type)
+    return referrers_answer(listed, artifact_type)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -18,6 +18,7 @@ from app.formats.oci import (
     manifest_routes,
     records,
     remote,
+    virtual,
 )
 from app.formats.oci.context import LocalOptions
 from app.formats.oci.services import Handler, Oci
@@ -25,16 +26,19 @@ from app.formats.oci.services import Handler, Oci
 
 class OciFormat(Format):
     name = "oci"
-    kinds = frozenset({"local", "remote"})
+    kinds = frozenset({"local", "remote", "virtual"})
     path_prefix: ClassVar[str | None] = "/v2/"
     blob_references = records.BLOB_REFERENCES
     blob_names = records.BLOB_NAMES
     migrations = resources.files(__package__) / "migrations"
 
     def options(self, kind: str) -> type[BaseModel]:
+        if kind == "virtual":
+            return virtual.VirtualOciOptions
         return remote.RemoteOciOptions if kind == "remote" else LocalOptions
 
     def setup(self, app: web.Application) -> None:
+        app.on_response_prepare.append(virtual.member_headers)
         app.router.add_get("/v2/", self._plain(access.api_root))
         app.router.add_get("/v2/token", self._plain(access.token))
         app.router.add_post("/v2/token", self._plain(access.token))
@@ -57,7 +61,10 @@ class OciFormat(Format):
         async def route(request: web.Request) -> web.StreamResponse:
             oci = self.oci
             if names_image:
-                await access.authorise(oci.services, request, oci.lookup(request), action)
+                target = oci.lookup(request)
+                if action != "read":
+                    target = oci.written_to(request, target)
+                await access.authorise(oci.services, request, target, action)
             else:
                 await access.principal(oci.services, request)
             return await handler(oci, request)
@@ -74,6 +81,11 @@ class OciFormat(Format):
 
     def challenge(self, request: web.Request, repo: Repository | None) -> str:
         return access.challenge(self.services, request)
+
+    async def explain(self, repo: Repository, name: str, version: str | None) -> dict[str, Any]:
+        if repo.kind != "virtual":
+            return await super().explain(repo, name, version)
+        return await virtual.of(self.oci).explain(repo, name, version)
 
     async def collect(self, sweep: Sweep) -> None:
         await collection.collect(sweep)

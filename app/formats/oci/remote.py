@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
+from pydantic import model_validator
 
 from app.formats.api import (
     BadGateway,
@@ -50,6 +52,14 @@ _HEADERS = tuple(API_VERSION.items())
 class RemoteOciOptions(RemoteOptions):
     # Docker Hub keeps official images under library/: "nginx" is "library/nginx".
     library_prefix: bool = False
+
+    @model_validator(mode="after")
+    def _no_cooldown(self) -> RemoteOciOptions:
+        # The distribution API says nothing of when an image was pushed: a cooldown
+        # (which fails closed on an unknown age) would refuse every image.
+        if self.min_release_age is not None:
+            raise ValueError("min_release_age: OCI registries publish no push time to wait on")
+        return self
 
 
 def _upstream_image(t: Target) -> str:
@@ -106,6 +116,18 @@ def tags_fetch(t: Target, limit: int | None = None, last: str = "") -> Fetch:
     )
 
 
+def referrers_fetch(t: Target, subject: Digest) -> Fetch:
+    # The list grows as signatures and SBOMs are pushed: metadata, revalidated.
+    return Fetch(
+        path=f"{t.image}/referrers/{subject}",
+        upstream_path=f"v2/{_upstream_image(t)}/referrers/{subject}",
+        kind="metadata",
+        accept=manifests.OCI_INDEX,
+        content_type=manifests.OCI_INDEX,
+        headers=_HEADERS,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Manifest:
     body: bytes  # as the upstream published it
@@ -116,6 +138,12 @@ class Manifest:
 @dataclass(frozen=True, slots=True)
 class Tags:
     tags: list[str]
+    how: CacheStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Referrers:
+    descriptors: list[dict[str, Any]]
     how: CacheStatus
 
 
@@ -147,6 +175,19 @@ class OciRemote:
         except (ValueError, KeyError, TypeError) as exc:
             raise BadGateway(f"upstream tags list of {t.image} is unusable: {exc}") from None
         return Tags([str(tag) for tag in tags], opened.how)
+
+    async def referrers(self, t: Target, subject: Digest) -> Referrers | Missing:
+        """The descriptors of the manifests whose subject is ``subject``, as the
+        upstream lists them (a registry without the referrers API: Missing)."""
+        opened = await self.open(t, referrers_fetch(t, subject))
+        if isinstance(opened, Missing):
+            return opened
+        try:
+            listed = json.loads(await whole(opened))["manifests"] or []
+            found = [d for d in listed if isinstance(d, dict) and isinstance(d["digest"], str)]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BadGateway(f"upstream referrers of {t.image} are unusable: {exc}") from None
+        return Referrers(found, opened.how)
 
 
 async def get_manifest(

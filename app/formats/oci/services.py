@@ -8,13 +8,15 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from app.formats.api import ContentStore, NotFound, Repositories, Services
+from app.formats.api import ContentStore, NotFound, Repositories, Services, VirtualOptions
 from app.formats.oci.context import Target
 from app.formats.oci.errors import NameUnknown, Unsupported
 from app.formats.oci.names import parse_name
 from app.formats.oci.records import OciRecords
 from app.formats.oci.remote import OciRemote
 from app.formats.oci.uploads import Uploads
+
+TARGET = web.RequestKey("oci_target", Target)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +43,25 @@ class Oci:
         )
 
     def lookup(self, request: web.Request) -> Target:
-        """The repository and image a request names, whatever the repository's kind."""
-        return self.named(request.match_info["name"])
+        """The repository and image a request names, whatever the repository's kind (a
+        write through a virtual one: its deploy_to, as :meth:`written_to` set it)."""
+        found = request.get(TARGET)
+        return found if found is not None else self.named(request.match_info["name"])
+
+    def written_to(self, request: web.Request, t: Target) -> Target:
+        """Where a write or delete naming ``t`` goes: a virtual repository's deploy_to
+        (the rule of the ``/repository/`` dispatcher), remembered for the handler's
+        :meth:`lookup`; refused (UNSUPPORTED, 405) without one."""
+        if t.repo.kind != "virtual":
+            return t
+        target = t.repo.narrowed(VirtualOptions).options.deploy_to
+        if target is None:
+            raise Unsupported(
+                f"repository {t.repo.name} is virtual with no deploy_to: push to a local repository"
+            )
+        written = Target(self.repositories.get(target, format="oci"), t.image, t.name)
+        request[TARGET] = written
+        return written
 
     def named(self, full_name: str) -> Target:
         """``<repository>/<image>`` as a client spells it (a mount's ``from`` too)."""

@@ -1,0 +1,310 @@
+"""Virtual generic repositories: one file tree over ordered members.
+
+Merge rules:
+
+- a file: the first member (in order) that has the path serves it, a local's row or
+  a remote's copy through the core (as data, never HTTP to ourselves);
+- a folder listing: the union of the members' listings, the first member (in order)
+  winning per entry, sorted and paged as a local listing is; every entry's ``uri``
+  points back through the virtual, so whatever is listed downloads there;
+- the guard's unit is a path's first segment: a local member holding any file under
+  ``internal/`` (or the top-level file ``internal``) holds every path below it, and no
+  remote member is asked for one; ``reserved`` globs match the whole path (``internal/*``).
+  Names are compared NFKC-normalised and case-folded, so ``Internal/`` or a look-alike
+  spelling of it cannot reach an upstream; the local itself answers only for the exact
+  spelling it stores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import unicodedata
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+from pydantic import model_validator
+
+from app.formats.api import (
+    Answer,
+    BlobBody,
+    Cached,
+    Member,
+    MethodNotAllowed,
+    Missing,
+    NotFound,
+    Opened,
+    Repository,
+    Virtual,
+    VirtualOptions,
+    Virtuals,
+    answer_headers,
+    edge,
+    explained,
+    send_blob,
+)
+from app.formats.generic.listings import Entry, Listed, local_entry, remote_entries, uri
+from app.formats.generic.local import LocalFiles
+from app.formats.generic.paths import file_path, folder_path
+from app.formats.generic.records import FileRow
+from app.formats.generic.remote import GenericRemote
+from app.formats.generic.shapes import http_date, listing_limit
+
+# Top-level entries of a local member read to fold its spellings for the guard: a
+# tree with more is guarded by exact spelling beyond them.
+MAX_SEGMENTS = 10_000
+
+
+# What an answer through a virtual says about its members (skipped, stale, who served
+# it), put on the response as it is prepared: some answers are streamed by the core.
+MEMBER_HEADERS = web.RequestKey("generic_virtual_member_headers", dict)
+
+
+async def member_headers(request: web.Request, response: web.StreamResponse) -> None:
+    extra = request.get(MEMBER_HEADERS)
+    if extra:
+        response.headers.update(extra)
+
+
+class VirtualGenericOptions(VirtualOptions):
+    @model_validator(mode="after")
+    def _no_cooldown(self) -> VirtualGenericOptions:
+        # Files carry no publish time a cooldown could wait out: refusing every remote
+        # file (the cooldown fails closed) would be a surprise, not a guard.
+        if self.min_release_age is not None:
+            raise ValueError("min_release_age: generic files have no publish time to wait on")
+        return self
+
+
+def folded(text: str) -> str:
+    """How the guard compares paths: NFKC, case-folded (a full-width "Internal" is "internal")."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """A local member's answer: it holds the path's first segment, perhaps the file."""
+
+    prefix: str
+    row: FileRow | None = None
+
+
+_Lister = Callable[[Member], Awaitable[list[Entry] | None]]
+
+
+class GenericVirtual:
+    def __init__(self, files: LocalFiles, remote: GenericRemote, virtuals: Virtuals) -> None:
+        self.files, self.remote, self.virtuals = files, remote, virtuals
+
+    def of(self, repo: Repository) -> Virtual:
+        return self.virtuals.of(repo, folded)
+
+    # -- the guard ------------------------------------------------------------------
+
+    async def segments(self, repo: Repository) -> set[str]:
+        """A local member's top-level names, folded (folders as ``name/``)."""
+        entries = await self.files.records.list_folder(repo.id, "", MAX_SEGMENTS)
+        return {folded(e.key) for e in entries}
+
+    async def holds(self, repo: Repository, path: str) -> str | None:
+        """The first segment of ``path`` a local member holds (in any spelling)."""
+        first, slash, _ = path.partition("/")
+        key = first + slash
+        records = self.files.records
+        exact = await (records.has_folder(repo.id, key) if slash else self._has(repo, key))
+        if exact or folded(key) in await self.segments(repo):
+            return key
+        return None
+
+    async def _has(self, repo: Repository, path: str) -> bool:
+        return await self.files.get(repo, path) is not None
+
+    # -- a file -----------------------------------------------------------------------
+
+    async def file(self, repo: Repository, path: str) -> tuple[Virtual, list[Answer[Any]]]:
+        virtual = self.of(repo)
+
+        async def question(member: Member) -> _Held | Opened | None:
+            if member.local:
+                prefix = await self.holds(member.repo, path)
+                if prefix is None:
+                    return None
+                return _Held(prefix, await self.files.get(member.repo, path))
+            opened = await self.remote.open(member.repo, path)
+            return None if isinstance(opened, Missing) else opened
+
+        answers = await virtual.ask(folded(path), question, _stale)
+        for answer in answers:
+            if isinstance(answer.value, _Held) and answer.value.row is None:
+                answer.status = "absent"
+                answer.reason = f"holds {answer.value.prefix} (guarding it), not {path}"
+        return virtual, answers
+
+    async def serve_file(
+        self, request: web.Request, repo: Repository, path: str
+    ) -> web.StreamResponse:
+        _virtual, answers = await self.file(repo, path)
+        served = _first_served(answers)
+        _leave_the_others(answers, served)
+        headers = answer_headers(answers)
+        if served is None:
+            # A folder asked for without its trailing slash is listed, as a local does.
+            for member in self.of(repo).locals:
+                if await self.files.records.has_folder(member.repo.id, path + "/"):
+                    return await self.serve_listing(request, repo, path + "/")
+            raise NotFound(f"{path} not found in {repo.name}", headers=headers)
+        value = served.value
+        request[MEMBER_HEADERS] = {**headers, "X-Artifactapi-Served-By": served.name}
+        if isinstance(value, _Held):
+            assert value.row is not None
+            row = value.row
+            body = BlobBody.stored(self.files.cas, row.blob_digest, row.size, row.content_type)
+            headers = {
+                "X-Checksum-Sha256": row.blob_digest.removeprefix("sha256:"),
+                "Last-Modified": http_date(row.updated_at),
+            }
+            return await send_blob(request, body, headers)
+        assert value is not None
+        return await edge.respond(request, value)
+
+    # -- a folder ---------------------------------------------------------------------
+
+    async def listing(
+        self, repo: Repository, folder: str, limit: int, after: str
+    ) -> tuple[list[Answer[Any]], list[Entry]]:
+        virtual = self.of(repo)
+        # The root holds every first segment: each entry is guarded on its own below.
+        key = folded(folder)
+
+        async def question(member: Member) -> list[Entry] | None:
+            if member.local:
+                rows = await self.files.records.list_folder(member.repo.id, folder, limit, after)
+                if not rows and (not folder or await self.holds(member.repo, folder) is None):
+                    return None
+                return [local_entry(repo, member.repo, folder, e) for e in rows]
+            document = await self.remote.document(member.repo, folder)
+            if isinstance(document, Missing):
+                return None
+            page = await document.read()
+            return Listed(remote_entries(repo, member.repo, folder, page, after), document.how)
+
+        if folder:
+            answers = await virtual.ask(key, question, _stale)
+        else:
+            answers = await self._root(virtual, question)
+        merged: dict[str, Entry] = {}
+        for answer in answers:
+            if answer.status == "served":
+                for entry in answer.value or []:
+                    merged.setdefault(entry.key, entry)
+        page = sorted(merged.values(), key=lambda e: e.key.encode())[:limit]
+        return answers, page
+
+    async def _root(self, virtual: Virtual, question: _Lister) -> list[Answer[Any]]:
+        """The root holds every first segment, so no one name guards it: the locals
+        are listed aside (their answering must not keep every remote out), the remotes
+        asked, and each remote entry dropped where the guard would refuse its path, so
+        a listed entry is one the virtual serves."""
+
+        async def remotes_only(member: Member) -> list[Entry] | None:
+            return None if member.local else await question(member)
+
+        locals_ = virtual.locals
+        listed, held_sets, answers = await asyncio.gather(
+            asyncio.gather(*(question(m) for m in locals_)),
+            asyncio.gather(*(self.segments(m.repo) for m in locals_)),
+            virtual.ask("", remotes_only, _stale),
+        )
+        held = {m.repo.name: names for m, names in zip(locals_, held_sets, strict=True)}
+        entries = {m.repo.name: value for m, value in zip(locals_, listed, strict=True)}
+        for answer in answers:
+            if answer.member.local:
+                value = entries[answer.name]
+                if value is not None:
+                    answer.status, answer.value = "served", value
+                continue
+            if answer.status != "served":
+                continue
+            kept = Listed([], "STALE" if answer.stale else "HIT")
+            for entry in answer.value or []:
+                name = folded(entry.key)
+                by = [local for local, names in held.items() if name in names]
+                if virtual.guarded(answer.member, name, by) is None:
+                    kept.append(entry)
+            answer.value = kept
+        return answers
+
+    async def serve_listing(
+        self, request: web.Request, repo: Repository, folder: str
+    ) -> web.StreamResponse:
+        limit = listing_limit(request)
+        after = request.query.get("after", "")
+        answers, page = await self.listing(repo, folder, limit, after)
+        headers = answer_headers(answers)
+        request[MEMBER_HEADERS] = headers
+        if not page and not after and not any(a.status == "served" for a in answers):
+            raise NotFound(f"folder {folder} not found in {repo.name}", headers=headers)
+        body: dict[str, object] = {
+            "repository": repo.name,
+            "path": folder,
+            "children": [e.body for e in page],
+        }
+        if len(page) == limit:
+            body["next"] = token = page[-1].key
+            query = urlencode({"limit": limit, "after": token})
+            headers["Link"] = f'<{uri(repo, folder)}?{query}>; rel="next"'
+        return web.json_response(body, headers=headers)
+
+    # -- explain ----------------------------------------------------------------------
+
+    async def explain(self, repo: Repository, name: str) -> dict[str, Any]:
+        if not name or name.endswith("/"):
+            folder = folder_path(name)
+            answers, _page = await self.listing(repo, folder, 1000, "")
+            lister = next((a.name for a in answers if a.status == "served"), None)
+            return explained(
+                self.of(repo), name, None, answers, lister,
+                lambda a: {"entries": len(a.value or [])} if a.status == "served" else {},
+            )  # fmt: skip
+        path = file_path(name)
+        virtual, answers = await self.file(repo, path)
+        served = _first_served(answers)
+        _leave_the_others(answers, None)
+        return explained(virtual, name, None, answers, served.name if served else None, _details)
+
+    async def handle(self, request: web.Request, repo: Repository, path: str) -> web.StreamResponse:
+        if request.method not in ("GET", "HEAD"):
+            # Writes never get here: the dispatcher sends them to deploy_to (or 405s).
+            raise MethodNotAllowed(
+                f"{request.method} is not supported here", headers={"Allow": "GET, HEAD"}
+            )
+        if not path or path.endswith("/"):
+            return await self.serve_listing(request, repo, folder_path(path))
+        return await self.serve_file(request, repo, file_path(path))
+
+
+def _stale(value: object) -> bool:
+    return getattr(value, "how", None) == "STALE"
+
+
+def _first_served(answers: list[Answer[Any]]) -> Answer[Any] | None:
+    return next((a for a in answers if a.status == "served"), None)
+
+
+def _leave_the_others(answers: list[Answer[Any]], served: Answer[Any] | None) -> None:
+    """Misses of members that lost go on filling the cache without a reader."""
+    for answer in answers:
+        leave = getattr(answer.value, "leave", None)
+        if answer is not served and callable(leave):
+            leave()
+
+
+def _details(answer: Answer[Any]) -> dict[str, Any]:
+    value = answer.value
+    if isinstance(value, _Held) and value.row is not None:
+        return {"sha256": value.row.blob_digest.removeprefix("sha256:"), "size": value.row.size}
+    if isinstance(value, Cached):
+        return {"sha256": value.blob.digest.removeprefix("sha256:"), "size": value.blob.size}
+    return {}
