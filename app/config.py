@@ -305,9 +305,7 @@ class Config(_Section):
         disabled = {repo.name for repo in self.repositories if not repo.enabled}
         if not disabled:
             return self
-        kept = tuple(
-            _without_members(repo, disabled) for repo in self.repositories if repo.enabled
-        )
+        kept = tuple(_without_members(repo, disabled) for repo in self.repositories if repo.enabled)
         return self.model_copy(update={"repositories": kept})
 
     def repository(self, name: str) -> RepositoryConfig | None:
