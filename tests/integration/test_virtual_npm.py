@@ -496,6 +496,14 @@ async def test_conditional_and_head_requests_and_an_inner_virtual(
     first = await client.get("/repository/outer/@acme%2futil", headers={"Accept": NPM_ACCEPT})
     assert first.status == 200
     document = json.loads(await first.read())
+    assert first.headers["Content-Encoding"] == "gzip"  # what npm accepts, compressed once
+    plain = await client.get(
+        "/repository/outer/@acme%2futil",
+        headers={"Accept": NPM_ACCEPT, "Accept-Encoding": "identity"},
+    )
+    assert "Content-Encoding" not in plain.headers
+    assert json.loads(await plain.read()) == document
+    assert plain.headers["ETag"] != first.headers["ETag"]
     tarball = document["versions"]["1.0.0"]["dist"]["tarball"]
     assert tarball == str(client.make_url("/repository/outer/@acme/util/-/util-1.0.0.tgz"))
     etag = first.headers["ETag"]

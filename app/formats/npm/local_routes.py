@@ -132,7 +132,7 @@ async def _packument(
         "write" not in request.query
     )
     form: Form = "abbreviated" if abbreviated else "full"
-    gzipped = _accepts_gzip(request.headers.get("Accept-Encoding"))
+    gzipped = packuments.accepts_gzip(request.headers.get("Accept-Encoding"))
     base = _base(routes, request, repo)
     rendered = await routes.local.packument(repo, package, base, form, gzipped)
     content_type = packuments.ABBREVIATED if abbreviated else "application/json"
@@ -147,14 +147,6 @@ async def _packument(
     if gzipped:
         headers["Content-Encoding"] = "gzip"
     return web.Response(body=rendered.body, headers=headers)
-
-
-def _accepts_gzip(header: str | None) -> bool:
-    for part in (header or "").split(","):
-        coding, _, params = part.partition(";")
-        if coding.strip().lower() == "gzip":
-            return params.replace(" ", "").lower() not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
-    return False
 
 
 async def _endpoint(

@@ -28,6 +28,15 @@ _SHA1 = re.compile(r"^[0-9a-f]{40}$")
 _VERSION = re.compile(r"^[A-Za-z0-9._+-]{1,200}$")
 
 
+def accepts_gzip(header: str | None) -> bool:
+    """Whether ``Accept-Encoding`` takes gzip (q > 0)."""
+    for part in (header or "").split(","):
+        coding, _, params = part.partition(";")
+        if coding.strip().lower() == "gzip":
+            return params.replace(" ", "").lower() not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
+
+
 def wants_abbreviated(accept: str | None) -> bool:
     """Whether the client accepts the abbreviated ("corgi") form (q > 0)."""
     for part in (accept or "").split(","):

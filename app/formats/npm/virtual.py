@@ -17,6 +17,7 @@ next request everywhere; nothing has to be invalidated.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import time
 from collections import OrderedDict
@@ -85,6 +86,7 @@ class Merged:
 
     rendering: Rendering
     index: Index
+    packed: Rendering | None = None  # the rendering gzip-compressed, when still kept
 
     @property
     def versions(self) -> dict[str, str]:
@@ -164,7 +166,7 @@ class NpmVirtual:
         body = self.renderings.get(cache_key) if index is not None else None
         if index is not None and body is not None:
             self._indexes.move_to_end(cache_key)
-            return Asked(answers, Merged(body, index))
+            return Asked(answers, Merged(body, index, self.renderings.get((*cache_key, "gzip"))))
         members = {a.name: a.member for a in served}
         sources = [
             Source(a.name, not a.member.local, await a.value.load())
@@ -182,6 +184,8 @@ class NpmVirtual:
         listed = sum(len(s.document.get("versions") or ()) for s in sources if s.document)
         merged = await asyncio.to_thread(made) if listed > BIG_MERGE else made()
         self.renderings.put(cache_key, merged.rendering)
+        if merged.packed is not None:
+            self.renderings.put((*cache_key, "gzip"), merged.packed)
         self._indexes[cache_key] = merged.index
         while len(self._indexes) > KEPT_MERGES:
             self._indexes.popitem(last=False)
@@ -287,7 +291,10 @@ async def _nothing() -> None:
 def _merged(done: Merge) -> Merged:
     tags = done.document.get("dist-tags") or {}
     index = Index(done.served, done.files, done.hidden, done.offered, dict(tags))
-    return Merged(rendering(documents.dumps(done.document)), index)
+    body = documents.dumps(done.document)
+    # Compressed once per merge, not per request: a 6,000-version packument is 2 MB of
+    # JSON and a tenth of that gzipped, what npm and pnpm ask for.
+    return Merged(rendering(body), index, rendering(gzip.compress(body, compresslevel=5, mtime=0)))
 
 
 def left_out(answers: Sequence[Answer[Any]]) -> bool:

@@ -87,7 +87,10 @@ async def serve(
     if not asked.merged.versions:
         raise NotFound(f"{target.package} not found: no version to list", headers=asked.headers)
     content_type = packuments.ABBREVIATED if abbreviated else "application/json"
-    return _answer(request, asked.merged.rendering, asked.headers, content_type)
+    packed = asked.merged.packed
+    if packed is None or not packuments.accepts_gzip(request.headers.get("Accept-Encoding")):
+        return _answer(request, asked.merged.rendering, asked.headers, content_type)
+    return _answer(request, packed, {**asked.headers, "Content-Encoding": "gzip"}, content_type)
 
 
 async def _endpoint(
@@ -248,7 +251,7 @@ def _answer(
     headers = {
         "ETag": f'"{rendered.etag}"',
         "Cache-Control": "no-cache",
-        "Vary": "Accept, Host",
+        "Vary": "Accept, Accept-Encoding, Host",
         **extra,
     }
     if etag_matches(request.headers.get("If-None-Match"), rendered.etag):
