@@ -53,7 +53,7 @@ from app.proxy.options import RemoteOptions
 from app.proxy.singleflight import CacheLeases, CacheOutage, DatabaseLeases, FallbackLeases
 from app.proxy.upstream import Upstream
 from app.repositories import Repositories
-from app.virtual import Virtuals
+from app.virtual import Virtuals, member_headers
 from collector import Collector
 from collector.scheduler import every
 
@@ -79,6 +79,7 @@ def create_app(config: Config, *, migrate: bool = True) -> web.Application:
     app.middlewares.append(observing(app))  # the first: every other runs inside it
     app.on_response_prepare.append(request_ids_added(app))
     app.on_response_prepare.append(answered)
+    app.on_response_prepare.append(member_headers)
 
     async def backends(app: web.Application) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:

@@ -51,7 +51,7 @@ from app.formats.base import Format, NoOptions, PackageChange, Services, Sweep
 from app.http import BlobBody, ExternalUrl, etag_matches, request_body, send_blob
 from app.inputs import whole_number
 from app.proxy import edge
-from app.proxy.cooldown import Cooldown, Patterns
+from app.proxy.cooldown import Cooldown, Dateless, Patterns
 from app.proxy.core import Opened, RemoteCore, whole
 from app.proxy.edge import cache_headers, read_only
 from app.proxy.entries import Link
@@ -62,6 +62,7 @@ from app.proxy.results import Cached, CacheStatus, Document, Fetch, Missing
 from app.proxy.upstream import Upstream
 from app.repositories import Repositories, Repository
 from app.virtual import (
+    MEMBER_HEADERS,
     Answer,
     Member,
     Virtual,
@@ -85,6 +86,7 @@ from pipelines.sources import once
 __all__ = [
     "ACTION",
     "ALGORITHMS",
+    "MEMBER_HEADERS",
     "PRINCIPAL",
     "PRIVATE",
     "Action",
@@ -102,6 +104,7 @@ __all__ = [
     "Conflict",
     "ContentStore",
     "Cooldown",
+    "Dateless",
     "Digest",
     "Digests",
     "Document",

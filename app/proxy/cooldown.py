@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 
 from app.config import Seconds
 
@@ -36,6 +36,19 @@ class CooldownOptions(BaseModel):
 
     min_release_age: Seconds | None = None  # e.g. 3d; None: no cooldown
     cooldown_allow: Globs = ()  # names let through at once
+
+
+class Dateless(CooldownOptions):
+    """The options of a format whose protocol says nothing of when a release was
+    published (OCI, generic files): a cooldown, which fails closed on an unknown age,
+    would refuse every upstream artifact, a surprise rather than a guard, so setting one
+    is a configuration error. Listed before the options it extends."""
+
+    @model_validator(mode="after")
+    def _no_cooldown(self) -> Dateless:
+        if self.min_release_age is not None:
+            raise ValueError("min_release_age: this format publishes no release time to wait on")
+        return self
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ answer); each format's merge rules live in its own folder (``virtual.py``)."""
 
 from app.virtual.asking import (
     LEFT_OUT,
+    MEMBER_HEADERS,
     SKIPPED_HEADER,
     STALE_HEADER,
     Answer,
@@ -13,6 +14,7 @@ from app.virtual.asking import (
     Virtual,
     Virtuals,
     answer_headers,
+    member_headers,
 )
 from app.virtual.explain import explained
 from app.virtual.members import Member, Members, check_members
@@ -20,6 +22,7 @@ from app.virtual.options import VirtualOptions
 
 __all__ = [
     "LEFT_OUT",
+    "MEMBER_HEADERS",
     "SKIPPED_HEADER",
     "STALE_HEADER",
     "Answer",
@@ -32,4 +35,5 @@ __all__ = [
     "answer_headers",
     "check_members",
     "explained",
+    "member_headers",
 ]

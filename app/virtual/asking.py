@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
 import structlog
+from aiohttp import web
 
 from app.errors import ApiError
 from app.proxy.cooldown import Cooldown, CooldownOptions, Patterns
@@ -179,6 +180,18 @@ async def _asked(
     if value is None:
         return Answer(member, "absent")
     return Answer(member, "served", value, stale=bool(stale and stale(value)))
+
+
+# What an answer through a virtual says about its members (skipped, stale, who served
+# it), put on the response as it is prepared (member_headers): a download still arriving
+# from an upstream is streamed by the core's edge, past any handler's headers.
+MEMBER_HEADERS = web.RequestKey("virtual_member_headers", dict)
+
+
+async def member_headers(request: web.Request, response: web.StreamResponse) -> None:
+    extra = request.get(MEMBER_HEADERS)
+    if extra:
+        response.headers.update(extra)
 
 
 def answer_headers(answers: Sequence[Answer[Any]]) -> dict[str, str]:

@@ -43,9 +43,6 @@ class GenericFormat(Format):
             return virtual.VirtualGenericOptions
         return remote.RemoteGenericOptions if kind == "remote" else LocalOptions
 
-    def setup(self, app: web.Application) -> None:
-        app.on_response_prepare.append(virtual.member_headers)
-
     def bind(self, services: Services) -> None:
         super().bind(services)
         self.files = LocalFiles(services.cas, FileRecords(services.metadata.db))

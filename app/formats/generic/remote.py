@@ -13,9 +13,9 @@ from fnmatch import fnmatchcase
 from urllib.parse import quote
 
 from aiohttp import web
-from pydantic import model_validator
 
 from app.formats.api import (
+    Dateless,
     Document,
     Fetch,
     Missing,
@@ -32,18 +32,10 @@ from app.formats.generic.paths import file_path, folder_path
 _SAFE = "/~!$&'()*+,;=:@"
 
 
-class RemoteGenericOptions(RemoteOptions):
+class RemoteGenericOptions(Dateless, RemoteOptions):
     # Glob patterns (fnmatch, against the whole path) of files that change upstream,
     # e.g. "**/index.yaml" or "*.json"; every other file is cached for good.
     metadata_paths: tuple[str, ...] = ()
-
-    @model_validator(mode="after")
-    def _no_cooldown(self) -> RemoteGenericOptions:
-        # A file tree says nothing of when a file was published: a cooldown (which
-        # fails closed on an unknown age) would refuse every file.
-        if self.min_release_age is not None:
-            raise ValueError("min_release_age: generic files have no publish time to wait on")
-        return self
 
 
 class GenericRemote:

@@ -25,12 +25,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
-from pydantic import model_validator
 
 from app.formats.api import (
+    MEMBER_HEADERS,
     Answer,
     BlobBody,
     Cached,
+    Dateless,
     Member,
     MethodNotAllowed,
     Missing,
@@ -57,25 +58,8 @@ from app.formats.generic.shapes import http_date, listing_limit
 MAX_SEGMENTS = 10_000
 
 
-# What an answer through a virtual says about its members (skipped, stale, who served
-# it), put on the response as it is prepared: some answers are streamed by the core.
-MEMBER_HEADERS = web.RequestKey("generic_virtual_member_headers", dict)
-
-
-async def member_headers(request: web.Request, response: web.StreamResponse) -> None:
-    extra = request.get(MEMBER_HEADERS)
-    if extra:
-        response.headers.update(extra)
-
-
-class VirtualGenericOptions(VirtualOptions):
-    @model_validator(mode="after")
-    def _no_cooldown(self) -> VirtualGenericOptions:
-        # Files carry no publish time a cooldown could wait out: refusing every remote
-        # file (the cooldown fails closed) would be a surprise, not a guard.
-        if self.min_release_age is not None:
-            raise ValueError("min_release_age: generic files have no publish time to wait on")
-        return self
+class VirtualGenericOptions(Dateless, VirtualOptions):
+    """No cooldown: the protocol says nothing of when a release was published."""
 
 
 def folded(text: str) -> str:

@@ -38,7 +38,6 @@ class OciFormat(Format):
         return remote.RemoteOciOptions if kind == "remote" else LocalOptions
 
     def setup(self, app: web.Application) -> None:
-        app.on_response_prepare.append(virtual.member_headers)
         app.router.add_get("/v2/", self._plain(access.api_root))
         app.router.add_get("/v2/token", self._plain(access.token))
         app.router.add_post("/v2/token", self._plain(access.token))

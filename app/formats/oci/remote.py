@@ -17,12 +17,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
-from pydantic import model_validator
 
 from app.formats.api import (
     BadGateway,
     Cached,
     CacheStatus,
+    Dateless,
     Digest,
     Fetch,
     Missing,
@@ -49,17 +49,9 @@ ACCEPT = ", ".join(
 _HEADERS = tuple(API_VERSION.items())
 
 
-class RemoteOciOptions(RemoteOptions):
+class RemoteOciOptions(Dateless, RemoteOptions):
     # Docker Hub keeps official images under library/: "nginx" is "library/nginx".
     library_prefix: bool = False
-
-    @model_validator(mode="after")
-    def _no_cooldown(self) -> RemoteOciOptions:
-        # The distribution API says nothing of when an image was pushed: a cooldown
-        # (which fails closed on an unknown age) would refuse every image.
-        if self.min_release_age is not None:
-            raise ValueError("min_release_age: OCI registries publish no push time to wait on")
-        return self
 
 
 def _upstream_image(t: Target) -> str:

@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from pydantic import model_validator
 
 from app.formats.api import (
+    MEMBER_HEADERS,
     Answer,
     BlobBody,
+    Dateless,
     Digest,
     Member,
     Missing,
@@ -49,26 +50,9 @@ from app.formats.oci.records import Manifest
 from app.formats.oci.referrers import local_referrers
 from app.formats.oci.services import Oci
 
-# What an answer through a virtual says about its members (skipped, stale, who served
-# it), put on the response as it is prepared: a blob on its way in is streamed by the
-# core's edge.
-MEMBER_HEADERS = web.RequestKey("oci_virtual_member_headers", dict)
 
-
-async def member_headers(request: web.Request, response: web.StreamResponse) -> None:
-    extra = request.get(MEMBER_HEADERS)
-    if extra:
-        response.headers.update(extra)
-
-
-class VirtualOciOptions(VirtualOptions):
-    @model_validator(mode="after")
-    def _no_cooldown(self) -> VirtualOciOptions:
-        # The distribution API says nothing of when an image was pushed: a cooldown
-        # (which fails closed on an unknown age) would refuse every upstream image.
-        if self.min_release_age is not None:
-            raise ValueError("min_release_age: OCI registries publish no push time to wait on")
-        return self
+class VirtualOciOptions(Dateless, VirtualOptions):
+    """No cooldown: the protocol says nothing of when a release was published."""
 
 
 @dataclass(frozen=True, slots=True)
