@@ -70,6 +70,8 @@ from app.virtual import (
     Virtuals,
     answer_headers,
     explained,
+    first_served,
+    leave_the_others,
 )
 from pipelines import (
     ALGORITHMS,
@@ -151,8 +153,10 @@ __all__ = [
     "edge",
     "etag_matches",
     "explained",
+    "first_served",
     "hashed",
     "hashed_aside",
+    "leave_the_others",
     "once",
     "parse_digest",
     "parse_scopes",

@@ -14,6 +14,8 @@ from app.virtual.asking import (
     Virtual,
     Virtuals,
     answer_headers,
+    first_served,
+    leave_the_others,
     member_headers,
 )
 from app.virtual.explain import explained
@@ -35,5 +37,7 @@ __all__ = [
     "answer_headers",
     "check_members",
     "explained",
+    "first_served",
+    "leave_the_others",
     "member_headers",
 ]

@@ -129,7 +129,10 @@ class Virtual:
         question: Callable[[Member], Awaitable[T | None]],
         stale: Callable[[T], bool] | None = None,
     ) -> list[Answer[T]]:
-        """Every member's answer for ``key`` (normalised), in member order."""
+        """Every member's answer for ``key`` (normalised), in member order. An answer is
+        stale when ``stale`` says so; by default when its value is a result of the remote
+        core served from an expired copy (``how == "STALE"``)."""
+        stale = stale or _expired
         answers: dict[str, Answer[T]] = {}
         local_answers = await asyncio.gather(*(_asked(m, question, stale) for m in self.locals))
         for answer in local_answers:
@@ -192,6 +195,24 @@ async def member_headers(request: web.Request, response: web.StreamResponse) -> 
     extra = request.get(MEMBER_HEADERS)
     if extra:
         response.headers.update(extra)
+
+
+def _expired(value: object) -> bool:
+    return getattr(value, "how", None) == "STALE"
+
+
+def first_served(answers: Sequence[Answer[T]]) -> Answer[T] | None:
+    """The answer a client gets: the first member's (in order) that served."""
+    return next((a for a in answers if a.status == "served"), None)
+
+
+def leave_the_others(answers: Sequence[Answer[Any]], served: Answer[Any] | None) -> None:
+    """Misses of members that lost go on filling their cache, without a reader
+    (``Opened.leave``: the core's fill runs on its own)."""
+    for answer in answers:
+        leave = getattr(answer.value, "leave", None)
+        if answer is not served and callable(leave):
+            leave()
 
 
 def answer_headers(answers: Sequence[Answer[Any]]) -> dict[str, str]:

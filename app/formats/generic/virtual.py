@@ -44,6 +44,8 @@ from app.formats.api import (
     answer_headers,
     edge,
     explained,
+    first_served,
+    leave_the_others,
     send_blob,
 )
 from app.formats.generic.listings import Entry, Listed, local_entry, remote_entries, uri
@@ -119,7 +121,7 @@ class GenericVirtual:
             opened = await self.remote.open(member.repo, path)
             return None if isinstance(opened, Missing) else opened
 
-        answers = await virtual.ask(folded(path), question, _stale)
+        answers = await virtual.ask(folded(path), question)
         for answer in answers:
             if isinstance(answer.value, _Held) and answer.value.row is None:
                 answer.status = "absent"
@@ -130,8 +132,8 @@ class GenericVirtual:
         self, request: web.Request, repo: Repository, path: str
     ) -> web.StreamResponse:
         _virtual, answers = await self.file(repo, path)
-        served = _first_served(answers)
-        _leave_the_others(answers, served)
+        served = first_served(answers)
+        leave_the_others(answers, served)
         headers = answer_headers(answers)
         if served is None:
             # A folder asked for without its trailing slash is listed, as a local does.
@@ -175,7 +177,7 @@ class GenericVirtual:
             return Listed(remote_entries(repo, member.repo, folder, page, after), document.how)
 
         if folder:
-            answers = await virtual.ask(key, question, _stale)
+            answers = await virtual.ask(key, question)
         else:
             answers = await self._root(virtual, question)
         merged: dict[str, Entry] = {}
@@ -199,7 +201,7 @@ class GenericVirtual:
         listed, held_sets, answers = await asyncio.gather(
             asyncio.gather(*(question(m) for m in locals_)),
             asyncio.gather(*(self.segments(m.repo) for m in locals_)),
-            virtual.ask("", remotes_only, _stale),
+            virtual.ask("", remotes_only),
         )
         held = {m.repo.name: names for m, names in zip(locals_, held_sets, strict=True)}
         entries = {m.repo.name: value for m, value in zip(locals_, listed, strict=True)}
@@ -254,8 +256,8 @@ class GenericVirtual:
             )  # fmt: skip
         path = file_path(name)
         virtual, answers = await self.file(repo, path)
-        served = _first_served(answers)
-        _leave_the_others(answers, None)
+        served = first_served(answers)
+        leave_the_others(answers, None)
         return explained(virtual, name, None, answers, served.name if served else None, _details)
 
     async def handle(self, request: web.Request, repo: Repository, path: str) -> web.StreamResponse:
@@ -267,22 +269,6 @@ class GenericVirtual:
         if not path or path.endswith("/"):
             return await self.serve_listing(request, repo, folder_path(path))
         return await self.serve_file(request, repo, file_path(path))
-
-
-def _stale(value: object) -> bool:
-    return getattr(value, "how", None) == "STALE"
-
-
-def _first_served(answers: list[Answer[Any]]) -> Answer[Any] | None:
-    return next((a for a in answers if a.status == "served"), None)
-
-
-def _leave_the_others(answers: list[Answer[Any]], served: Answer[Any] | None) -> None:
-    """Misses of members that lost go on filling the cache without a reader."""
-    for answer in answers:
-        leave = getattr(answer.value, "leave", None)
-        if answer is not served and callable(leave):
-            leave()
 
 
 def _details(answer: Answer[Any]) -> dict[str, Any]:

@@ -39,6 +39,8 @@ from app.formats.api import (
     answer_headers,
     edge,
     explained,
+    first_served,
+    leave_the_others,
     send_blob,
 )
 from app.formats.oci import manifests
@@ -74,7 +76,7 @@ class OciVirtual:
         return self.oci.services.virtuals.of(repo, _image)
 
     async def _ask(
-        self, t: Target, what: str, local: Any, remote: Any, stale: Any = None
+        self, t: Target, what: str, local: Any, remote: Any
     ) -> tuple[Virtual, list[Answer[Any]]]:
         """Every member's answer for image ``t.image``: ``local(member_target)`` and
         ``remote(member_target)`` say what a member has (None: nothing)."""
@@ -90,7 +92,7 @@ class OciVirtual:
                 return _Held(found)
             return await remote(there)
 
-        answers = await virtual.ask(t.image, question, stale)
+        answers = await virtual.ask(t.image, question)
         for answer in answers:
             if isinstance(answer.value, _Held) and answer.value.value is None:
                 answer.status = "absent"
@@ -116,13 +118,13 @@ class OciVirtual:
             found = await pull.manifest(there, reference)
             return None if isinstance(found, Missing) else found
 
-        return await self._ask(t, str(reference), local, remote, _stale)
+        return await self._ask(t, str(reference), local, remote)
 
     async def serve_manifest(
         self, request: web.Request, t: Target, reference: str | Digest
     ) -> web.StreamResponse:
         _virtual, answers = await self.manifest(t, reference)
-        served = _first_served(answers)
+        served = first_served(answers)
         headers = answer_headers(answers)
         if served is None:
             raise ManifestUnknown(
@@ -181,9 +183,9 @@ class OciVirtual:
             opened = await pull.open(there, remotes.blob_fetch(there, digest))
             return None if isinstance(opened, Missing) else opened
 
-        _virtual, answers = await self._ask(t, text, local, remote, _stale)
-        served = _first_served(answers)
-        _leave_the_others(answers, served)
+        _virtual, answers = await self._ask(t, text, local, remote)
+        served = first_served(answers)
+        leave_the_others(answers, served)
         headers = answer_headers(answers)
         blob = None
         if served is not None and isinstance(served.value, _Held):
@@ -217,7 +219,7 @@ class OciVirtual:
                 return None
             return _Listed(sorted(tag for tag in found.tags if tag > last)[:limit], found.how)
 
-        _virtual, answers = await self._ask(t, "any tag", local, remote, _stale)
+        _virtual, answers = await self._ask(t, "any tag", local, remote)
         return answers
 
     async def tags(self, request: web.Request, t: Target, limit: int, last: str) -> list[str]:
@@ -252,7 +254,7 @@ class OciVirtual:
                 listed = [d for d in listed if d.get("artifactType") == artifact_type]
             return _Listed(listed, found.how) if listed else None
 
-        _virtual, answers = await self._ask(t, f"referrers of {subject}", local, remote, _stale)
+        _virtual, answers = await self._ask(t, f"referrers of {subject}", local, remote)
         request[MEMBER_HEADERS] = answer_headers(answers)
         merged: dict[str, dict[str, object]] = {}
         for answer in answers:
@@ -273,16 +275,12 @@ class OciVirtual:
             served = next((a.name for a in answers if a.status == "served"), None)
             return explained(virtual, name, None, answers, served, _tags_of)
         virtual, answers = await self.manifest(t, lookup_reference(version))
-        first = _first_served(answers)
+        first = first_served(answers)
         return explained(virtual, name, version, answers, first.name if first else None, _digest_of)
 
 
 def of(oci: Oci) -> OciVirtual:
     return OciVirtual(oci)
-
-
-def _stale(value: object) -> bool:
-    return getattr(value, "how", None) == "STALE"
 
 
 class _Listed(list[Any]):
@@ -291,18 +289,6 @@ class _Listed(list[Any]):
     def __init__(self, items: list[Any], how: str) -> None:
         super().__init__(items)
         self.how = how
-
-
-def _first_served(answers: list[Answer[Any]]) -> Answer[Any] | None:
-    return next((a for a in answers if a.status == "served"), None)
-
-
-def _leave_the_others(answers: list[Answer[Any]], served: Answer[Any] | None) -> None:
-    """Misses of members that lost go on filling the cache without a reader."""
-    for answer in answers:
-        leave = getattr(answer.value, "leave", None)
-        if answer is not served and callable(leave):
-            leave()
 
 
 def _tags_of(answer: Answer[Any]) -> dict[str, Any]:

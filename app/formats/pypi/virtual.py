@@ -69,10 +69,6 @@ class LocalProject:
 Found = LocalProject | pages.ProjectPage
 
 
-def _stale(found: Found) -> bool:
-    return isinstance(found, pages.ProjectPage) and found.how == "STALE"
-
-
 def _made_of(found: Found) -> int | str:
     return found.serial if isinstance(found, LocalProject) else found.digest
 
@@ -102,7 +98,7 @@ class PypiVirtual:
             found = await self.remote.document(member.repo, key)
             return None if isinstance(found, Missing) else found
 
-        return await virtual.ask(key, question, _stale)
+        return await virtual.ask(key, question)
 
     async def files(self, answer: Answer[Found], key: str) -> merge.Files:
         """What a member that answered has of ``key``, kept by its serial or digest."""
