@@ -149,7 +149,12 @@ async def fill(store: MetadataStore) -> int:
     repo = repos["files"].id
     for digest in (BLOB, CONFIG, MANIFEST):
         await store.add_blob(digest, 10)
-    await FileRecords(store.db).put_file(repo, "a/b.txt", BLOB, 10, "text/plain")
+    # As the code of those versions wrote a file (before generic_prefixes).
+    await store.db.execute(
+        "INSERT INTO files (repository_id, path, blob_digest, size, content_type, created_at,"
+        " updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
+        repo, "a/b.txt", BLOB, 10, "text/plain", 1.0,
+    )  # fmt: skip
     oci = OciRecords(store.db)
     await oci.link_blob(repo, "app", CONFIG, CONFIG)
     manifest = Manifest(
@@ -186,8 +191,8 @@ async def test_a_database_of_every_legacy_version_runs_nothing_again(
         repo = await fill(old)
         # Only what came after tracks (no global version) runs.
         assert await old.migrate(TRACKS) == [
-            "auth/0001_auth", "auth/0002_audit", "pypi/0001_pypi", "npm/0001_npm_logins",
-            "npm/0002_npm_local",
+            "auth/0001_auth", "auth/0002_audit", "generic/0002_prefixes", "pypi/0001_pypi",
+            "npm/0001_npm_logins", "npm/0002_npm_local",
         ]  # fmt: skip
         assert await old.migrate(TRACKS) == []
         await still_there(old, repo)
@@ -215,7 +220,7 @@ async def test_a_database_of_some_legacy_versions_runs_the_rest(
         repo = await fill(old)
         assert await old.migrate(TRACKS) == [
             "core/0003_remote", "core/0004_remote_links", "auth/0001_auth", "auth/0002_audit",
-            "pypi/0001_pypi", "npm/0001_npm_logins", "npm/0002_npm_local",
+            "generic/0002_prefixes", "pypi/0001_pypi", "npm/0001_npm_logins", "npm/0002_npm_local",
         ]  # fmt: skip
         await still_there(old, repo)
         await new.migrate(TRACKS)

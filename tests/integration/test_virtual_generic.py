@@ -14,6 +14,7 @@ import pytest
 from aiohttp import hdrs
 from aiohttp.test_utils import TestClient, TestServer
 
+from app import keys
 from app.config import ConfigError
 from app.formats import available_formats, validate_repositories
 from app.server import create_app
@@ -180,6 +181,30 @@ async def test_a_path_prefix_a_local_member_holds_never_comes_from_upstream(
     names = [c["name"] for c in (await listing.json())["children"]]
     assert names == ["x.txt"]  # the upstream's y.txt is not listed either
     assert "internal/" not in first.requests
+
+
+async def test_a_prefix_stays_guarded_once_held_and_earlier_files_are_taken_in(
+    start: Any, first: FileTree
+) -> None:
+    client = await start()
+    assert client.app is not None
+    db = client.app[keys.METADATA].db
+    # As a database from before generic_prefixes: the files, no prefix rows.
+    await db.execute("DELETE FROM generic_prefixes")
+    got = await client.get("/repository/all/INTERNAL/y.txt")
+    assert got.status == 404 and first.requests["INTERNAL/y.txt"] == 0
+    taken = await db.fetch("SELECT folded FROM generic_prefixes ORDER BY folded")
+    assert [r["folded"] for r in taken] == ["", "internal/"]  # taken in once, then marked
+    # A name once the team's stays guarded when its files go (as PyPI keeps a project).
+    deleted = await client.delete("/repository/all/internal/x.txt")
+    assert deleted.status == 204
+    assert (await client.get("/repository/all/internal/x.txt")).status == 404
+    assert first.requests["internal/x.txt"] == 0
+    # A new top-level name is recorded by its write, folded.
+    put = await client.put("/repository/all/\uff2eew/a.txt", data=b"new")
+    assert put.status == 201
+    assert (await client.get("/repository/all/new/b.txt")).status == 404
+    assert await db.fetchval("SELECT COUNT(*) FROM generic_prefixes WHERE folded = $1", "new/") == 1
 
 
 async def test_a_reserved_glob_protects_before_the_first_upload(

@@ -35,6 +35,7 @@ def test_scripts_say_which_global_version_they_were_part_of() -> None:
         "auth/0001_auth": None,  # made after tracks: no database ran it as a global version
         "auth/0002_audit": None,
         "generic/0001_files": 1,
+        "generic/0002_prefixes": None,
         "oci/0001_oci": 2,
         "oci/0002_gc": 3,
         "pypi/0001_pypi": None,

@@ -4,10 +4,12 @@ a CAS blob) and the folders their paths imply. Its migrations are in ``migration
 from __future__ import annotations
 
 import time
+import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from app.formats.api import Records, Row
+from app.formats.api import Records, Row, SqlDriver
 
 # Over the blob aliased ``b``: a file points at it (Format.blob_references).
 BLOB_REFERENCES = ("EXISTS (SELECT 1 FROM files f WHERE f.blob_digest = b.digest)",)
@@ -48,6 +50,23 @@ def _file(row: Row) -> FileRow:
     )
 
 
+def folded(text: str) -> str:
+    """How the virtual guard compares paths: NFKC, case-folded (the full-width "Internal"
+    is "internal")."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+
+
+def first_segment(path: str) -> str:
+    """``internal/`` of ``internal/x/y.txt``; a top-level file's whole name."""
+    first, slash, _ = path.partition("/")
+    return first + slash
+
+
+# The prefix row saying a repository's files from before generic_prefixes were taken in.
+_TAKEN_IN = ""
+_PAGE = 500  # names per IN (...): far below any driver's limit on parameters
+
+
 def _upper_bound(prefix: str) -> str:
     """The smallest string greater than every string that starts with ``prefix``."""
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
@@ -64,6 +83,7 @@ class FileRecords(Records):
         args = (repository_id, path, blob_digest, size, content_type, time.time())
         async with self.db.transaction() as tx:
             await self.holding(tx, [blob_digest])
+            await _add_prefixes(tx, repository_id, [folded(first_segment(path))])
             # Insert-or-nothing, then update: of two concurrent puts of a new path
             # only the one whose insert lands reports it as new (a SELECT first
             # would let both see it absent on PostgreSQL).
@@ -79,6 +99,33 @@ class FileRecords(Records):
                     *args,
                 )
         return created > 0
+
+    async def held_prefixes(self, repository_id: int, segments: list[str]) -> set[str] | None:
+        """Which of ``segments`` (folded first segments) the repository has held a path
+        under; None if its files from before generic_prefixes are not taken in yet."""
+        held: set[str] = set()
+        taken_in = False
+        wanted = [_TAKEN_IN, *segments]
+        for start in range(0, len(wanted), _PAGE):
+            part = wanted[start : start + _PAGE]
+            marks = ", ".join(f"${i}" for i in range(2, len(part) + 2))
+            rows = await self.db.fetch(
+                f"SELECT folded FROM generic_prefixes WHERE repository_id = $1 AND folded IN ({marks})",
+                repository_id,
+                *part,
+            )
+            for row in rows:
+                if row["folded"] == _TAKEN_IN:
+                    taken_in = True
+                else:
+                    held.add(row["folded"])
+        return held if taken_in else None
+
+    async def take_in_prefixes(self, repository_id: int, segments: Iterable[str]) -> None:
+        """Record the first segments of files written before generic_prefixes, then the
+        row saying so (idempotent: replicas may race to it)."""
+        async with self.db.transaction() as tx:
+            await _add_prefixes(tx, repository_id, [*{folded(s) for s in segments}, _TAKEN_IN])
 
     async def get_file(self, repository_id: int, path: str) -> FileRow | None:
         row = await self.db.fetchrow(
@@ -153,3 +200,13 @@ class FileRecords(Records):
                 if len(rows) < batch:
                     break
         return entries[:limit]
+
+
+async def _add_prefixes(tx: SqlDriver, repository_id: int, segments: list[str]) -> None:
+    for segment in segments:
+        await tx.execute(
+            "INSERT INTO generic_prefixes (repository_id, folded) VALUES ($1, $2)"
+            " ON CONFLICT (repository_id, folded) DO NOTHING",
+            repository_id,
+            segment,
+        )

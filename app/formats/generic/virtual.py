@@ -18,7 +18,6 @@ Merge rules:
 from __future__ import annotations
 
 import asyncio
-import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -51,22 +50,17 @@ from app.formats.api import (
 from app.formats.generic.listings import Entry, Listed, local_entry, remote_entries, uri
 from app.formats.generic.local import LocalFiles
 from app.formats.generic.paths import file_path, folder_path
-from app.formats.generic.records import FileRow
+from app.formats.generic.records import FileRow, first_segment, folded
 from app.formats.generic.remote import GenericRemote
 from app.formats.generic.shapes import http_date, listing_limit
 
-# Top-level entries of a local member read to fold its spellings for the guard: a
-# tree with more is guarded by exact spelling beyond them.
-MAX_SEGMENTS = 10_000
+# Top-level entries of a local member's files from before generic_prefixes, taken in once
+# for the guard: a tree with more is guarded by exact spelling beyond them.
+MAX_SEGMENTS = 100_000
 
 
 class VirtualGenericOptions(Dateless, VirtualOptions):
     """No cooldown: the protocol says nothing of when a release was published."""
-
-
-def folded(text: str) -> str:
-    """How the guard compares paths: NFKC, case-folded (a full-width "Internal" is "internal")."""
-    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,23 +83,21 @@ class GenericVirtual:
 
     # -- the guard ------------------------------------------------------------------
 
-    async def segments(self, repo: Repository) -> set[str]:
-        """A local member's top-level names, folded (folders as ``name/``)."""
-        entries = await self.files.records.list_folder(repo.id, "", MAX_SEGMENTS)
-        return {folded(e.key) for e in entries}
+    async def held(self, repo: Repository, segments: list[str]) -> set[str]:
+        """Which of ``segments`` (folded first segments) a local member holds: one
+        indexed lookup (every write records its own segment)."""
+        records = self.files.records
+        held = await records.held_prefixes(repo.id, segments)
+        if held is None:  # files from before the prefixes were kept: taken in once
+            entries = await records.list_folder(repo.id, "", MAX_SEGMENTS)
+            await records.take_in_prefixes(repo.id, (e.key for e in entries))
+            held = await records.held_prefixes(repo.id, segments) or set()
+        return held
 
     async def holds(self, repo: Repository, path: str) -> str | None:
-        """The first segment of ``path`` a local member holds (in any spelling)."""
-        first, slash, _ = path.partition("/")
-        key = first + slash
-        records = self.files.records
-        exact = await (records.has_folder(repo.id, key) if slash else self._has(repo, key))
-        if exact or folded(key) in await self.segments(repo):
-            return key
-        return None
-
-    async def _has(self, repo: Repository, path: str) -> bool:
-        return await self.files.get(repo, path) is not None
+        """The first segment of ``path`` a local member holds, in any spelling."""
+        key = first_segment(path)
+        return key if await self.held(repo, [folded(key)]) else None
 
     # -- a file -----------------------------------------------------------------------
 
@@ -198,12 +190,15 @@ class GenericVirtual:
             return None if member.local else await question(member)
 
         locals_ = virtual.locals
-        listed, held_sets, answers = await asyncio.gather(
+        listed, answers = await asyncio.gather(
             asyncio.gather(*(question(m) for m in locals_)),
-            asyncio.gather(*(self.segments(m.repo) for m in locals_)),
             virtual.ask("", remotes_only),
         )
-        held = {m.repo.name: names for m, names in zip(locals_, held_sets, strict=True)}
+        names = sorted(
+            {folded(e.key) for a in answers if a.status == "served" for e in a.value or []}
+        )
+        held_sets = await asyncio.gather(*(self.held(m.repo, names) for m in locals_))
+        held = {m.repo.name: found for m, found in zip(locals_, held_sets, strict=True)}
         entries = {m.repo.name: value for m, value in zip(locals_, listed, strict=True)}
         for answer in answers:
             if answer.member.local:
