@@ -32,10 +32,16 @@ async def authorised(request: web.Request, repo: Repository, action: Action, fmt
         )
 
 
-def written_to(request: web.Request, repo: Repository, action: Action | None) -> Repository:
+def written_to(
+    request: web.Request, repo: Repository, action: Action | None, fmt: Format, path: str
+) -> Repository:
     """Where a request goes: a write or delete through a virtual repository goes to its
-    ``deploy_to`` (and is authorised there); without one it is refused (405)."""
-    if repo.kind != "virtual" or action is None or action == "read":
+    ``deploy_to`` (and is authorised there), as does a read of what only it keeps
+    (:meth:`Format.deployed`: npm's staged publishes); without one a write is refused
+    (405)."""
+    if repo.kind != "virtual" or action is None:
+        return repo
+    if action == "read" and not fmt.deployed(request, path):
         return repo
     options = repo.options
     target = options.deploy_to if isinstance(options, VirtualOptions) else None

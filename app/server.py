@@ -211,7 +211,7 @@ async def expect_continue(request: web.Request) -> web.StreamResponse | None:
             repo = request.app[keys.REPOSITORIES].get(request.match_info["repository"])
             fmt = request.app[FORMATS][repo.format]
             action = fmt.action(request, repo, request.match_info["path"])
-            repo = written_to(request, repo, action)
+            repo = written_to(request, repo, action, fmt, request.match_info["path"])
             if action is not None:
                 await authorised(request, repo, action, fmt)
         except ApiError as refused:
@@ -242,7 +242,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         raise NotFound(f"repository {repo.name} is not served")
     path = match.get("path", "")
     action = fmt.action(request, repo, path)
-    repo = written_to(request, repo, action)
+    repo = written_to(request, repo, action, fmt, path)
     # The anonymous read of a public repository, every cache hit's path, asks nothing.
     if action is None:
         pass  # a sign-in: the handler checks the credentials it is given

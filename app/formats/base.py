@@ -145,6 +145,12 @@ class Format:
             return "read"
         return "delete" if method == "DELETE" else "write"
 
+    def deployed(self, request: web.Request, path: str) -> bool:
+        """Whether a read through a virtual repository asks for what only its
+        ``deploy_to`` keeps (npm's staged publishes): the dispatcher sends it there,
+        authorised there, as it does every write."""
+        return False
+
     def challenge(self, request: web.Request, repo: Repository | None) -> str:
         """The ``WWW-Authenticate`` a 401 of this format carries."""
         return 'Basic realm="artifactapi"'

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -385,6 +386,32 @@ async def test_writes_without_deploy_to_are_refused_in_npms_shape(make: Make) ->
     )
     assert tag.status == 405
     assert (await stack.get("thing", repo=LOCAL)).status == 404
+
+
+async def test_staged_publishes_are_deploy_tos_read_and_written_through_the_virtual(
+    make: Make,
+) -> None:
+    stack = await make()
+    client = stack.client
+    staged = await client.post(
+        f"/repository/{VIRTUAL}/-/stage/package/thing", data=publish_body("thing", "1.1.0")
+    )
+    assert staged.status == 201, await staged.text()
+    stage_id = (await staged.json())["stageId"]
+    listed = await client.get(f"/repository/{VIRTUAL}/-/stage")
+    assert listed.status == 200, await listed.text()
+    assert stage_id in await listed.text()
+    item = await client.get(f"/repository/{VIRTUAL}/-/stage/{stage_id}")
+    assert item.status == 200 and (await item.json())["version"] == "1.1.0"
+    # What waits in deploy_to takes deploy_to's read, not the (public) virtual's.
+    async with aiohttp.ClientSession() as anonymous:
+        public = await anonymous.get(stack.url() + "-/ping")
+        assert public.status == 200  # the virtual reads anonymously
+        refused = await anonymous.get(stack.url() + f"-/stage/{stage_id}")
+        assert refused.status == 401
+    approved = await client.post(f"/repository/{VIRTUAL}/-/stage/{stage_id}/approve")
+    assert approved.status == 200, await approved.text()
+    assert "1.1.0" in (await stack.packument("thing"))["versions"]
 
 
 async def test_npm_writes_and_account_endpoints_through_the_virtual(

@@ -65,6 +65,12 @@ class LocalRoutes:
     challenge: Callable[[web.Request, Repository], str]  # the format's WWW-Authenticate
 
 
+def is_stage_path(path: str) -> bool:
+    """``-/stage``, a staged publish, its tarball or approval (npm stage …)."""
+    path = unescape_scope(path)
+    return path == "-/stage" or path.startswith(_STAGE_PACKAGE) or bool(_STAGE.match(path))
+
+
 def action(request: web.Request, path: str) -> Action | None:
     """What a request to a local repository needs, where its method does not say:
     dist-tag removal and rejecting a staged publish are writes, not deletes."""

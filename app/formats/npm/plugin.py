@@ -76,6 +76,10 @@ class NpmFormat(Format):
             return "read"
         return super().action(request, repo, path)
 
+    def deployed(self, request: web.Request, path: str) -> bool:
+        # Staged publishes wait in the repository they were published to.
+        return local_routes.is_stage_path(path)
+
     async def handle(self, request: web.Request, repo: Repository, path: str) -> web.StreamResponse:
         if account_routes.is_account_path(path):
             return await account_routes.serve(self.accounts, request, repo, path)
