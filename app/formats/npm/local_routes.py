@@ -35,6 +35,7 @@ from app.formats.api import (
     NotFound,
     PayloadTooLarge,
     Principal,
+    Rendering,
     Repository,
     etag_matches,
     read_body,
@@ -142,17 +143,29 @@ async def _packument(
     base = _base(routes, request, repo)
     rendered = await routes.local.packument(repo, package, base, form, gzipped)
     content_type = packuments.ABBREVIATED if abbreviated else "application/json"
+    return document_response(
+        request, rendered, {"Content-Encoding": "gzip"} if gzipped else {}, content_type
+    )
+
+
+def document_response(
+    request: web.Request,
+    rendered: Rendering,
+    extra: dict[str, str],
+    content_type: str = "application/json",
+) -> web.Response:
+    """A packument (or another rendered document) as npm is answered: revalidated every
+    time (``no-cache``), 304 for the ETag it holds; ``extra``: its encoding, what a virtual
+    says of its members."""
     headers = {
         "ETag": f'"{rendered.etag}"',
         "Cache-Control": "no-cache",
         "Vary": "Accept, Accept-Encoding, Host",
+        **extra,
     }
     if etag_matches(request.headers.get("If-None-Match"), rendered.etag):
         return web.Response(status=304, headers=headers)
-    headers["Content-Type"] = content_type
-    if gzipped:
-        headers["Content-Encoding"] = "gzip"
-    return web.Response(body=rendered.body, headers=headers)
+    return web.Response(body=rendered.body, headers={**headers, "Content-Type": content_type})
 
 
 async def _endpoint(

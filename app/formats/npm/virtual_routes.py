@@ -31,17 +31,15 @@ from app.formats.api import (
     Forbidden,
     MethodNotAllowed,
     NotFound,
-    Rendering,
     Repository,
     edge,
-    etag_matches,
     read_body,
     relay,
     rendering,
     send_blob,
 )
 from app.formats.npm import documents, packuments
-from app.formats.npm.local_routes import AUDITS
+from app.formats.npm.local_routes import AUDITS, document_response
 from app.formats.npm.merging import Form
 from app.formats.npm.names import Target, check_package, check_version, parse_path, unescape_scope
 from app.formats.npm.remote import MAX_AUDIT_BODY, MAX_QUERY, SEARCH
@@ -76,7 +74,7 @@ async def serve(
         manifest = packuments.version_document(_document(asked), target.version)
         if manifest is None:
             raise NotFound(f"version not found: {target.version}", headers=asked.headers)
-        return _answer(request, rendering(documents.dumps(manifest)), asked.headers)
+        return document_response(request, rendering(documents.dumps(manifest)), asked.headers)
     if "write" in request.query:
         return await _for_writing(routes, request, repo, target.package)
     abbreviated = packuments.wants_abbreviated(request.headers.get("Accept"))
@@ -89,8 +87,10 @@ async def serve(
     content_type = packuments.ABBREVIATED if abbreviated else "application/json"
     packed = asked.merged.packed
     if packed is None or not packuments.accepts_gzip(request.headers.get("Accept-Encoding")):
-        return _answer(request, asked.merged.rendering, asked.headers, content_type)
-    return _answer(request, packed, {**asked.headers, "Content-Encoding": "gzip"}, content_type)
+        return document_response(request, asked.merged.rendering, asked.headers, content_type)
+    return document_response(
+        request, packed, {**asked.headers, "Content-Encoding": "gzip"}, content_type
+    )
 
 
 async def _endpoint(
@@ -106,7 +106,7 @@ async def _endpoint(
         package = check_package(unescape_scope(match["package"]))
         asked = await _asked(routes, request, repo, package, "abbreviated")
         tags = packuments.dist_tags(_document(asked))
-        return _answer(request, rendering(documents.dumps(tags)), asked.headers)
+        return document_response(request, rendering(documents.dumps(tags)), asked.headers)
     if match := _ATTESTATIONS.match(path):
         package = check_package(unescape_scope(match["package"]))
         version = check_version(match["version"])
@@ -220,7 +220,7 @@ async def _for_writing(
         )
     base = _base(routes, request, repo)
     rendered = await routes.virtual.local.packument(virtual.deploy_to, package, base, "full")
-    return _answer(request, rendered, {})
+    return document_response(request, rendered, {})
 
 
 async def _asked(
@@ -240,20 +240,3 @@ def _document(asked: Asked) -> dict[str, Any]:
 
 def _base(routes: VirtualRoutes, request: web.Request, repo: Repository) -> str:
     return f"{routes.external_url(request)}/repository/{repo.name}"
-
-
-def _answer(
-    request: web.Request,
-    rendered: Rendering,
-    extra: dict[str, str],
-    content_type: str = "application/json",
-) -> web.Response:
-    headers = {
-        "ETag": f'"{rendered.etag}"',
-        "Cache-Control": "no-cache",
-        "Vary": "Accept, Accept-Encoding, Host",
-        **extra,
-    }
-    if etag_matches(request.headers.get("If-None-Match"), rendered.etag):
-        return web.Response(status=304, headers=headers)
-    return web.Response(body=rendered.body, headers={**headers, "Content-Type": content_type})

@@ -59,17 +59,22 @@ async def serve(
         return where
     as_json = simple.wants_json(request.headers.get("Accept", ""))
     if isinstance(where, paths.ProjectList):
-        return _page(request, await local.index.projects(repo, as_json), as_json)
+        return page_response(request, await local.index.projects(repo, as_json), as_json)
     if isinstance(where, paths.ProjectPage):
         page = await local.index.page(repo, where.project, as_json)
         if page is None:
             raise NotFound(f"no project {where.project} in {repo.name}")
-        return _page(request, page, as_json)
+        return page_response(request, page, as_json)
     return await serve_file(local, request, repo, where.project, where.filename)
 
 
-def _page(request: web.Request, page: Rendering, as_json: bool) -> web.Response:
+def page_response(
+    request: web.Request, page: Rendering, as_json: bool, said: dict[str, str] | None = None
+) -> web.Response:
+    """A simple page (or the project list) as pip and uv are answered, 304 for the ETag
+    they hold; ``said``: what a virtual adds about its members."""
     headers = {
+        **(said or {}),
         "ETag": f'"{page.etag}"',
         "Vary": "Accept",
         "Cache-Control": "max-age=0, must-revalidate",

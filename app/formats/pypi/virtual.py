@@ -43,13 +43,12 @@ from app.formats.api import (
     Virtuals,
     answer_headers,
     edge,
-    etag_matches,
     explained,
     rendering,
 )
 from app.formats.pypi import merge, pages, paths, simple
 from app.formats.pypi.index import dist_file
-from app.formats.pypi.local import PypiLocal, serve_file
+from app.formats.pypi.local import PypiLocal, page_response, serve_file
 from app.formats.pypi.remote import PypiRemote
 
 _LEFT_OUT = frozenset({"failed", "timeout"})
@@ -297,26 +296,11 @@ async def serve(
     as_json = simple.wants_json(request.headers.get("Accept", ""))
     if isinstance(where, paths.ProjectList):
         listed, answers = await virtual.projects(repo, as_json)
-        return _page(request, listed, as_json, answer_headers(answers))
+        return page_response(request, listed, as_json, answer_headers(answers))
     if isinstance(where, paths.ProjectPage):
         page, found = await virtual.page(repo, where.project, as_json)
         if page is None:
             said = f"no project {where.project} in {repo.name}"
             raise NotFound(said, headers=answer_headers(found))
-        return _page(request, page, as_json, answer_headers(found))
+        return page_response(request, page, as_json, answer_headers(found))
     return await virtual.file(request, repo, where.project, where.filename)
-
-
-def _page(
-    request: web.Request, page: Rendering, as_json: bool, said: dict[str, str]
-) -> web.Response:
-    headers = {
-        **said,
-        "ETag": f'"{page.etag}"',
-        "Vary": "Accept",
-        "Cache-Control": "max-age=0, must-revalidate",
-        "Content-Type": simple.JSON_TYPE if as_json else "text/html",
-    }
-    if etag_matches(request.headers.get("If-None-Match"), page.etag):
-        return web.Response(status=304, headers=headers)
-    return web.Response(body=page.body, headers=headers)
