@@ -251,6 +251,29 @@ async def test_skopeo_pushes_into_deploy_to_and_pulls_local_and_upstream_images(
     assert not hub.asked_about("internal/app")  # the local holds the name
 
 
+async def test_a_push_of_layers_an_upstream_has_uploads_them_to_deploy_to(
+    start: Any, hub: FakeRegistry, tmp_path: Path
+) -> None:
+    """The layers of a public image, pushed under its own name (a fork of library/base):
+    whether a blob is there is deploy_to's question, not the upstream's, or skopeo would
+    skip uploads deploy_to then lacks (and the layers' digests would go upstream)."""
+    base = oci_layout.build(tmp_path / "base", "1", [30_000, 2_000])
+    hub.add_layout("library/base", "1", base.path)
+    client = await start()
+    host = f"{client.host}:{client.port}"
+    token = client.session.headers[hdrs.AUTHORIZATION].removeprefix("Bearer ")
+    await skopeo(
+        tmp_path, "copy", "--dest-tls-verify=false", f"--dest-creds=admin:{token}",
+        f"oci:{base.path}:1", f"docker://{host}/containers/library/base:mine",
+    )  # fmt: skip
+    landed = await client.get("/v2/docker/library/base/manifests/mine")
+    assert landed.status == 200, await landed.text()
+    for blob in base.blob_digests:
+        got = await client.get(f"/v2/docker/library/base/blobs/{blob}")
+        assert got.status == 200 and await got.read() == oci_layout.blob(base.path, blob)
+    assert not [p for p in hub.asked_about("library/base") if "/blobs/" in p]
+
+
 async def test_a_push_without_deploy_to_is_unsupported(start: Any) -> None:
     client = await start({"deploy_to": None})
     started = await client.post("/v2/containers/team/app/blobs/uploads/")

@@ -23,6 +23,11 @@ from app.formats.oci import (
 from app.formats.oci.context import LocalOptions
 from app.formats.oci.services import Handler, Oci
 
+PUSH_READS = frozenset({
+    ("HEAD", "/v2/{name:.+}/blobs/{digest}"),
+    ("GET", "/v2/{name:.+}/blobs/uploads/{upload}"),
+})  # fmt: skip
+
 
 class OciFormat(Format):
     name = "oci"
@@ -56,6 +61,11 @@ class OciFormat(Format):
         ``handler`` with the services bound at start-up."""
         action = access.action_of(method)
         names_image = "{name" in path
+        # What a push asks before it writes: whether a blob is there (docker and skopeo
+        # skip the upload of one that is) and how far an upload got. Through a virtual
+        # that is deploy_to's to answer: a remote's "yes, I have that layer" would skip
+        # an upload deploy_to then lacks, and would send the layer's digest upstream.
+        push_read = (method, path) in PUSH_READS
 
         async def route(request: web.Request) -> web.StreamResponse:
             oci = self.oci
@@ -63,6 +73,8 @@ class OciFormat(Format):
                 target = oci.lookup(request)
                 if action != "read":
                     target = oci.written_to(request, target)
+                elif push_read:
+                    target = oci.written_to(request, target, refuse=False)
                 await access.authorise(oci.services, request, target, action)
             else:
                 await access.principal(oci.services, request)

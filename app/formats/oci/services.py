@@ -48,13 +48,16 @@ class Oci:
         found = request.get(TARGET)
         return found if found is not None else self.named(request.match_info["name"])
 
-    def written_to(self, request: web.Request, t: Target) -> Target:
+    def written_to(self, request: web.Request, t: Target, refuse: bool = True) -> Target:
         """Where a write or delete naming ``t`` goes: a virtual repository's deploy_to
         (the rule of the ``/repository/`` dispatcher), remembered for the handler's
-        :meth:`lookup`; refused (UNSUPPORTED, 405) without one."""
+        :meth:`lookup`; refused (UNSUPPORTED, 405) without one, unless ``refuse`` is
+        False (a push's question, which the virtual itself answers then)."""
         if t.repo.kind != "virtual":
             return t
         target = t.repo.narrowed(VirtualOptions).options.deploy_to
+        if target is None and not refuse:
+            return t
         if target is None:
             raise Unsupported(
                 f"repository {t.repo.name} is virtual with no deploy_to: push to a local repository"
