@@ -174,9 +174,13 @@ def test_config_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     good = write_config(tmp_path)
     assert main(["config", "check", str(good)]) == 0
     bad = tmp_path / "bad.yaml"
-    bad.write_text("repositories:\n  - {name: files, format: generic, kind: virtual}\n")
+    bad.write_text("repositories:\n  - {name: files, format: generic, kind: mirror}\n")
     assert main(["config", "check", str(bad)]) == 2
     assert "repositories[0].kind" in capsys.readouterr().err
+    memberless = tmp_path / "memberless.yaml"
+    memberless.write_text("repositories:\n  - {name: files, format: generic, kind: virtual}\n")
+    assert main(["config", "check", str(memberless)]) == 2
+    assert "repositories[0].options.members: Field required" in capsys.readouterr().err
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text("repositories:\n  - {name: x, format: floppy}\n")
     assert main(["config", "check", str(unknown)]) == 2
