@@ -113,6 +113,7 @@ async def every_tarball_downloads(stack: Stack, document: dict[str, Any]) -> int
         )
         assert response.status == 200, (version, await response.text())
         assert sri(await response.read()) == dist["integrity"], version
+        assert response.headers["X-Artifactapi-Served-By"] in (LOCAL, REMOTE), version
     return len(document["versions"])
 
 
@@ -138,6 +139,10 @@ async def test_precedence_and_the_merge_rules(make: Make) -> None:
         # First member wins per tag: the local latest, the remote's next.
         assert document["dist-tags"] == {"latest": "1.0.0", "next": "2.0.0"}
         assert await every_tarball_downloads(stack, document) == 2
+        ours = await stack.get("shared/-/shared-1.0.0.tgz")
+        theirs = await stack.get("shared/-/shared-2.0.0.tgz")
+        assert ours.headers["X-Artifactapi-Served-By"] == LOCAL
+        assert theirs.headers["X-Artifactapi-Served-By"] == REMOTE
         if accept == NPM_ACCEPT:
             assert "time" not in document and "modified" in document
         else:

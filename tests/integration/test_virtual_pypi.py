@@ -286,6 +286,11 @@ async def test_locals_merge_the_first_member_wins_per_filename(client: TestClien
     assert all(f["size"] and f["upload-time"] for f in document["files"])
     got = await downloads_everything(client, "pypi", "demo-pkg")
     assert got == {wheel_name("demo_pkg", "1.0"): first, wheel_name("demo_pkg", "1.1"): later}
+    for version, member in (("1.0", "pypi-local"), ("1.1", "pypi-other")):
+        file = await client.get(
+            f"/repository/pypi/files/demo-pkg/{wheel_name('demo_pkg', version)}"
+        )
+        assert file.headers["X-Artifactapi-Served-By"] == member
     html = await client.get("/repository/pypi/simple/demo-pkg/")
     text = await html.text()
     assert html.headers["Content-Type"] == "text/html"
@@ -313,6 +318,10 @@ async def test_a_remote_project_keeps_what_its_upstream_says(
     assert document["versions"] == ["1.0", "1.1"]
     got = await downloads_everything(client, "pypi", "public-dep")
     assert got[wheel_name("public_dep", "1.0")] == index.projects["public-dep"][0].body
+    remote = await client.get(
+        f"/repository/pypi/files/public-dep/{wheel_name('public_dep', '1.0')}"
+    )
+    assert remote.headers["X-Artifactapi-Served-By"] == "pypi-remote"
     listing = await client.get("/repository/pypi/simple/", headers={"Accept": JSON_TYPE})
     names = [p["name"] for p in (await listing.json(content_type=None))["projects"]]
     assert "public-dep" in names and "fresh-pkg" in names

@@ -25,6 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from app.formats.api import (
+    MEMBER_HEADERS,
     BadRequest,
     BlobBody,
     ExternalUrl,
@@ -189,6 +190,7 @@ async def _tarball(
                 )
         raise NotFound(f"{target.package}/-/{target.tarball} not found", headers=asked.headers)
     member = asked.served_by(version)
+    request[MEMBER_HEADERS] = {**asked.headers, "X-Artifactapi-Served-By": member.repo.name}
     virtual = routes.virtual
     if member.local:
         row = await virtual.local.tarball(member.repo, target.package, target.tarball)

@@ -28,6 +28,7 @@ from typing import Any
 from aiohttp import web
 
 from app.formats.api import (
+    MEMBER_HEADERS,
     Answer,
     BadGateway,
     BadRequest,
@@ -225,6 +226,7 @@ class PypiVirtual:
         if name != filename and not winner.file.core_metadata:
             raise NotFound(f"{name[:200]} has no core metadata", headers=headers)
         member = winner.member.repo
+        request[MEMBER_HEADERS] = {**headers, "X-Artifactapi-Served-By": member.name}
         if winner.member.local:
             return await serve_file(self.local, request, member, key, filename)
         return await edge.respond(
