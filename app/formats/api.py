@@ -64,6 +64,7 @@ from app.repositories import Repositories, Repository
 from app.virtual import (
     MEMBER_HEADERS,
     Answer,
+    Held,
     Member,
     Virtual,
     VirtualOptions,
@@ -114,6 +115,7 @@ __all__ = [
     "Fetch",
     "Forbidden",
     "Format",
+    "Held",
     "InvalidDigest",
     "LengthRequired",
     "Link",

@@ -48,10 +48,21 @@ class Answer(Generic[T]):
     value: T | None = None
     reason: str = ""
     stale: bool = False  # served from an expired copy: the upstream failed
+    held: bool = False  # a local member holds the name, whether or not it served
 
     @property
     def name(self) -> str:
         return self.member.repo.name
+
+
+@dataclass(frozen=True, slots=True)
+class Held(Generic[T]):
+    """What a local member's question returns where the member holds the name (an image
+    with manifests, a folder with files): what it has for the question, or None with
+    why not; either way the guard keeps the name from the remotes."""
+
+    value: T | None
+    lacking: str = ""  # the reason an absent answer gives (explain)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +137,7 @@ class Virtual:
     async def ask(
         self,
         key: str,
-        question: Callable[[Member], Awaitable[T | None]],
+        question: Callable[[Member], Awaitable[T | Held[T] | None]],
         stale: Callable[[T], bool] | None = None,
     ) -> list[Answer[T]]:
         """Every member's answer for ``key`` (normalised), in member order. An answer is
@@ -137,7 +148,7 @@ class Virtual:
         local_answers = await asyncio.gather(*(_asked(m, question, stale) for m in self.locals))
         for answer in local_answers:
             answers[answer.name] = answer
-        held_by = [a.name for a in local_answers if a.status == "served"]
+        held_by = [a.name for a in local_answers if a.status == "served" or a.held]
         asked: dict[str, asyncio.Task[Answer[T]]] = {}
         for member in self.members:
             if member.local:
@@ -164,7 +175,7 @@ class Virtual:
 
 async def _asked(
     member: Member,
-    question: Callable[[Member], Awaitable[T | None]],
+    question: Callable[[Member], Awaitable[T | Held[T] | None]],
     stale: Callable[[T], bool] | None,
 ) -> Answer[T]:
     try:
@@ -180,9 +191,14 @@ async def _asked(
             raise
         log.warning("virtual_member_failed", member=member.repo.name, error=str(error)[:300])
         return Answer(member, "failed", reason=f"{type(error).__name__}: {error}"[:300])
+    held = isinstance(value, Held)
+    if isinstance(value, Held):
+        if value.value is None:
+            return Answer(member, "absent", reason=value.lacking, held=True)
+        value = value.value
     if value is None:
         return Answer(member, "absent")
-    return Answer(member, "served", value, stale=bool(stale and stale(value)))
+    return Answer(member, "served", value, stale=bool(stale and stale(value)), held=held)
 
 
 # What an answer through a virtual says about its members (skipped, stale, who served

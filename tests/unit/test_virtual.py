@@ -19,6 +19,7 @@ from app.virtual import (
     SKIPPED_HEADER,
     STALE_HEADER,
     Answer,
+    Held,
     Member,
     Members,
     Virtual,
@@ -143,6 +144,25 @@ async def test_a_name_a_local_member_holds_is_never_asked_of_a_remote() -> None:
     assert _statuses(answers) == [("r", "guarded"), ("l", "served")]  # member order kept
     assert question.asked == ["l"]
     assert "held by local member l" in answers[0].reason
+
+
+async def test_a_local_member_holding_the_name_without_the_thing_still_guards_it() -> None:
+    repos = _repositories(
+        ("l", "local", CooldownOptions()), ("m", "local", CooldownOptions()),
+        ("r", "remote", REMOTE), ("v", "virtual", VirtualOptions(members=("l", "m", "r"))),
+    )  # fmt: skip
+    question = Asked({"l": Held(None, "holds team/app, not 2.0"), "m": Held("m's"), "r": "theirs"})
+    answers = await _virtual(repos).ask("team/app", question)
+    assert _statuses(answers) == [("l", "absent"), ("m", "served"), ("r", "guarded")]
+    assert answers[0].held and answers[0].reason == "holds team/app, not 2.0"
+    assert answers[1].held and answers[1].value == "m's"  # unwrapped
+    assert question.asked == ["l", "m"]
+    lone = _repositories(
+        ("l", "local", CooldownOptions()), ("r", "remote", REMOTE),
+        ("v", "virtual", VirtualOptions(members=("l", "r"))),
+    )  # fmt: skip
+    only_held = await _virtual(lone).ask("team/app", Asked({"l": Held(None), "r": "theirs"}))
+    assert _statuses(only_held) == [("l", "absent"), ("r", "guarded")]
 
 
 @pytest.mark.parametrize("spelling", ["acme-tools", "Acme_Tools", "acme.tools", "ACME--tools"])

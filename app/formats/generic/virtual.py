@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -31,6 +30,7 @@ from app.formats.api import (
     BlobBody,
     Cached,
     Dateless,
+    Held,
     Member,
     MethodNotAllowed,
     Missing,
@@ -61,14 +61,6 @@ MAX_SEGMENTS = 100_000
 
 class VirtualGenericOptions(Dateless, VirtualOptions):
     """No cooldown: the protocol says nothing of when a release was published."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Held:
-    """A local member's answer: it holds the path's first segment, perhaps the file."""
-
-    prefix: str
-    row: FileRow | None = None
 
 
 _Lister = Callable[[Member], Awaitable[list[Entry] | None]]
@@ -104,21 +96,17 @@ class GenericVirtual:
     async def file(self, repo: Repository, path: str) -> tuple[Virtual, list[Answer[Any]]]:
         virtual = self.of(repo)
 
-        async def question(member: Member) -> _Held | Opened | None:
+        async def question(member: Member) -> Held[FileRow | Opened] | Opened | None:
             if member.local:
                 prefix = await self.holds(member.repo, path)
                 if prefix is None:
                     return None
-                return _Held(prefix, await self.files.get(member.repo, path))
+                row = await self.files.get(member.repo, path)
+                return Held(row, f"holds {prefix} (guarding it), not {path}")
             opened = await self.remote.open(member.repo, path)
             return None if isinstance(opened, Missing) else opened
 
-        answers = await virtual.ask(folded(path), question)
-        for answer in answers:
-            if isinstance(answer.value, _Held) and answer.value.row is None:
-                answer.status = "absent"
-                answer.reason = f"holds {answer.value.prefix} (guarding it), not {path}"
-        return virtual, answers
+        return virtual, await virtual.ask(folded(path), question)
 
     async def serve_file(
         self, request: web.Request, repo: Repository, path: str
@@ -135,9 +123,8 @@ class GenericVirtual:
             raise NotFound(f"{path} not found in {repo.name}", headers=headers)
         value = served.value
         request[MEMBER_HEADERS] = {**headers, "X-Artifactapi-Served-By": served.name}
-        if isinstance(value, _Held):
-            assert value.row is not None
-            row = value.row
+        if isinstance(value, FileRow):
+            row = value
             body = BlobBody.stored(self.files.cas, row.blob_digest, row.size, row.content_type)
             headers = {
                 "X-Checksum-Sha256": row.blob_digest.removeprefix("sha256:"),
@@ -268,8 +255,8 @@ class GenericVirtual:
 
 def _details(answer: Answer[Any]) -> dict[str, Any]:
     value = answer.value
-    if isinstance(value, _Held) and value.row is not None:
-        return {"sha256": value.row.blob_digest.removeprefix("sha256:"), "size": value.row.size}
+    if isinstance(value, FileRow):
+        return {"sha256": value.blob_digest.removeprefix("sha256:"), "size": value.size}
     if isinstance(value, Cached):
         return {"sha256": value.blob.digest.removeprefix("sha256:"), "size": value.blob.size}
     return {}

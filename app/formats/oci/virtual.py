@@ -19,7 +19,6 @@ Pushes and deletes never get here: :meth:`Oci.written_to` sends them to deploy_t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -30,6 +29,7 @@ from app.formats.api import (
     BlobBody,
     Dateless,
     Digest,
+    Held,
     Member,
     Missing,
     Opened,
@@ -57,13 +57,6 @@ class VirtualOciOptions(Dateless, VirtualOptions):
     """No cooldown: the protocol says nothing of when a release was published."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Held:
-    """A local member's answer: it holds the image name, perhaps the thing asked."""
-
-    value: Any = None
-
-
 def _image(name: str) -> str:
     return name  # names are lower case by the spec's expression: nothing to fold
 
@@ -89,15 +82,10 @@ class OciVirtual:
                 found = await local(there)
                 if found is None and not await records.has_name(member.repo.id, t.image):
                     return None
-                return _Held(found)
+                return Held(found, f"holds {t.image} (guarding it), not {what}")
             return await remote(there)
 
-        answers = await virtual.ask(t.image, question)
-        for answer in answers:
-            if isinstance(answer.value, _Held) and answer.value.value is None:
-                answer.status = "absent"
-                answer.reason = f"holds {t.image} (guarding it), not {what}"
-        return virtual, answers
+        return virtual, await virtual.ask(t.image, question)
 
     # -- manifests ------------------------------------------------------------------
 
@@ -134,8 +122,9 @@ class OciVirtual:
             )
         request[MEMBER_HEADERS] = {**headers, "X-Artifactapi-Served-By": served.name}
         value = served.value
-        if isinstance(value, _Held):
-            found: Manifest = value.value
+        if served.member.local:
+            assert isinstance(value, Manifest)
+            found = value
             if not manifests.acceptable(request.headers.get("Accept")):
                 raise ManifestUnknown(
                     f"manifest is {found.media_type}; the client accepts only schema1",
@@ -188,9 +177,10 @@ class OciVirtual:
         leave_the_others(answers, served)
         headers = answer_headers(answers)
         blob = None
-        if served is not None and isinstance(served.value, _Held):
-            blob = await cas.stat(served.value.value)
-        if served is None or (isinstance(served.value, _Held) and blob is None):
+        if served is not None and served.member.local:
+            assert isinstance(served.value, str)  # the digest the local member stored
+            blob = await cas.stat(served.value)
+        if served is None or (served.member.local and blob is None):
             raise BlobUnknown(
                 f"blob {digest} unknown to {t.name}", detail={"digest": text}, headers=headers
             )
@@ -226,15 +216,14 @@ class OciVirtual:
         """Up to ``limit`` of the merged tags after ``last``, sorted."""
         answers = await self.tag_answers(t, limit, last)
         headers = answer_headers(answers)
-        if not any(a.status == "served" or isinstance(a.value, _Held) for a in answers):
+        if not any(a.status == "served" or a.held for a in answers):
             raise NameUnknown(
                 f"{t.name} holds no manifests", detail={"name": t.name}, headers=headers
             )
         request[MEMBER_HEADERS] = headers
         merged: set[str] = set()
         for answer in answers:
-            value = answer.value
-            merged.update((value.value or []) if isinstance(value, _Held) else (value or []))
+            merged.update(answer.value or [])
         return sorted(merged, key=lambda tag: tag.encode())[:limit]
 
     async def referrers(
@@ -258,8 +247,7 @@ class OciVirtual:
         request[MEMBER_HEADERS] = answer_headers(answers)
         merged: dict[str, dict[str, object]] = {}
         for answer in answers:
-            value = answer.value
-            for descriptor in (value.value or []) if isinstance(value, _Held) else (value or []):
+            for descriptor in answer.value or []:
                 merged.setdefault(str(descriptor["digest"]), descriptor)
         return list(merged.values())
 
@@ -292,15 +280,13 @@ class _Listed(list[Any]):
 
 
 def _tags_of(answer: Answer[Any]) -> dict[str, Any]:
-    value = answer.value
-    tags = value.value if isinstance(value, _Held) else value
-    return {"tags": list(tags)} if tags else {}
+    return {"tags": list(answer.value)} if answer.value else {}
 
 
 def _digest_of(answer: Answer[Any]) -> dict[str, Any]:
     value = answer.value
-    if isinstance(value, _Held) and isinstance(value.value, Manifest):
-        return {"digest": value.value.digest, "media_type": value.value.media_type}
+    if isinstance(value, Manifest):
+        return {"digest": value.digest, "media_type": value.media_type}
     if isinstance(value, remotes.Manifest):
         digest = manifests.manifest_digest(value.body)
         return {"digest": str(digest), "media_type": value.media_type}
