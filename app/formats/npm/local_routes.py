@@ -148,6 +148,18 @@ async def _packument(
     )
 
 
+def search_query(request: web.Request) -> tuple[str, int, int]:
+    """``npm search``'s text, ``from`` and ``size``, bounded before a query."""
+    query = request.query
+    size, start = query.get("size", "20"), query.get("from", "0")
+    if not (size.isdigit() and start.isdigit()) or not 1 <= int(size) <= 250:
+        raise BadRequest("size (1 to 250) and from must be whole numbers")
+    text = query.get("text", "")
+    if len(text) > MAX_QUERY:
+        raise BadRequest(f"search text longer than {MAX_QUERY} characters")
+    return text, int(start), int(size)
+
+
 def document_response(
     request: web.Request,
     rendered: Rendering,
@@ -179,14 +191,8 @@ async def _endpoint(
         return web.json_response({})  # nothing published here has advisories
     if path == SEARCH:
         _only(request, "GET", "HEAD")
-        query = request.query
-        size, start = query.get("size", "20"), query.get("from", "0")
-        if not (size.isdigit() and start.isdigit()) or not 1 <= int(size) <= 250:
-            raise BadRequest("size (1 to 250) and from must be whole numbers")
-        text = query.get("text", "")
-        if len(text) > MAX_QUERY:
-            raise BadRequest(f"search text longer than {MAX_QUERY} characters")
-        return _json(request, await local.search(repo, text, min(int(start), 10**6), int(size)))
+        text, start, size = search_query(request)
+        return _json(request, await local.search(repo, text, min(start, 10**6), size))
     if match := _TAGS.match(path):
         package = _package(match["package"])
         tag = match["tag"]

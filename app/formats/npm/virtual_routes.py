@@ -40,10 +40,10 @@ from app.formats.api import (
     send_blob,
 )
 from app.formats.npm import documents, packuments
-from app.formats.npm.local_routes import AUDITS, document_response
+from app.formats.npm.local_routes import AUDITS, document_response, search_query
 from app.formats.npm.merging import Form
 from app.formats.npm.names import Target, check_package, check_version, parse_path, unescape_scope
-from app.formats.npm.remote import MAX_AUDIT_BODY, MAX_QUERY, SEARCH
+from app.formats.npm.remote import MAX_AUDIT_BODY, SEARCH
 from app.formats.npm.virtual import Asked, NpmVirtual, nobody
 
 BULK_AUDIT = "-/npm/v1/security/advisories/bulk"
@@ -149,23 +149,17 @@ async def _audit(
 
 
 async def _search(routes: VirtualRoutes, request: web.Request, repo: Repository) -> web.Response:
-    query = request.query
-    size, start = query.get("size", "20"), query.get("from", "0")
-    if not (size.isdigit() and start.isdigit()) or not 1 <= int(size) <= 250:
-        raise BadRequest("size (1 to 250) and from must be whole numbers")
-    text = query.get("text", "")
-    if len(text) > MAX_QUERY:
-        raise BadRequest(f"search text longer than {MAX_QUERY} characters")
+    text, start, size = search_query(request)
     local = routes.virtual.local
     objects: dict[str, Any] = {}
     total = 0
     for member in routes.virtual.of(repo).locals:
-        found = await local.search(member.repo, text, 0, min(int(start), 10**6) + int(size))
+        found = await local.search(member.repo, text, 0, min(start, 10**6) + size)
         total += found["total"]
         for hit in found["objects"]:
             objects.setdefault(hit["package"]["name"], hit)  # the first member wins
     page = sorted(objects.values(), key=lambda o: str(o["package"]["name"]))
-    page = page[int(start) : int(start) + int(size)]
+    page = page[start : start + size]
     body = {"objects": page, "total": max(total, len(objects)), "time": documents.iso(time.time())}
     return web.Response(body=documents.dumps(body), content_type="application/json")
 
