@@ -48,7 +48,6 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -58,7 +57,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.harness import RESULTS, Server, env_int, run_artifactapi
+from bench.harness import RESULTS, Server, env_int, in_scratch, run_artifactapi
 from bench.proxy import Result, run_wrk
 
 PRIVATE = "docker-local/bench"
@@ -362,12 +361,7 @@ def main() -> None:
         print("auth: skipped: wrk not found (apt-get install wrk)")
         return
     print(f"auth: {asdict(settings)}", file=sys.stderr)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="auth-", dir=RESULTS))
-    try:
-        measured = run(settings, scratch)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    measured = in_scratch("auth-", lambda scratch: run(settings, scratch))
     lines = goal_lines(measured)
     print("\n".join(lines))
     payload = {

@@ -14,14 +14,16 @@ import json
 import os
 import random
 import resource
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -410,3 +412,17 @@ def service_token(server: Server, name: str, repository: str, actions: str = "re
     artifactapi_cli(server, "user", "create", name, "--service")
     artifactapi_cli(server, "perm", "grant", f"user:{name}", repository, actions)
     return api_token(server, name)
+
+
+T = TypeVar("T")
+
+
+def in_scratch(prefix: str, run: Callable[[Path], T]) -> T:
+    """``run(folder)`` in a folder of its own under bench/results, removed afterwards
+    whatever happens."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=prefix, dir=RESULTS))
+    try:
+        return run(scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

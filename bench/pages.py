@@ -49,7 +49,6 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 import urllib.parse
 import zlib
@@ -61,7 +60,7 @@ from pathlib import Path
 import aiohttp
 
 from bench import peers, seed
-from bench.harness import RESULTS, Server, env_int, env_names, fmt, tree_cpu, tree_pids
+from bench.harness import RESULTS, Server, env_int, env_names, fmt, in_scratch, tree_cpu, tree_pids
 from bench.packages import WHEEL_TAGS, wheel_name
 from bench.peers import NpmRegistry, PyPIIndex
 from bench.proxy import Result, run_wrk, start_floor
@@ -503,12 +502,7 @@ def main() -> None:
     for failure in peers.install():
         print(f"peers: {failure}", file=sys.stderr)
     print(f"pages: {asdict(settings)}", file=sys.stderr)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="pages-", dir=RESULTS))
-    try:
-        pages = run_all(settings, scratch)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    pages = in_scratch("pages-", lambda scratch: run_all(settings, scratch))
     print()
     print_table(pages)
     lines = goal_lines(pages, settings)

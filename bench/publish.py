@@ -34,11 +34,9 @@ from __future__ import annotations
 import json
 import os
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 from collections.abc import Callable, Iterator
@@ -58,6 +56,7 @@ from bench.harness import (
     fmt,
     free_port,
     http_get,
+    in_scratch,
     run_artifactapi,
     spawn,
     tree_cpu,
@@ -509,12 +508,7 @@ def main() -> None:
         f" {','.join(settings.servers)}",
         file=sys.stderr,
     )
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="publish-", dir=RESULTS))
-    try:
-        rows, skipped = run_all(settings, scratch)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    rows, skipped = in_scratch("publish-", lambda scratch: run_all(settings, scratch))
     print()
     print_table(rows)
     lines = goal_lines(rows)

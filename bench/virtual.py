@@ -34,7 +34,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -42,7 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench import seed
-from bench.harness import RESULTS, Server, api_token, env_int, run_artifactapi
+from bench.harness import RESULTS, Server, api_token, env_int, in_scratch, run_artifactapi
 from bench.packages import WHEEL_TAGS, wheel_name
 from bench.pages import Page, Warm, after_publish, get, settle, warm_loop
 from bench.peers import NpmRegistry, PyPIIndex
@@ -254,12 +253,7 @@ def main() -> None:
         print("virtual: skipped: wrk not found (apt-get install wrk)")
         return
     print(f"virtual: {asdict(settings)}", file=sys.stderr)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="virtual-", dir=RESULTS))
-    try:
-        pages = run_all(settings, scratch)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    pages = in_scratch("virtual-", lambda scratch: run_all(settings, scratch))
     print()
     print_table(pages)
     lines = goal_lines(pages, settings)
