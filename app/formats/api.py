@@ -62,6 +62,7 @@ from app.proxy.results import Cached, CacheStatus, Document, Fetch, Missing
 from app.proxy.upstream import Upstream
 from app.repositories import Repositories, Repository
 from app.virtual import (
+    LEFT_OUT,
     MEMBER_HEADERS,
     Answer,
     Held,
@@ -89,6 +90,7 @@ from pipelines.sources import once
 __all__ = [
     "ACTION",
     "ALGORITHMS",
+    "LEFT_OUT",
     "MEMBER_HEADERS",
     "PRINCIPAL",
     "PRIVATE",

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.formats.api import (
+    LEFT_OUT,
     Answer,
     BadGateway,
     CacheStatus,
@@ -49,7 +50,6 @@ from app.formats.npm.names import Target, check_package
 from app.formats.npm.remote import NpmRemote
 
 BIG_MERGE = 500  # versions: merged off the event loop beyond this
-_LEFT_OUT = frozenset({"failed", "timeout"})  # remotes that could not answer in time
 KEPT_MERGES = 512  # indexes remembered per process (the bodies: in the renderings)
 
 
@@ -298,7 +298,7 @@ def _merged(done: Merge) -> Merged:
 
 
 def left_out(answers: Sequence[Answer[Any]]) -> bool:
-    return any(a.status in _LEFT_OUT for a in answers)
+    return any(a.status in LEFT_OUT for a in answers)
 
 
 def nobody(package: str, asked: Asked) -> Exception:

@@ -260,8 +260,8 @@ class OciVirtual:
         if version is None:
             answers = await self.tag_answers(t, 1000, "")
             virtual = self.of(repo)
-            served = next((a.name for a in answers if a.status == "served"), None)
-            return explained(virtual, name, None, answers, served, _tags_of)
+            first = first_served(answers)
+            return explained(virtual, name, None, answers, first.name if first else None, _tags_of)
         virtual, answers = await self.manifest(t, lookup_reference(version))
         first = first_served(answers)
         return explained(virtual, name, version, answers, first.name if first else None, _digest_of)

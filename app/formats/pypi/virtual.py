@@ -28,6 +28,7 @@ from typing import Any
 from aiohttp import web
 
 from app.formats.api import (
+    LEFT_OUT,
     MEMBER_HEADERS,
     Answer,
     BadGateway,
@@ -52,7 +53,6 @@ from app.formats.pypi.index import dist_file
 from app.formats.pypi.local import PypiLocal, page_response, serve_file
 from app.formats.pypi.remote import PypiRemote
 
-_LEFT_OUT = frozenset({"failed", "timeout"})
 # The project list is asked under a key no project has: no local member "holds" it, so
 # the guard keeps no remote's list out (its names stay listed; their pages and files
 # are what the guard keeps from the remotes), except a ``reserved: ["*"]``.
@@ -218,7 +218,7 @@ class PypiVirtual:
         winner = merge.serving(served, self.cooling(virtual, key, time.time()), name)
         headers = answer_headers(answers)
         if winner is None:
-            left_out = [a.name for a in answers if a.status in _LEFT_OUT]
+            left_out = [a.name for a in answers if a.status in LEFT_OUT]
             if left_out:  # it may be theirs: not a 404 a client would cache as "none"
                 said = f"{filename[:200]}: {', '.join(left_out)} did not answer"
                 raise BadGateway(said, headers=headers)
